@@ -23,18 +23,25 @@
 //! per dataset, the highest sequence already sealed into segments.
 
 mod config;
+mod dataset;
 mod error;
+mod manifest;
+mod names;
+mod sealer;
 mod segment_meta;
+pub mod segment_writer;
+mod store;
+pub mod wal;
 
 pub use config::*;
 pub use error::{Result, StoreError};
 pub use segment_meta::{BloomFilterLocation, ColumnStats, SegmentMeta, StatValue};
+pub use store::Store;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use arrow::array::RecordBatch;
-use object_store::ObjectStore;
 use quarry_schema::DatasetSchema;
 
 /// The environment used when no API keys are configured.
@@ -72,64 +79,10 @@ pub struct StoreMetrics {
     pub manifest_commits: AtomicU64,
     pub wal_files_deleted: AtomicU64,
     pub replayed_rows: AtomicU64,
+    /// Bytes of Arrow data held in buffers (including rows being sealed): a gauge.
     pub buffered_bytes: AtomicU64,
 }
 
-/// The storage engine of one Quarry node.
-pub struct Store {
-    _private: (),
-}
-
-impl Store {
-    /// Opens (or creates) the store: loads the manifest, replays the WAL, starts the
-    /// WAL writer and the sealing task.
-    pub async fn open(config: StoreConfig, object_store: Arc<dyn ObjectStore>) -> Result<Arc<Store>> {
-        let _ = (config, object_store);
-        todo!()
-    }
-
-    /// The current schema of a dataset (for decoders' type hints), if it exists.
-    pub fn schema(&self, env: &str, dataset: &str) -> Option<DatasetSchema> {
-        let _ = (env, dataset);
-        todo!()
-    }
-
-    /// Appends rows (must have a `timestamp` column). Creates the dataset on first
-    /// write. Returns once durable and visible; see the crate docs.
-    pub async fn append(&self, env: &str, dataset: &str, batch: RecordBatch) -> Result<()> {
-        let _ = (env, dataset, batch);
-        todo!()
-    }
-
-    /// The datasets of an environment, by name.
-    pub fn datasets(&self, env: &str) -> Vec<DatasetInfo> {
-        let _ = env;
-        todo!()
-    }
-
-    /// A consistent snapshot of a dataset, if it exists.
-    pub fn snapshot(&self, env: &str, dataset: &str) -> Option<DatasetSnapshot> {
-        let _ = (env, dataset);
-        todo!()
-    }
-
-    /// The object store holding segments (paths in [`SegmentMeta::path`] are in it).
-    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
-        todo!()
-    }
-
-    /// Seals every buffer now and waits for the manifest commit.
-    pub async fn seal_all(&self) -> Result<()> {
-        todo!()
-    }
-
-    /// Counters of the store's work.
-    pub fn metrics(&self) -> &StoreMetrics {
-        todo!()
-    }
-
-    /// Stops accepting appends, makes pending ones durable, stops background tasks.
-    pub async fn shutdown(&self) -> Result<()> {
-        todo!()
-    }
-}
+/// Environment variable that makes the process abort right after a seal's manifest
+/// commit, before buffers and WAL files are released (crash-recovery tests).
+pub const FAULT_CRASH_AFTER_SEAL_COMMIT: &str = "QUARRY_FAULT_CRASH_AFTER_SEAL_COMMIT";

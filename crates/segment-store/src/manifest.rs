@@ -1,0 +1,285 @@
+//! The manifest: which segments make up each dataset, as an append-only log.
+//!
+//! ```text
+//! _manifest/log/<seq, 20 digits>.json         one committed transaction each
+//! _manifest/checkpoint/<seq, 20 digits>.json  the whole state as of that entry
+//! ```
+//! A commit is a create-only put of the next log entry: if the object exists,
+//! another writer got there first and the commit fails instead of overwriting it.
+//! Loading reads the newest checkpoint and the entries after it, so start-up cost
+//! does not grow with history. The state holds per segment everything a query
+//! planner needs (see [`SegmentMeta`]), so planning opens no Parquet footer.
+//! The format is JSON, versioned by [`FORMAT_VERSION`], readable by a person.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use quarry_schema::DatasetSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::wal::DatasetKey;
+use crate::{Result, SegmentMeta, StoreError};
+
+/// Version of the manifest format written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+const LOG_DIR: &str = "_manifest/log";
+const CHECKPOINT_DIR: &str = "_manifest/checkpoint";
+/// Log entries kept behind the newest checkpoint (for inspection after an incident).
+const LOG_ENTRIES_KEPT_BEHIND_CHECKPOINT: u64 = 16;
+
+/// The manifest's record of one dataset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetManifest {
+    pub env: String,
+    pub name: String,
+    pub schema: DatasetSchema,
+    pub segments: Vec<Arc<SegmentMeta>>,
+    /// Every WAL entry of this dataset up to this sequence is in `segments`.
+    pub sealed_wal_seq: u64,
+    pub created_at_ns: i64,
+    pub last_written_ns: i64,
+}
+
+/// One change in a transaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Segments sealed from a dataset's buffer up to WAL sequence `sealed_wal_seq`.
+    SealSegments {
+        env: String,
+        dataset: String,
+        schema: DatasetSchema,
+        segments: Vec<SegmentMeta>,
+        sealed_wal_seq: u64,
+        created_at_ns: i64,
+        last_written_ns: i64,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LogEntry {
+    version: u32,
+    seq: u64,
+    actions: Vec<Action>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    version: u32,
+    seq: u64,
+    datasets: Vec<DatasetManifest>,
+}
+
+/// The loaded manifest and the object store it lives in.
+pub struct Manifest {
+    store: Arc<dyn ObjectStore>,
+    seq: u64,
+    datasets: BTreeMap<DatasetKey, DatasetManifest>,
+    checkpoint_interval: u64,
+    last_checkpoint_seq: u64,
+}
+
+impl Manifest {
+    /// Loads the newest checkpoint and replays the log entries after it.
+    pub async fn load(store: Arc<dyn ObjectStore>, checkpoint_interval: u64) -> Result<Manifest> {
+        let checkpoint_seq = latest_seq(&store, CHECKPOINT_DIR).await?;
+        let mut manifest = Manifest {
+            store: store.clone(),
+            seq: 0,
+            datasets: BTreeMap::new(),
+            checkpoint_interval: checkpoint_interval.max(1),
+            last_checkpoint_seq: 0,
+        };
+        if let Some(seq) = checkpoint_seq {
+            let checkpoint: Checkpoint = read_json(&store, &object_path(CHECKPOINT_DIR, seq)).await?;
+            check_version(checkpoint.version)?;
+            for mut dataset in checkpoint.datasets {
+                dataset.schema.reindex();
+                manifest.datasets.insert((dataset.env.clone(), dataset.name.clone()), dataset);
+            }
+            manifest.seq = checkpoint.seq;
+            manifest.last_checkpoint_seq = checkpoint.seq;
+        }
+        let mut later: Vec<u64> = list_seqs(&store, LOG_DIR).await?.into_iter().filter(|seq| *seq > manifest.seq).collect();
+        later.sort_unstable();
+        for seq in later {
+            if seq != manifest.seq + 1 {
+                return Err(StoreError::Manifest(format!("log entry {} is missing (found {seq})", manifest.seq + 1)));
+            }
+            let entry: LogEntry = read_json(&store, &object_path(LOG_DIR, seq)).await?;
+            check_version(entry.version)?;
+            manifest.apply(entry.actions);
+            manifest.seq = seq;
+        }
+        Ok(manifest)
+    }
+
+    /// The datasets as of the last commit.
+    pub fn datasets(&self) -> impl Iterator<Item = &DatasetManifest> {
+        self.datasets.values()
+    }
+
+    /// The sequence number of the last committed entry.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Commits a transaction: durable in the object store when this returns.
+    pub async fn commit(&mut self, actions: Vec<Action>) -> Result<u64> {
+        let seq = self.seq + 1;
+        let entry = LogEntry { version: FORMAT_VERSION, seq, actions };
+        let body = serde_json::to_vec(&entry).map_err(|error| StoreError::Manifest(error.to_string()))?;
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(&object_path(LOG_DIR, seq), PutPayload::from(body), options).await {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(StoreError::Manifest(format!(
+                    "manifest entry {seq} already exists: another Quarry process writes to this store"
+                )));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        self.apply(entry.actions);
+        self.seq = seq;
+        if seq - self.last_checkpoint_seq >= self.checkpoint_interval {
+            // A failed checkpoint costs only start-up time: the log still has it all.
+            if let Err(error) = self.checkpoint().await {
+                tracing::warn!(%error, "manifest checkpoint failed");
+            }
+        }
+        Ok(seq)
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::SealSegments { env, dataset, mut schema, segments, sealed_wal_seq, created_at_ns, last_written_ns } => {
+                    schema.reindex();
+                    let key = (env.clone(), dataset.clone());
+                    let record = self.datasets.entry(key).or_insert_with(|| DatasetManifest {
+                        env,
+                        name: dataset,
+                        schema: DatasetSchema::default(),
+                        segments: Vec::new(),
+                        sealed_wal_seq: 0,
+                        created_at_ns,
+                        last_written_ns,
+                    });
+                    record.schema = schema;
+                    record.segments.extend(segments.into_iter().map(Arc::new));
+                    record.sealed_wal_seq = record.sealed_wal_seq.max(sealed_wal_seq);
+                    record.last_written_ns = record.last_written_ns.max(last_written_ns);
+                }
+            }
+        }
+    }
+
+    async fn checkpoint(&mut self) -> Result<()> {
+        let checkpoint = Checkpoint { version: FORMAT_VERSION, seq: self.seq, datasets: self.datasets.values().cloned().collect() };
+        let body = serde_json::to_vec(&checkpoint).map_err(|error| StoreError::Manifest(error.to_string()))?;
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        self.store.put_opts(&object_path(CHECKPOINT_DIR, self.seq), PutPayload::from(body), options).await?;
+        let previous = self.last_checkpoint_seq;
+        self.last_checkpoint_seq = self.seq;
+        // Older checkpoints and most log entries behind this one are no longer read.
+        if previous > 0 {
+            let _ = self.store.delete(&object_path(CHECKPOINT_DIR, previous)).await;
+        }
+        let horizon = self.seq.saturating_sub(LOG_ENTRIES_KEPT_BEHIND_CHECKPOINT);
+        for seq in list_seqs(&self.store, LOG_DIR).await? {
+            if seq < horizon {
+                let _ = self.store.delete(&object_path(LOG_DIR, seq)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_version(version: u32) -> Result<()> {
+    if version > FORMAT_VERSION {
+        return Err(StoreError::Manifest(format!(
+            "manifest format {version} is newer than this build reads ({FORMAT_VERSION}); upgrade Quarry"
+        )));
+    }
+    Ok(())
+}
+
+fn object_path(dir: &str, seq: u64) -> Path {
+    Path::from(format!("{dir}/{seq:020}.json"))
+}
+
+async fn list_seqs(store: &Arc<dyn ObjectStore>, dir: &str) -> Result<Vec<u64>> {
+    let objects: Vec<_> = store.list(Some(&Path::from(dir))).try_collect().await?;
+    Ok(objects
+        .iter()
+        .filter_map(|object| object.location.filename()?.strip_suffix(".json")?.parse().ok())
+        .collect())
+}
+
+async fn latest_seq(store: &Arc<dyn ObjectStore>, dir: &str) -> Result<Option<u64>> {
+    Ok(list_seqs(store, dir).await?.into_iter().max())
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<T> {
+    let bytes = store.get(path).await?.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|error| StoreError::Manifest(format!("{path}: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn seal(dataset: &str, wal_seq: u64, path: &str) -> Action {
+        Action::SealSegments {
+            env: "default".into(),
+            dataset: dataset.into(),
+            schema: DatasetSchema::default(),
+            segments: vec![SegmentMeta {
+                path: path.into(),
+                size_bytes: 1,
+                rows: 1,
+                min_time_ns: 0,
+                max_time_ns: 0,
+                partition_start_ns: 0,
+                created_at_ns: 0,
+                columns: vec![],
+                bloom_filters: vec![],
+            }],
+            sealed_wal_seq: wal_seq,
+            created_at_ns: 0,
+            last_written_ns: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_survive_reload_across_checkpoints() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut manifest = Manifest::load(store.clone(), 3).await.unwrap();
+        for i in 0..7u64 {
+            manifest.commit(vec![seal(if i % 2 == 0 { "a" } else { "b" }, i + 1, &format!("s{i}"))]).await.unwrap();
+        }
+        let reloaded = Manifest::load(store.clone(), 3).await.unwrap();
+        assert_eq!(reloaded.seq(), 7);
+        let a = reloaded.datasets().find(|d| d.name == "a").unwrap();
+        assert_eq!(a.segments.len(), 4);
+        assert_eq!(a.sealed_wal_seq, 7);
+        let b = reloaded.datasets().find(|d| d.name == "b").unwrap();
+        assert_eq!((b.segments.len(), b.sealed_wal_seq), (3, 6));
+        // Only the newest checkpoint (seq 6) is kept.
+        assert_eq!(list_seqs(&store, CHECKPOINT_DIR).await.unwrap(), vec![6]);
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_cannot_overwrite_an_entry() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut first = Manifest::load(store.clone(), 100).await.unwrap();
+        let mut second = Manifest::load(store.clone(), 100).await.unwrap();
+        first.commit(vec![seal("a", 1, "x")]).await.unwrap();
+        let error = second.commit(vec![seal("a", 1, "y")]).await.unwrap_err();
+        assert!(error.to_string().contains("another Quarry process"));
+    }
+}

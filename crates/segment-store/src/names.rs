@@ -1,0 +1,65 @@
+//! Validating dataset names and mapping them to object-store directories.
+
+use crate::{Result, StoreError};
+
+/// Longest dataset or environment name, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Checks a dataset or environment name.
+pub fn validate(name: &str) -> Result<()> {
+    let invalid = |reason| Err(StoreError::InvalidName { name: name.to_owned(), reason });
+    if name.trim().is_empty() {
+        return invalid("empty");
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return invalid("longer than 255 bytes");
+    }
+    if name.chars().any(char::is_control) {
+        return invalid("contains control characters");
+    }
+    Ok(())
+}
+
+/// The object-store directory of a dataset's segments.
+///
+/// Names may hold any printable character, while object paths are safest with a
+/// small alphabet: other characters become `_`, and a checksum of the real name is
+/// appended whenever that changed anything, so two names never share a directory.
+pub fn segment_dir(env: &str, dataset: &str) -> String {
+    format!("segments/{}/{}", path_part(env), path_part(dataset))
+}
+
+fn path_part(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
+    if safe == name && !name.starts_with('.') {
+        safe
+    } else {
+        format!("{safe}-{:08x}", crc32fast::hash(name.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_are_safe_and_distinct() {
+        assert_eq!(segment_dir("default", "api-gw.prod"), "segments/default/api-gw.prod");
+        let spaced = segment_dir("default", "my ds");
+        let underscored = segment_dir("default", "my_ds");
+        assert!(spaced.starts_with("segments/default/my_ds-"));
+        assert_ne!(spaced, underscored);
+        assert!(segment_dir("default", "..").contains("..-"));
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        assert!(validate("").is_err());
+        assert!(validate("a\nb").is_err());
+        assert!(validate(&"x".repeat(256)).is_err());
+        assert!(validate("ok.name-1").is_ok());
+    }
+}

@@ -1,0 +1,134 @@
+//! Sealing buffers into segments: the background loop and one dataset's seal.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use object_store::{ObjectStoreExt, PutPayload};
+use object_store::path::Path;
+
+use crate::manifest::Action;
+use crate::segment_writer::{SegmentSettings, build_segments};
+use crate::store::now_ns;
+use crate::wal::DatasetKey;
+use crate::{Result, SegmentMeta, Store, StoreError, names};
+
+/// How often the sealer looks for buffers past their age limit.
+const SEAL_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// Fraction of the memory budget above which the largest buffer is sealed early.
+const MEMORY_PRESSURE_FRACTION: f64 = 0.5;
+
+/// The background loop: seals every buffer past a threshold, then waits for a
+/// wake-up or the next check. Holds only a weak reference between rounds so a
+/// dropped store is not kept alive by its own sealer.
+pub async fn run(store: Weak<Store>) {
+    loop {
+        let Some(strong) = store.upgrade() else { return };
+        if strong.inner.shutting_down.load(Ordering::Relaxed) {
+            return;
+        }
+        for key in due(&strong) {
+            if let Err(error) = seal_dataset(&strong, &key).await {
+                tracing::error!(env = %key.0, dataset = %key.1, %error, "sealing failed; rows stay buffered and will be retried");
+            }
+        }
+        let inner = strong.inner.clone();
+        drop(strong);
+        tokio::select! {
+            _ = inner.seal_wakeup.notified() => {}
+            _ = tokio::time::sleep(SEAL_CHECK_INTERVAL) => {}
+        }
+    }
+}
+
+/// Datasets whose buffer crossed a row, byte or age threshold, or the largest
+/// buffer when all buffers together press on the memory budget.
+fn due(store: &Store) -> Vec<DatasetKey> {
+    let config = &store.inner.config;
+    let datasets: Vec<_> = store.inner.datasets.read().iter().map(|(k, d)| (k.clone(), d.clone())).collect();
+    let mut due = Vec::new();
+    let mut largest: Option<(usize, DatasetKey)> = None;
+    for (key, dataset) in datasets {
+        let state = dataset.state.lock();
+        if state.buffer.is_empty() {
+            continue;
+        }
+        let too_old = state.buffer_oldest.is_some_and(|oldest| oldest.elapsed() >= config.seal_max_age);
+        if state.buffer_rows >= config.seal_max_rows || state.buffer_bytes >= config.seal_max_bytes || too_old {
+            due.push(key);
+        } else if largest.as_ref().is_none_or(|(bytes, _)| state.buffer_bytes > *bytes) {
+            largest = Some((state.buffer_bytes, key));
+        }
+    }
+    let buffered = store.inner.metrics.buffered_bytes.load(Ordering::Relaxed) as f64;
+    if buffered >= config.max_buffered_bytes as f64 * MEMORY_PRESSURE_FRACTION
+        && let Some((_, key)) = largest
+    {
+        due.push(key);
+    }
+    due
+}
+
+/// Seals one dataset's buffer: writes its segments, commits them to the manifest,
+/// then releases the rows and the WAL files no longer needed.
+pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
+    let inner = &store.inner;
+    let _one_seal_at_a_time = inner.seal_lock.lock().await;
+    let Some(dataset) = inner.dataset(key) else { return Ok(()) };
+    let (batches, max_seq, schema, created_at_ns, last_written_ns) = {
+        let mut state = dataset.state.lock();
+        let Some((batches, max_seq)) = state.begin_seal() else { return Ok(()) };
+        (batches, max_seq, state.schema.clone(), state.created_at_ns, state.last_written_ns)
+    };
+    let settings = SegmentSettings {
+        partition_width_ns: inner.config.partition_width.as_nanos() as i64,
+        row_group_rows: inner.config.row_group_rows,
+        bloom_filter_columns: inner.config.bloom_filter_columns.clone(),
+    };
+    let dir = names::segment_dir(&key.0, &key.1);
+    let written: Result<Vec<Arc<SegmentMeta>>> = async {
+        let build_schema = schema.clone();
+        let files = tokio::task::spawn_blocking(move || build_segments(&batches, &build_schema, &settings, &dir, now_ns()))
+            .await
+            .map_err(|error| StoreError::Manifest(format!("segment build task failed: {error}")))??;
+        for file in &files {
+            inner.object_store.put(&Path::from(file.meta.path.as_str()), PutPayload::from(file.bytes.clone())).await?;
+        }
+        let metas: Vec<SegmentMeta> = files.into_iter().map(|file| file.meta).collect();
+        let rows: u64 = metas.iter().map(|meta| meta.rows).sum();
+        inner
+            .manifest
+            .lock()
+            .await
+            .commit(vec![Action::SealSegments {
+                env: key.0.clone(),
+                dataset: key.1.clone(),
+                schema,
+                segments: metas.clone(),
+                sealed_wal_seq: max_seq,
+                created_at_ns,
+                last_written_ns,
+            }])
+            .await?;
+        inner.metrics.manifest_commits.fetch_add(1, Ordering::Relaxed);
+        inner.metrics.segments_written.fetch_add(metas.len() as u64, Ordering::Relaxed);
+        inner.metrics.rows_sealed.fetch_add(rows, Ordering::Relaxed);
+        Ok(metas.into_iter().map(Arc::new).collect())
+    }
+    .await;
+    let segments = match written {
+        Ok(segments) => segments,
+        Err(error) => {
+            dataset.state.lock().abort_seal();
+            return Err(error);
+        }
+    };
+    if inner.crash_after_seal_commit {
+        tracing::error!("{} is set: aborting after the seal commit", crate::FAULT_CRASH_AFTER_SEAL_COMMIT);
+        std::process::abort();
+    }
+    let freed = dataset.state.lock().finish_seal(segments, max_seq);
+    inner.metrics.buffered_bytes.fetch_sub(freed as u64, Ordering::Relaxed);
+    store.wal.rotate().await?;
+    store.delete_sealed_wal_files()
+}
