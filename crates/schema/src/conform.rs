@@ -29,9 +29,13 @@ pub enum ConformError {
 }
 
 /// Rewrites `batch` so every column agrees with `schema`, adding new columns to it.
-pub fn conform_batch(batch: RecordBatch, schema: &mut DatasetSchema) -> Result<RecordBatch, ConformError> {
+pub fn conform_batch(
+    batch: RecordBatch,
+    schema: &mut DatasetSchema,
+) -> Result<RecordBatch, ConformError> {
     match batch.schema().column_with_name(crate::TIMESTAMP) {
-        Some((_, field)) if FieldType::from_data_type(field.data_type()) == Some(FieldType::Timestamp) => {}
+        Some((_, field))
+            if FieldType::from_data_type(field.data_type()) == Some(FieldType::Timestamp) => {}
         _ => return Err(ConformError::MissingTimestamp),
     }
     let mut out: Vec<(String, FieldType, ArrayRef)> = Vec::with_capacity(batch.num_columns());
@@ -42,7 +46,8 @@ pub fn conform_batch(batch: RecordBatch, schema: &mut DatasetSchema) -> Result<R
                 data_type: field.data_type().to_string(),
             }
         })?;
-        let (name, field_type, column) = place_column(field.name(), field_type, column.clone(), schema)?;
+        let (name, field_type, column) =
+            place_column(field.name(), field_type, column.clone(), schema)?;
         match out.iter_mut().find(|(existing, _, _)| *existing == name) {
             // Two batch columns landed on one name (a value and its former sibling):
             // each row has at most one of them, so keep whichever is set.
@@ -52,10 +57,15 @@ pub fn conform_batch(batch: RecordBatch, schema: &mut DatasetSchema) -> Result<R
     }
     let fields: Vec<Field> = out
         .iter()
-        .map(|(name, field_type, _)| Field::new(name, field_type.data_type(), name != crate::TIMESTAMP))
+        .map(|(name, field_type, _)| {
+            Field::new(name, field_type.data_type(), name != crate::TIMESTAMP)
+        })
         .collect();
     let columns = out.into_iter().map(|(_, _, column)| column).collect();
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Finds the column a batch column belongs in, coercing it if the rule says so.
@@ -95,9 +105,9 @@ fn ints_fit_float(column: &ArrayRef) -> bool {
     let Some(ints) = column.as_any().downcast_ref::<Int64Array>() else {
         return false;
     };
-    ints.iter().flatten().all(|value| {
-        placement(FieldType::Int, FieldType::Float, Some(value)) == Placement::Coerce
-    })
+    ints.iter()
+        .flatten()
+        .all(|value| placement(FieldType::Int, FieldType::Float, Some(value)) == Placement::Coerce)
 }
 
 #[cfg(test)]
@@ -116,7 +126,11 @@ mod tests {
     #[test]
     fn new_columns_join_the_schema() {
         let mut schema = DatasetSchema::default();
-        let out = conform_batch(batch(vec![("a", Arc::new(Int64Array::from(vec![1, 2])))]), &mut schema).unwrap();
+        let out = conform_batch(
+            batch(vec![("a", Arc::new(Int64Array::from(vec![1, 2])))]),
+            &mut schema,
+        )
+        .unwrap();
         assert_eq!(schema.get("a"), Some(FieldType::Int));
         assert_eq!(out.num_columns(), 2);
     }
@@ -135,11 +149,17 @@ mod tests {
         )
         .unwrap();
         let d = out.column_by_name("d").unwrap();
-        assert_eq!(d.as_any().downcast_ref::<Float64Array>().unwrap().value(1), 2.0);
+        assert_eq!(
+            d.as_any().downcast_ref::<Float64Array>().unwrap().value(1),
+            2.0
+        );
         assert!(out.column_by_name("s").is_none());
         assert_eq!(schema.get("s#string"), Some(FieldType::String));
         let s = out.column_by_name("s#string").unwrap();
-        assert_eq!(s.as_any().downcast_ref::<StringArray>().unwrap().value(0), "x");
+        assert_eq!(
+            s.as_any().downcast_ref::<StringArray>().unwrap().value(0),
+            "x"
+        );
     }
 
     #[test]
@@ -151,7 +171,10 @@ mod tests {
         let out = conform_batch(
             batch(vec![
                 ("n", Arc::new(StringArray::from(vec![Some("a"), None]))),
-                ("n#string", Arc::new(StringArray::from(vec![None, Some("b")]))),
+                (
+                    "n#string",
+                    Arc::new(StringArray::from(vec![None, Some("b")])),
+                ),
             ]),
             &mut schema,
         )
@@ -165,7 +188,14 @@ mod tests {
     #[test]
     fn a_batch_without_timestamp_is_refused() {
         let mut schema = DatasetSchema::default();
-        let plain = RecordBatch::try_from_iter(vec![("a", Arc::new(Int64Array::from(vec![1])) as ArrayRef)]).unwrap();
-        assert!(matches!(conform_batch(plain, &mut schema), Err(ConformError::MissingTimestamp)));
+        let plain = RecordBatch::try_from_iter(vec![(
+            "a",
+            Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+        )])
+        .unwrap();
+        assert!(matches!(
+            conform_batch(plain, &mut schema),
+            Err(ConformError::MissingTimestamp)
+        ));
     }
 }

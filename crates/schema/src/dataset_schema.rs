@@ -19,7 +19,10 @@ pub struct DatasetSchema {
 
 impl Default for DatasetSchema {
     fn default() -> Self {
-        let mut schema = DatasetSchema { columns: Vec::new(), index: HashMap::new() };
+        let mut schema = DatasetSchema {
+            columns: Vec::new(),
+            index: HashMap::new(),
+        };
         schema.insert(crate::TIMESTAMP, FieldType::Timestamp);
         schema
     }
@@ -38,7 +41,9 @@ impl DatasetSchema {
 
     /// The type of column `name`, if the dataset has it.
     pub fn get(&self, name: &str) -> Option<FieldType> {
-        self.index.get(name).map(|&position| self.columns[position].1)
+        self.index
+            .get(name)
+            .map(|&position| self.columns[position].1)
     }
 
     /// Adds a column; returns false (and changes nothing) when it already exists.
@@ -63,7 +68,9 @@ impl DatasetSchema {
 
     /// Columns in order of first appearance.
     pub fn columns(&self) -> impl Iterator<Item = (&str, FieldType)> {
-        self.columns.iter().map(|(name, field_type)| (name.as_str(), *field_type))
+        self.columns
+            .iter()
+            .map(|(name, field_type)| (name.as_str(), *field_type))
     }
 
     /// The Arrow schema of the dataset table: every column nullable but `timestamp`.
@@ -101,6 +108,9 @@ mod tests {
     // The schema crate does not depend on serde_json; a clone stands in for a
     // round trip of the serialized columns list.
     fn serde_json_like(schema: &DatasetSchema) -> DatasetSchema {
-        DatasetSchema { columns: schema.columns.clone(), index: HashMap::new() }
+        DatasetSchema {
+            columns: schema.columns.clone(),
+            index: HashMap::new(),
+        }
     }
 }

@@ -81,7 +81,11 @@ pub enum Placement {
 ///
 /// `int_value` is the value when it is an int, so that ints beyond 2^53 (which a
 /// float64 cannot hold exactly) go to the sibling column instead of losing digits.
-pub fn placement(value_type: FieldType, column_type: FieldType, int_value: Option<i64>) -> Placement {
+pub fn placement(
+    value_type: FieldType,
+    column_type: FieldType,
+    int_value: Option<i64>,
+) -> Placement {
     use FieldType::*;
     match (value_type, column_type) {
         (v, c) if v == c => Placement::Same,
@@ -100,20 +104,41 @@ mod tests {
 
     #[test]
     fn lossless_coercions_and_siblings() {
-        assert_eq!(placement(FieldType::Int, FieldType::Float, Some(3)), Placement::Coerce);
+        assert_eq!(
+            placement(FieldType::Int, FieldType::Float, Some(3)),
+            Placement::Coerce
+        );
         assert_eq!(
             placement(FieldType::Int, FieldType::Float, Some((1 << 53) + 1)),
             Placement::Sibling
         );
-        assert_eq!(placement(FieldType::Float, FieldType::Int, None), Placement::Sibling);
-        assert_eq!(placement(FieldType::Bool, FieldType::String, None), Placement::Coerce);
-        assert_eq!(placement(FieldType::String, FieldType::Int, None), Placement::Sibling);
-        assert_eq!(placement(FieldType::String, FieldType::String, None), Placement::Same);
+        assert_eq!(
+            placement(FieldType::Float, FieldType::Int, None),
+            Placement::Sibling
+        );
+        assert_eq!(
+            placement(FieldType::Bool, FieldType::String, None),
+            Placement::Coerce
+        );
+        assert_eq!(
+            placement(FieldType::String, FieldType::Int, None),
+            Placement::Sibling
+        );
+        assert_eq!(
+            placement(FieldType::String, FieldType::String, None),
+            Placement::Same
+        );
     }
 
     #[test]
     fn arrow_types_round_trip() {
-        for t in [FieldType::Bool, FieldType::Int, FieldType::Float, FieldType::String, FieldType::Timestamp] {
+        for t in [
+            FieldType::Bool,
+            FieldType::Int,
+            FieldType::Float,
+            FieldType::String,
+            FieldType::Timestamp,
+        ] {
             assert_eq!(FieldType::from_data_type(&t.data_type()), Some(t));
         }
     }

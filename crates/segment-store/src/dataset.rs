@@ -41,7 +41,9 @@ pub struct DatasetState {
 impl Dataset {
     /// A dataset with the given state.
     pub fn new(state: DatasetState) -> Arc<Dataset> {
-        Arc::new(Dataset { state: Mutex::new(state) })
+        Arc::new(Dataset {
+            state: Mutex::new(state),
+        })
     }
 }
 
@@ -61,7 +63,11 @@ impl DatasetState {
     pub fn snapshot(&self) -> DatasetSnapshot {
         let mut buffer = self.sealing.clone();
         buffer.extend(self.buffer.iter().cloned());
-        DatasetSnapshot { schema: self.schema.clone(), segments: self.segments.clone(), buffer }
+        DatasetSnapshot {
+            schema: self.schema.clone(),
+            segments: self.segments.clone(),
+            buffer,
+        }
     }
 
     /// Moves the buffer into `sealing`; returns the rows and their highest sequence.

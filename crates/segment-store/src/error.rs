@@ -13,9 +13,16 @@ pub enum StoreError {
     #[error("invalid name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error("write-ahead log {path}: {source}")]
-    Wal { path: String, source: std::io::Error },
+    Wal {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("corrupt write-ahead log {path} at byte {offset}: {reason}")]
-    WalCorrupt { path: String, offset: u64, reason: String },
+    WalCorrupt {
+        path: String,
+        offset: u64,
+        reason: String,
+    },
     #[error("object store: {0}")]
     ObjectStore(#[from] object_store::Error),
     #[error("manifest: {0}")]

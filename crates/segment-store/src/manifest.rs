@@ -94,20 +94,30 @@ impl Manifest {
             last_checkpoint_seq: 0,
         };
         if let Some(seq) = checkpoint_seq {
-            let checkpoint: Checkpoint = read_json(&store, &object_path(CHECKPOINT_DIR, seq)).await?;
+            let checkpoint: Checkpoint =
+                read_json(&store, &object_path(CHECKPOINT_DIR, seq)).await?;
             check_version(checkpoint.version)?;
             for mut dataset in checkpoint.datasets {
                 dataset.schema.reindex();
-                manifest.datasets.insert((dataset.env.clone(), dataset.name.clone()), dataset);
+                manifest
+                    .datasets
+                    .insert((dataset.env.clone(), dataset.name.clone()), dataset);
             }
             manifest.seq = checkpoint.seq;
             manifest.last_checkpoint_seq = checkpoint.seq;
         }
-        let mut later: Vec<u64> = list_seqs(&store, LOG_DIR).await?.into_iter().filter(|seq| *seq > manifest.seq).collect();
+        let mut later: Vec<u64> = list_seqs(&store, LOG_DIR)
+            .await?
+            .into_iter()
+            .filter(|seq| *seq > manifest.seq)
+            .collect();
         later.sort_unstable();
         for seq in later {
             if seq != manifest.seq + 1 {
-                return Err(StoreError::Manifest(format!("log entry {} is missing (found {seq})", manifest.seq + 1)));
+                return Err(StoreError::Manifest(format!(
+                    "log entry {} is missing (found {seq})",
+                    manifest.seq + 1
+                )));
             }
             let entry: LogEntry = read_json(&store, &object_path(LOG_DIR, seq)).await?;
             check_version(entry.version)?;
@@ -130,10 +140,22 @@ impl Manifest {
     /// Commits a transaction: durable in the object store when this returns.
     pub async fn commit(&mut self, actions: Vec<Action>) -> Result<u64> {
         let seq = self.seq + 1;
-        let entry = LogEntry { version: FORMAT_VERSION, seq, actions };
-        let body = serde_json::to_vec(&entry).map_err(|error| StoreError::Manifest(error.to_string()))?;
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&object_path(LOG_DIR, seq), PutPayload::from(body), options).await {
+        let entry = LogEntry {
+            version: FORMAT_VERSION,
+            seq,
+            actions,
+        };
+        let body =
+            serde_json::to_vec(&entry).map_err(|error| StoreError::Manifest(error.to_string()))?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&object_path(LOG_DIR, seq), PutPayload::from(body), options)
+            .await
+        {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 return Err(StoreError::Manifest(format!(
@@ -156,7 +178,15 @@ impl Manifest {
     fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::SealSegments { env, dataset, mut schema, segments, sealed_wal_seq, created_at_ns, last_written_ns } => {
+                Action::SealSegments {
+                    env,
+                    dataset,
+                    mut schema,
+                    segments,
+                    sealed_wal_seq,
+                    created_at_ns,
+                    last_written_ns,
+                } => {
                     schema.reindex();
                     let key = (env.clone(), dataset.clone());
                     let record = self.datasets.entry(key).or_insert_with(|| DatasetManifest {
@@ -178,15 +208,32 @@ impl Manifest {
     }
 
     async fn checkpoint(&mut self) -> Result<()> {
-        let checkpoint = Checkpoint { version: FORMAT_VERSION, seq: self.seq, datasets: self.datasets.values().cloned().collect() };
-        let body = serde_json::to_vec(&checkpoint).map_err(|error| StoreError::Manifest(error.to_string()))?;
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        self.store.put_opts(&object_path(CHECKPOINT_DIR, self.seq), PutPayload::from(body), options).await?;
+        let checkpoint = Checkpoint {
+            version: FORMAT_VERSION,
+            seq: self.seq,
+            datasets: self.datasets.values().cloned().collect(),
+        };
+        let body = serde_json::to_vec(&checkpoint)
+            .map_err(|error| StoreError::Manifest(error.to_string()))?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(
+                &object_path(CHECKPOINT_DIR, self.seq),
+                PutPayload::from(body),
+                options,
+            )
+            .await?;
         let previous = self.last_checkpoint_seq;
         self.last_checkpoint_seq = self.seq;
         // Older checkpoints and most log entries behind this one are no longer read.
         if previous > 0 {
-            let _ = self.store.delete(&object_path(CHECKPOINT_DIR, previous)).await;
+            let _ = self
+                .store
+                .delete(&object_path(CHECKPOINT_DIR, previous))
+                .await;
         }
         let horizon = self.seq.saturating_sub(LOG_ENTRIES_KEPT_BEHIND_CHECKPOINT);
         for seq in list_seqs(&self.store, LOG_DIR).await? {
@@ -215,7 +262,14 @@ async fn list_seqs(store: &Arc<dyn ObjectStore>, dir: &str) -> Result<Vec<u64>> 
     let objects: Vec<_> = store.list(Some(&Path::from(dir))).try_collect().await?;
     Ok(objects
         .iter()
-        .filter_map(|object| object.location.filename()?.strip_suffix(".json")?.parse().ok())
+        .filter_map(|object| {
+            object
+                .location
+                .filename()?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
         .collect())
 }
 
@@ -223,7 +277,10 @@ async fn latest_seq(store: &Arc<dyn ObjectStore>, dir: &str) -> Result<Option<u6
     Ok(list_seqs(store, dir).await?.into_iter().max())
 }
 
-async fn read_json<T: for<'de> Deserialize<'de>>(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<T> {
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+) -> Result<T> {
     let bytes = store.get(path).await?.bytes().await?;
     serde_json::from_slice(&bytes).map_err(|error| StoreError::Manifest(format!("{path}: {error}")))
 }
@@ -260,7 +317,14 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let mut manifest = Manifest::load(store.clone(), 3).await.unwrap();
         for i in 0..7u64 {
-            manifest.commit(vec![seal(if i % 2 == 0 { "a" } else { "b" }, i + 1, &format!("s{i}"))]).await.unwrap();
+            manifest
+                .commit(vec![seal(
+                    if i % 2 == 0 { "a" } else { "b" },
+                    i + 1,
+                    &format!("s{i}"),
+                )])
+                .await
+                .unwrap();
         }
         let reloaded = Manifest::load(store.clone(), 3).await.unwrap();
         assert_eq!(reloaded.seq(), 7);

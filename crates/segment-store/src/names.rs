@@ -7,7 +7,12 @@ pub const MAX_NAME_BYTES: usize = 255;
 
 /// Checks a dataset or environment name.
 pub fn validate(name: &str) -> Result<()> {
-    let invalid = |reason| Err(StoreError::InvalidName { name: name.to_owned(), reason });
+    let invalid = |reason| {
+        Err(StoreError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
     if name.trim().is_empty() {
         return invalid("empty");
     }
@@ -32,7 +37,13 @@ pub fn segment_dir(env: &str, dataset: &str) -> String {
 fn path_part(name: &str) -> String {
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if safe == name && !name.starts_with('.') {
         safe
@@ -47,7 +58,10 @@ mod tests {
 
     #[test]
     fn directories_are_safe_and_distinct() {
-        assert_eq!(segment_dir("default", "api-gw.prod"), "segments/default/api-gw.prod");
+        assert_eq!(
+            segment_dir("default", "api-gw.prod"),
+            "segments/default/api-gw.prod"
+        );
         let spaced = segment_dir("default", "my ds");
         let underscored = segment_dir("default", "my_ds");
         assert!(spaced.starts_with("segments/default/my_ds-"));

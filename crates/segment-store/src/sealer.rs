@@ -4,8 +4,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use object_store::{ObjectStoreExt, PutPayload};
 use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::manifest::Action;
 use crate::segment_writer::{SegmentSettings, build_segments};
@@ -23,7 +23,9 @@ const MEMORY_PRESSURE_FRACTION: f64 = 0.5;
 /// dropped store is not kept alive by its own sealer.
 pub async fn run(store: Weak<Store>) {
     loop {
-        let Some(strong) = store.upgrade() else { return };
+        let Some(strong) = store.upgrade() else {
+            return;
+        };
         if strong.inner.shutting_down.load(Ordering::Relaxed) {
             return;
         }
@@ -45,7 +47,13 @@ pub async fn run(store: Weak<Store>) {
 /// buffer when all buffers together press on the memory budget.
 fn due(store: &Store) -> Vec<DatasetKey> {
     let config = &store.inner.config;
-    let datasets: Vec<_> = store.inner.datasets.read().iter().map(|(k, d)| (k.clone(), d.clone())).collect();
+    let datasets: Vec<_> = store
+        .inner
+        .datasets
+        .read()
+        .iter()
+        .map(|(k, d)| (k.clone(), d.clone()))
+        .collect();
     let mut due = Vec::new();
     let mut largest: Option<(usize, DatasetKey)> = None;
     for (key, dataset) in datasets {
@@ -53,10 +61,18 @@ fn due(store: &Store) -> Vec<DatasetKey> {
         if state.buffer.is_empty() {
             continue;
         }
-        let too_old = state.buffer_oldest.is_some_and(|oldest| oldest.elapsed() >= config.seal_max_age);
-        if state.buffer_rows >= config.seal_max_rows || state.buffer_bytes >= config.seal_max_bytes || too_old {
+        let too_old = state
+            .buffer_oldest
+            .is_some_and(|oldest| oldest.elapsed() >= config.seal_max_age);
+        if state.buffer_rows >= config.seal_max_rows
+            || state.buffer_bytes >= config.seal_max_bytes
+            || too_old
+        {
             due.push(key);
-        } else if largest.as_ref().is_none_or(|(bytes, _)| state.buffer_bytes > *bytes) {
+        } else if largest
+            .as_ref()
+            .is_none_or(|(bytes, _)| state.buffer_bytes > *bytes)
+        {
             largest = Some((state.buffer_bytes, key));
         }
     }
@@ -74,11 +90,21 @@ fn due(store: &Store) -> Vec<DatasetKey> {
 pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
     let inner = &store.inner;
     let _one_seal_at_a_time = inner.seal_lock.lock().await;
-    let Some(dataset) = inner.dataset(key) else { return Ok(()) };
+    let Some(dataset) = inner.dataset(key) else {
+        return Ok(());
+    };
     let (batches, max_seq, schema, created_at_ns, last_written_ns) = {
         let mut state = dataset.state.lock();
-        let Some((batches, max_seq)) = state.begin_seal() else { return Ok(()) };
-        (batches, max_seq, state.schema.clone(), state.created_at_ns, state.last_written_ns)
+        let Some((batches, max_seq)) = state.begin_seal() else {
+            return Ok(());
+        };
+        (
+            batches,
+            max_seq,
+            state.schema.clone(),
+            state.created_at_ns,
+            state.last_written_ns,
+        )
     };
     let settings = SegmentSettings {
         partition_width_ns: inner.config.partition_width.as_nanos() as i64,
@@ -88,11 +114,19 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
     let dir = names::segment_dir(&key.0, &key.1);
     let written: Result<Vec<Arc<SegmentMeta>>> = async {
         let build_schema = schema.clone();
-        let files = tokio::task::spawn_blocking(move || build_segments(&batches, &build_schema, &settings, &dir, now_ns()))
-            .await
-            .map_err(|error| StoreError::Manifest(format!("segment build task failed: {error}")))??;
+        let files = tokio::task::spawn_blocking(move || {
+            build_segments(&batches, &build_schema, &settings, &dir, now_ns())
+        })
+        .await
+        .map_err(|error| StoreError::Manifest(format!("segment build task failed: {error}")))??;
         for file in &files {
-            inner.object_store.put(&Path::from(file.meta.path.as_str()), PutPayload::from(file.bytes.clone())).await?;
+            inner
+                .object_store
+                .put(
+                    &Path::from(file.meta.path.as_str()),
+                    PutPayload::from(file.bytes.clone()),
+                )
+                .await?;
         }
         let metas: Vec<SegmentMeta> = files.into_iter().map(|file| file.meta).collect();
         let rows: u64 = metas.iter().map(|meta| meta.rows).sum();
@@ -110,8 +144,14 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
                 last_written_ns,
             }])
             .await?;
-        inner.metrics.manifest_commits.fetch_add(1, Ordering::Relaxed);
-        inner.metrics.segments_written.fetch_add(metas.len() as u64, Ordering::Relaxed);
+        inner
+            .metrics
+            .manifest_commits
+            .fetch_add(1, Ordering::Relaxed);
+        inner
+            .metrics
+            .segments_written
+            .fetch_add(metas.len() as u64, Ordering::Relaxed);
         inner.metrics.rows_sealed.fetch_add(rows, Ordering::Relaxed);
         Ok(metas.into_iter().map(Arc::new).collect())
     }
@@ -124,11 +164,17 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
         }
     };
     if inner.crash_after_seal_commit {
-        tracing::error!("{} is set: aborting after the seal commit", crate::FAULT_CRASH_AFTER_SEAL_COMMIT);
+        tracing::error!(
+            "{} is set: aborting after the seal commit",
+            crate::FAULT_CRASH_AFTER_SEAL_COMMIT
+        );
         std::process::abort();
     }
     let freed = dataset.state.lock().finish_seal(segments, max_seq);
-    inner.metrics.buffered_bytes.fetch_sub(freed as u64, Ordering::Relaxed);
+    inner
+        .metrics
+        .buffered_bytes
+        .fetch_sub(freed as u64, Ordering::Relaxed);
     store.wal.rotate().await?;
     store.delete_sealed_wal_files()
 }

@@ -53,7 +53,9 @@ pub fn build_segments(
     dir: &str,
     now_ns: i64,
 ) -> Result<Vec<SegmentFile>> {
-    let Some(sorted) = concat_sorted(batches, schema)? else { return Ok(Vec::new()) };
+    let Some(sorted) = concat_sorted(batches, schema)? else {
+        return Ok(Vec::new());
+    };
     let times = sorted
         .column_by_name(TIMESTAMP)
         .and_then(|column| column.as_primitive_opt::<TimestampNanosecondType>())
@@ -69,7 +71,13 @@ pub fn build_segments(
             end += 1;
         }
         let rows = drop_all_null_columns(&sorted.slice(start, end - start))?;
-        segments.push(write_segment(&rows, settings, dir, partition * width, now_ns)?);
+        segments.push(write_segment(
+            &rows,
+            settings,
+            dir,
+            partition * width,
+            now_ns,
+        )?);
         start = end;
     }
     Ok(segments)
@@ -80,7 +88,11 @@ pub fn build_segments(
 fn concat_sorted(batches: &[RecordBatch], schema: &DatasetSchema) -> Result<Option<RecordBatch>> {
     let fields: Vec<Field> = schema
         .columns()
-        .filter(|(name, _)| batches.iter().any(|batch| batch.column_by_name(name).is_some()))
+        .filter(|(name, _)| {
+            batches
+                .iter()
+                .any(|batch| batch.column_by_name(name).is_some())
+        })
         .map(|(name, field_type)| Field::new(name, field_type.data_type(), name != TIMESTAMP))
         .collect();
     let segment_schema = Arc::new(Schema::new(fields));
@@ -147,7 +159,11 @@ fn write_segment(
         .and_then(|column| column.as_primitive_opt::<TimestampNanosecondType>())
         .ok_or_else(|| StoreError::Manifest("segment has no timestamp column".into()))?;
     let meta = SegmentMeta {
-        path: format!("{dir}/{}/{}.parquet", partition_start_ns.div_euclid(1_000_000_000), uuid::Uuid::now_v7()),
+        path: format!(
+            "{dir}/{}/{}.parquet",
+            partition_start_ns.div_euclid(1_000_000_000),
+            uuid::Uuid::now_v7()
+        ),
         size_bytes: bytes.len() as u64,
         rows: rows.num_rows() as u64,
         min_time_ns: times.values().first().copied().unwrap_or_default(),
@@ -160,7 +176,11 @@ fn write_segment(
     Ok(SegmentFile { meta, bytes })
 }
 
-fn writer_properties(rows: &RecordBatch, settings: &SegmentSettings, bloom_columns: &[&str]) -> Result<WriterProperties> {
+fn writer_properties(
+    rows: &RecordBatch,
+    settings: &SegmentSettings,
+    bloom_columns: &[&str],
+) -> Result<WriterProperties> {
     let timestamp_index = rows
         .schema()
         .index_of(TIMESTAMP)
@@ -198,8 +218,15 @@ fn bloom_locations(metadata: &ParquetMetaData, bloom_columns: &[&str]) -> Vec<Bl
             if !bloom_columns.contains(&name.as_str()) {
                 continue;
             }
-            if let (Some(offset), Some(length)) = (chunk.bloom_filter_offset(), chunk.bloom_filter_length()) {
-                locations.push(BloomFilterLocation { column: name, row_group, offset: offset as u64, length: length as u64 });
+            if let (Some(offset), Some(length)) =
+                (chunk.bloom_filter_offset(), chunk.bloom_filter_length())
+            {
+                locations.push(BloomFilterLocation {
+                    column: name,
+                    row_group,
+                    offset: offset as u64,
+                    length: length as u64,
+                });
             }
         }
     }
@@ -215,7 +242,13 @@ fn column_stats(rows: &RecordBatch) -> Vec<ColumnStats> {
         .filter_map(|(field, column)| {
             let field_type = FieldType::from_data_type(field.data_type())?;
             let (min, max) = min_max(field_type, column);
-            Some(ColumnStats { name: field.name().clone(), field_type, null_count: column.null_count() as u64, min, max })
+            Some(ColumnStats {
+                name: field.name().clone(),
+                field_type,
+                null_count: column.null_count() as u64,
+                min,
+                max,
+            })
         })
         .collect()
 }
@@ -225,15 +258,24 @@ fn min_max(field_type: FieldType, column: &ArrayRef) -> (Option<StatValue>, Opti
     match field_type {
         FieldType::Bool => {
             let values = column.as_boolean();
-            (min_boolean(values).map(StatValue::Bool), max_boolean(values).map(StatValue::Bool))
+            (
+                min_boolean(values).map(StatValue::Bool),
+                max_boolean(values).map(StatValue::Bool),
+            )
         }
         FieldType::Int => {
             let values = column.as_primitive::<Int64Type>();
-            (min(values).map(StatValue::Int), max(values).map(StatValue::Int))
+            (
+                min(values).map(StatValue::Int),
+                max(values).map(StatValue::Int),
+            )
         }
         FieldType::Timestamp => {
             let values = column.as_primitive::<TimestampNanosecondType>();
-            (min(values).map(StatValue::Int), max(values).map(StatValue::Int))
+            (
+                min(values).map(StatValue::Int),
+                max(values).map(StatValue::Int),
+            )
         }
         FieldType::Float => {
             let values = column.as_primitive::<arrow::datatypes::Float64Type>();
@@ -241,7 +283,10 @@ fn min_max(field_type: FieldType, column: &ArrayRef) -> (Option<StatValue>, Opti
             if values.iter().flatten().any(f64::is_nan) {
                 return (None, None);
             }
-            (min(values).map(StatValue::Float), max(values).map(StatValue::Float))
+            (
+                min(values).map(StatValue::Float),
+                max(values).map(StatValue::Float),
+            )
         }
         FieldType::String => {
             let values = column.as_string::<i32>();
@@ -274,9 +319,16 @@ mod tests {
 
     const HOUR_NS: i64 = 3_600_000_000_000;
 
-    fn batch(times: Vec<i64>, ids: Vec<Option<&str>>, extra: Option<Vec<Option<i64>>>) -> RecordBatch {
+    fn batch(
+        times: Vec<i64>,
+        ids: Vec<Option<&str>>,
+        extra: Option<Vec<Option<i64>>>,
+    ) -> RecordBatch {
         let mut columns: Vec<(&str, ArrayRef)> = vec![
-            (TIMESTAMP, Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC"))),
+            (
+                TIMESTAMP,
+                Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
+            ),
             (TRACE_ID, Arc::new(StringArray::from(ids))),
         ];
         if let Some(extra) = extra {
@@ -293,27 +345,49 @@ mod tests {
     }
 
     fn settings() -> SegmentSettings {
-        SegmentSettings { partition_width_ns: HOUR_NS, row_group_rows: 2, bloom_filter_columns: vec![] }
+        SegmentSettings {
+            partition_width_ns: HOUR_NS,
+            row_group_rows: 2,
+            bloom_filter_columns: vec![],
+        }
     }
 
     #[test]
     fn splits_by_partition_sorts_and_records_stats() {
         let batches = vec![
-            batch(vec![HOUR_NS + 5, 3, HOUR_NS + 1], vec![Some("t3"), Some("t1"), Some("t2")], None),
+            batch(
+                vec![HOUR_NS + 5, 3, HOUR_NS + 1],
+                vec![Some("t3"), Some("t1"), Some("t2")],
+                None,
+            ),
             batch(vec![1], vec![Some("t0")], Some(vec![Some(7)])),
         ];
         let segments = build_segments(&batches, &schema(), &settings(), "segments/x", 99).unwrap();
         assert_eq!(segments.len(), 2);
         let first = &segments[0].meta;
-        assert_eq!((first.rows, first.min_time_ns, first.max_time_ns, first.partition_start_ns), (2, 1, 3, 0));
+        assert_eq!(
+            (
+                first.rows,
+                first.min_time_ns,
+                first.max_time_ns,
+                first.partition_start_ns
+            ),
+            (2, 1, 3, 0)
+        );
         assert_eq!(first.column("n").unwrap().max, Some(StatValue::Int(7)));
-        assert_eq!(first.column(TRACE_ID).unwrap().min, Some(StatValue::String("t0".into())));
+        assert_eq!(
+            first.column(TRACE_ID).unwrap().min,
+            Some(StatValue::String("t0".into()))
+        );
         // Partition two never saw `n`: the column is left out of its file.
         let second = &segments[1].meta;
         assert_eq!((second.rows, second.partition_start_ns), (2, HOUR_NS));
         assert!(second.column("n").is_none());
         // The file reads back sorted.
-        let reader = ParquetRecordBatchReaderBuilder::try_new(segments[1].bytes.clone()).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(segments[1].bytes.clone())
+            .unwrap()
+            .build()
+            .unwrap();
         let read: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
         let times = read[0].column(0).as_primitive::<TimestampNanosecondType>();
         assert_eq!(times.values().to_vec(), vec![HOUR_NS + 1, HOUR_NS + 5]);
@@ -322,7 +396,11 @@ mod tests {
     #[test]
     fn bloom_filter_locations_point_at_parseable_filters() {
         let ids: Vec<String> = (0..5).map(|i| format!("trace-{i}")).collect();
-        let batches = vec![batch((0..5).collect(), ids.iter().map(|id| Some(id.as_str())).collect(), None)];
+        let batches = vec![batch(
+            (0..5).collect(),
+            ids.iter().map(|id| Some(id.as_str())).collect(),
+            None,
+        )];
         let segments = build_segments(&batches, &schema(), &settings(), "segments/x", 0).unwrap();
         let segment = &segments[0];
         // Five rows, two per row group: three row groups, three filters.

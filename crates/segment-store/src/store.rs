@@ -16,7 +16,8 @@ use crate::manifest::Manifest;
 use crate::wal::writer::WriterSettings;
 use crate::wal::{DatasetKey, WalAppend, WalHandle, WalIndex, WalSink, frame, replay};
 use crate::{
-    DatasetInfo, DatasetSnapshot, FAULT_CRASH_AFTER_SEAL_COMMIT, Result, StoreConfig, StoreError, StoreMetrics, names,
+    DatasetInfo, DatasetSnapshot, FAULT_CRASH_AFTER_SEAL_COMMIT, Result, StoreConfig, StoreError,
+    StoreMetrics, names,
 };
 
 /// The storage engine of one Quarry node. See the crate docs for its guarantees.
@@ -54,13 +55,18 @@ impl Inner {
             .write()
             .entry(key.clone())
             .or_insert_with(|| {
-                Dataset::new(DatasetState { created_at_ns: now_ns, last_written_ns: now_ns, ..Default::default() })
+                Dataset::new(DatasetState {
+                    created_at_ns: now_ns,
+                    last_written_ns: now_ns,
+                    ..Default::default()
+                })
             })
             .clone()
     }
 
     pub fn sealed_seq(&self, key: &DatasetKey) -> u64 {
-        self.dataset(key).map_or(0, |dataset| dataset.state.lock().sealed_seq)
+        self.dataset(key)
+            .map_or(0, |dataset| dataset.state.lock().sealed_seq)
     }
 }
 
@@ -75,9 +81,15 @@ impl WalSink for Inner {
         };
         // Counted here, not by the appender: the rows are buffered even if the
         // client that sent them has gone away before the acknowledgement.
-        self.metrics.appended_rows.fetch_add(batch_rows, Ordering::Relaxed);
-        self.metrics.appended_batches.fetch_add(1, Ordering::Relaxed);
-        self.metrics.buffered_bytes.fetch_add(added as u64, Ordering::Relaxed);
+        self.metrics
+            .appended_rows
+            .fetch_add(batch_rows, Ordering::Relaxed);
+        self.metrics
+            .appended_batches
+            .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .buffered_bytes
+            .fetch_add(added as u64, Ordering::Relaxed);
         if rows >= self.config.seal_max_rows || bytes >= self.config.seal_max_bytes {
             self.seal_wakeup.notify_one();
         }
@@ -87,11 +99,22 @@ impl WalSink for Inner {
 impl Store {
     /// Opens (or creates) the store: loads the manifest, replays the WAL, starts the
     /// WAL writer and the sealing task.
-    pub async fn open(config: StoreConfig, object_store: Arc<dyn ObjectStore>) -> Result<Arc<Store>> {
+    pub async fn open(
+        config: StoreConfig,
+        object_store: Arc<dyn ObjectStore>,
+    ) -> Result<Arc<Store>> {
         let wal_dir = config.wal_dir.clone();
-        std::fs::create_dir_all(&wal_dir)
-            .map_err(|source| StoreError::Wal { path: wal_dir.display().to_string(), source })?;
-        let manifest = Manifest::load(object_store.clone(), config.manifest_checkpoint_interval).await?;
+        std::fs::create_dir_all(&wal_dir).map_err(|source| StoreError::Wal {
+            path: wal_dir.display().to_string(),
+            source,
+        })?;
+        let manifest =
+            Manifest::load(object_store.clone(), config.manifest_checkpoint_interval).await?;
+        tracing::info!(
+            manifest_seq = manifest.seq(),
+            datasets = manifest.datasets().count(),
+            "manifest loaded"
+        );
         let mut datasets = HashMap::new();
         let mut max_sealed_seq = 0;
         for record in manifest.datasets() {
@@ -104,11 +127,15 @@ impl Store {
                 last_written_ns: record.last_written_ns,
                 ..Default::default()
             };
-            datasets.insert((record.env.clone(), record.name.clone()), Dataset::new(state));
+            datasets.insert(
+                (record.env.clone(), record.name.clone()),
+                Dataset::new(state),
+            );
         }
         let metrics = Arc::new(StoreMetrics::default());
         let inner = Arc::new(Inner {
-            crash_after_seal_commit: std::env::var_os(FAULT_CRASH_AFTER_SEAL_COMMIT).is_some_and(|v| v == "1"),
+            crash_after_seal_commit: std::env::var_os(FAULT_CRASH_AFTER_SEAL_COMMIT)
+                .is_some_and(|v| v == "1"),
             config,
             object_store,
             datasets: RwLock::new(datasets),
@@ -130,9 +157,15 @@ impl Store {
                 // Entries were conformed before they were logged; this only
                 // re-creates the columns of a schema that was never sealed.
                 let batch = conform_batch(entry.batch, &mut state.schema)?;
-                replay_inner.metrics.replayed_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                replay_inner
+                    .metrics
+                    .replayed_rows
+                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 let bytes = state.push(entry.seq, batch);
-                replay_inner.metrics.buffered_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                replay_inner
+                    .metrics
+                    .buffered_bytes
+                    .fetch_add(bytes as u64, Ordering::Relaxed);
                 Ok(())
             })?;
             Ok::<_, StoreError>((outcome, index))
@@ -157,7 +190,11 @@ impl Store {
             max_pending: inner.config.max_pending_appends,
         };
         let wal = WalHandle::start(settings, index, inner.clone(), metrics)?;
-        let store = Arc::new(Store { inner: inner.clone(), wal, sealer: Mutex::new(None) });
+        let store = Arc::new(Store {
+            inner: inner.clone(),
+            wal,
+            sealer: Mutex::new(None),
+        });
         // WAL files whose entries were all sealed before a crash go now.
         store.delete_sealed_wal_files()?;
         let sealer = tokio::spawn(crate::sealer::run(Arc::downgrade(&store)));
@@ -168,7 +205,9 @@ impl Store {
     /// The current schema of a dataset (for decoders' type hints), if it exists.
     pub fn schema(&self, env: &str, dataset: &str) -> Option<DatasetSchema> {
         let key = (env.to_owned(), dataset.to_owned());
-        self.inner.dataset(&key).map(|dataset| dataset.state.lock().schema.clone())
+        self.inner
+            .dataset(&key)
+            .map(|dataset| dataset.state.lock().schema.clone())
     }
 
     /// Appends rows (must have a `timestamp` column). Creates the dataset on first
@@ -183,10 +222,16 @@ impl Store {
             return Ok(());
         }
         let metrics = &self.inner.metrics;
-        if metrics.buffered_bytes.load(Ordering::Relaxed) as usize >= self.inner.config.max_buffered_bytes {
-            metrics.appends_refused_overloaded.fetch_add(1, Ordering::Relaxed);
+        if metrics.buffered_bytes.load(Ordering::Relaxed) as usize
+            >= self.inner.config.max_buffered_bytes
+        {
+            metrics
+                .appends_refused_overloaded
+                .fetch_add(1, Ordering::Relaxed);
             self.inner.seal_wakeup.notify_one();
-            return Err(StoreError::Overloaded("buffers are full; sealing is behind".into()));
+            return Err(StoreError::Overloaded(
+                "buffers are full; sealing is behind".into(),
+            ));
         }
         let key = (env.to_owned(), dataset.to_owned());
         let now = now_ns();
@@ -198,9 +243,16 @@ impl Store {
         };
         let encoded = frame::encode_frame(env, dataset, &batch)?;
         let (done, acknowledged) = oneshot::channel();
-        if let Err(error) = self.wal.submit(WalAppend { frame: encoded, key, batch, done }) {
+        if let Err(error) = self.wal.submit(WalAppend {
+            frame: encoded,
+            key,
+            batch,
+            done,
+        }) {
             if matches!(error, StoreError::Overloaded(_)) {
-                metrics.appends_refused_overloaded.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .appends_refused_overloaded
+                    .fetch_add(1, Ordering::Relaxed);
             }
             return Err(error);
         }
@@ -237,7 +289,9 @@ impl Store {
     /// A consistent snapshot of a dataset, if it exists.
     pub fn snapshot(&self, env: &str, dataset: &str) -> Option<DatasetSnapshot> {
         let key = (env.to_owned(), dataset.to_owned());
-        self.inner.dataset(&key).map(|dataset| dataset.state.lock().snapshot())
+        self.inner
+            .dataset(&key)
+            .map(|dataset| dataset.state.lock().snapshot())
     }
 
     /// The object store holding segments (paths in [`crate::SegmentMeta::path`] are in it).
@@ -275,17 +329,26 @@ impl Store {
 
     /// Deletes the WAL files whose every entry is sealed into segments.
     pub(crate) fn delete_sealed_wal_files(&self) -> Result<()> {
-        let deletable = self.wal.index.lock().take_deletable(|key| self.inner.sealed_seq(key));
+        let deletable = self
+            .wal
+            .index
+            .lock()
+            .take_deletable(|key| self.inner.sealed_seq(key));
         if deletable.is_empty() {
             return Ok(());
         }
         let dir = &self.inner.config.wal_dir;
         for id in &deletable {
             let path = crate::wal::file_path(dir, *id);
-            std::fs::remove_file(&path)
-                .map_err(|source| StoreError::Wal { path: path.display().to_string(), source })?;
+            std::fs::remove_file(&path).map_err(|source| StoreError::Wal {
+                path: path.display().to_string(),
+                source,
+            })?;
         }
-        self.inner.metrics.wal_files_deleted.fetch_add(deletable.len() as u64, Ordering::Relaxed);
+        self.inner
+            .metrics
+            .wal_files_deleted
+            .fetch_add(deletable.len() as u64, Ordering::Relaxed);
         crate::wal::sync_dir(dir)
     }
 }
@@ -309,8 +372,9 @@ mod tests {
 
     fn rows(ids: std::ops::Range<i64>, time_ns: i64) -> RecordBatch {
         let n = ids.end - ids.start;
-        let times: ArrayRef =
-            Arc::new(TimestampNanosecondArray::from(vec![time_ns; n as usize]).with_timezone("UTC"));
+        let times: ArrayRef = Arc::new(
+            TimestampNanosecondArray::from(vec![time_ns; n as usize]).with_timezone("UTC"),
+        );
         let ids: ArrayRef = Arc::new(Int64Array::from(ids.collect::<Vec<_>>()));
         RecordBatch::try_from_iter(vec![("timestamp", times), ("id", ids)]).unwrap()
     }
@@ -320,30 +384,52 @@ mod tests {
         std::fs::create_dir_all(&objects).unwrap();
         let mut config = StoreConfig::new(dir.join("wal"));
         config.seal_max_age = std::time::Duration::from_secs(3600);
-        Store::open(config, Arc::new(LocalFileSystem::new_with_prefix(objects).unwrap())).await.unwrap()
+        Store::open(
+            config,
+            Arc::new(LocalFileSystem::new_with_prefix(objects).unwrap()),
+        )
+        .await
+        .unwrap()
     }
 
     fn ids(store: &Store, dataset: &str) -> Vec<i64> {
-        let Some(snapshot) = store.snapshot("default", dataset) else { return Vec::new() };
+        let Some(snapshot) = store.snapshot("default", dataset) else {
+            return Vec::new();
+        };
         let mut ids: Vec<i64> = snapshot
             .buffer
             .iter()
-            .flat_map(|batch| batch.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec())
+            .flat_map(|batch| {
+                batch
+                    .column_by_name("id")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
             .collect();
         ids.sort_unstable();
         ids
     }
 
     fn sealed_rows(store: &Store, dataset: &str) -> u64 {
-        store.snapshot("default", dataset).map_or(0, |s| s.segments.iter().map(|seg| seg.rows).sum())
+        store
+            .snapshot("default", dataset)
+            .map_or(0, |s| s.segments.iter().map(|seg| seg.rows).sum())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appends_are_visible_sealed_and_replayed_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
-        store.append("default", "a", rows(0..10, HOUR_NS)).await.unwrap();
-        store.append("default", "a", rows(10..15, 2 * HOUR_NS)).await.unwrap();
+        store
+            .append("default", "a", rows(0..10, HOUR_NS))
+            .await
+            .unwrap();
+        store
+            .append("default", "a", rows(10..15, 2 * HOUR_NS))
+            .await
+            .unwrap();
         assert_eq!(ids(&store, "a"), (0..15).collect::<Vec<_>>());
         store.seal_all().await.unwrap();
         assert!(ids(&store, "a").is_empty());
@@ -351,7 +437,10 @@ mod tests {
         let snapshot = store.snapshot("default", "a").unwrap();
         assert_eq!(snapshot.segments.len(), 2);
         assert_eq!(sealed_rows(&store, "a"), 15);
-        store.append("default", "a", rows(15..20, HOUR_NS)).await.unwrap();
+        store
+            .append("default", "a", rows(15..20, HOUR_NS))
+            .await
+            .unwrap();
         store.shutdown().await.unwrap();
         drop(store);
 
@@ -365,8 +454,14 @@ mod tests {
     async fn a_crash_between_seal_commit_and_wal_deletion_loses_and_duplicates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
-        store.append("default", "a", rows(0..10, HOUR_NS)).await.unwrap();
-        store.append("default", "b", rows(100..103, HOUR_NS)).await.unwrap();
+        store
+            .append("default", "a", rows(0..10, HOUR_NS))
+            .await
+            .unwrap();
+        store
+            .append("default", "b", rows(100..103, HOUR_NS))
+            .await
+            .unwrap();
         // Keep the WAL as it was before sealing: restoring it later is what a crash
         // right after the manifest commit leaves behind.
         let saved = tempfile::tempdir().unwrap();
@@ -389,7 +484,11 @@ mod tests {
         assert_eq!(reopened.metrics().replayed_rows.load(Ordering::Relaxed), 0);
         // The restored files held only sealed entries and are gone again.
         let wal_files = crate::wal::list_files(&dir.path().join("wal")).unwrap();
-        assert_eq!(wal_files.len(), 1, "only the new active file remains: {wal_files:?}");
+        assert_eq!(
+            wal_files.len(),
+            1,
+            "only the new active file remains: {wal_files:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,13 +496,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
         store.append("default", "a", rows(0..2, 1)).await.unwrap();
-        let times: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![2]).with_timezone("UTC"));
+        let times: ArrayRef =
+            Arc::new(TimestampNanosecondArray::from(vec![2]).with_timezone("UTC"));
         let strings: ArrayRef = Arc::new(arrow::array::StringArray::from(vec!["seven"]));
         let odd = RecordBatch::try_from_iter(vec![("timestamp", times), ("id", strings)]).unwrap();
         store.append("default", "a", odd).await.unwrap();
         let schema = store.schema("default", "a").unwrap();
         assert_eq!(schema.get("id"), Some(quarry_schema::FieldType::Int));
-        assert_eq!(schema.get("id#string"), Some(quarry_schema::FieldType::String));
+        assert_eq!(
+            schema.get("id#string"),
+            Some(quarry_schema::FieldType::String)
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,20 +517,34 @@ mod tests {
         let mut config = StoreConfig::new(dir.path().join("wal"));
         config.max_buffered_bytes = 1;
         config.seal_max_age = std::time::Duration::from_secs(3600);
-        let store = Store::open(config, Arc::new(LocalFileSystem::new_with_prefix(objects).unwrap())).await.unwrap();
+        let store = Store::open(
+            config,
+            Arc::new(LocalFileSystem::new_with_prefix(objects).unwrap()),
+        )
+        .await
+        .unwrap();
         // Every accepted append takes the buffers over a 1-byte budget, so the next
         // one is refused until the sealer frees memory; whatever the timing, every
         // accepted row is kept and at least one append is shed.
         let (mut accepted, mut refused) = (0, 0);
         for i in 0..50 {
-            match store.append("default", "a", rows(i * 2..i * 2 + 2, 1)).await {
+            match store
+                .append("default", "a", rows(i * 2..i * 2 + 2, 1))
+                .await
+            {
                 Ok(()) => accepted += 2,
                 Err(StoreError::Overloaded(_)) => refused += 1,
                 Err(other) => panic!("unexpected error {other}"),
             }
         }
-        assert!(refused > 0 && accepted > 0, "accepted {accepted}, refused {refused}");
+        assert!(
+            refused > 0 && accepted > 0,
+            "accepted {accepted}, refused {refused}"
+        );
         store.seal_all().await.unwrap();
-        assert_eq!(sealed_rows(&store, "a") as usize + ids(&store, "a").len(), accepted);
+        assert_eq!(
+            sealed_rows(&store, "a") as usize + ids(&store, "a").len(),
+            accepted
+        );
     }
 }

@@ -56,7 +56,8 @@ pub fn encode_frame(env: &str, dataset: &str, batch: &RecordBatch) -> Result<Vec
         writer.finish()?;
     }
     let compressed = lz4_flex::block::compress_prepend_size(&ipc);
-    let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + 12 + env.len() + dataset.len() + compressed.len());
+    let mut frame =
+        Vec::with_capacity(FRAME_HEADER_LEN + 12 + env.len() + dataset.len() + compressed.len());
     frame.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
     frame.extend_from_slice(&0u64.to_le_bytes());
     push_name(&mut frame, env)?;
@@ -64,7 +65,9 @@ pub fn encode_frame(env: &str, dataset: &str, batch: &RecordBatch) -> Result<Vec
     frame.extend_from_slice(&compressed);
     let payload_len = frame.len() - FRAME_HEADER_LEN;
     if payload_len > MAX_PAYLOAD_BYTES {
-        return Err(StoreError::Overloaded(format!("batch of {payload_len} bytes exceeds the WAL frame limit")));
+        return Err(StoreError::Overloaded(format!(
+            "batch of {payload_len} bytes exceeds the WAL frame limit"
+        )));
     }
     frame[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
     Ok(frame)
@@ -78,8 +81,10 @@ pub fn stamp_seq(frame: &mut [u8], seq: u64) {
 }
 
 fn push_name(frame: &mut Vec<u8>, name: &str) -> Result<()> {
-    let len = u16::try_from(name.len())
-        .map_err(|_| StoreError::InvalidName { name: name.to_owned(), reason: "longer than 65535 bytes" })?;
+    let len = u16::try_from(name.len()).map_err(|_| StoreError::InvalidName {
+        name: name.to_owned(),
+        reason: "longer than 65535 bytes",
+    })?;
     frame.extend_from_slice(&len.to_le_bytes());
     frame.extend_from_slice(name.as_bytes());
     Ok(())
@@ -107,7 +112,9 @@ pub fn read_frame(bytes: &[u8], offset: usize) -> FrameRead {
     let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
     let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
     if len > MAX_PAYLOAD_BYTES || rest.len() < FRAME_HEADER_LEN + len {
-        return FrameRead::Invalid(format!("frame of {len} bytes runs past the end of the file"));
+        return FrameRead::Invalid(format!(
+            "frame of {len} bytes runs past the end of the file"
+        ));
     }
     let payload = &rest[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len];
     if crc32fast::hash(payload) != crc {
@@ -120,18 +127,32 @@ pub fn read_frame(bytes: &[u8], offset: usize) -> FrameRead {
 }
 
 fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
-    let mut cursor = PayloadCursor { bytes: payload, at: 0 };
-    let seq = u64::from_le_bytes(cursor.take(8)?.try_into().map_err(|_| "bad sequence number")?);
+    let mut cursor = PayloadCursor {
+        bytes: payload,
+        at: 0,
+    };
+    let seq = u64::from_le_bytes(
+        cursor
+            .take(8)?
+            .try_into()
+            .map_err(|_| "bad sequence number")?,
+    );
     let env = cursor.name()?;
     let dataset = cursor.name()?;
     let ipc = lz4_flex::block::decompress_size_prepended(cursor.rest())
         .map_err(|error| format!("lz4: {error}"))?;
-    let mut reader = StreamReader::try_new(Cursor::new(ipc), None).map_err(|error| format!("arrow ipc: {error}"))?;
+    let mut reader = StreamReader::try_new(Cursor::new(ipc), None)
+        .map_err(|error| format!("arrow ipc: {error}"))?;
     let batch = reader
         .next()
         .ok_or("frame holds no batch")?
         .map_err(|error| format!("arrow ipc: {error}"))?;
-    Ok(WalEntry { seq, env, dataset, batch })
+    Ok(WalEntry {
+        seq,
+        env,
+        dataset,
+        batch,
+    })
 }
 
 struct PayloadCursor<'a> {
@@ -141,7 +162,10 @@ struct PayloadCursor<'a> {
 
 impl<'a> PayloadCursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let slice = self.bytes.get(self.at..self.at + n).ok_or("payload too short")?;
+        let slice = self
+            .bytes
+            .get(self.at..self.at + n)
+            .ok_or("payload too short")?;
         self.at += n;
         Ok(slice)
     }
@@ -164,15 +188,24 @@ mod tests {
     use std::sync::Arc;
 
     fn sample() -> RecordBatch {
-        RecordBatch::try_from_iter(vec![("a", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef)]).unwrap()
+        RecordBatch::try_from_iter(vec![(
+            "a",
+            Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+        )])
+        .unwrap()
     }
 
     #[test]
     fn a_frame_round_trips() {
         let mut frame = encode_frame("default", "my-ds", &sample()).unwrap();
         stamp_seq(&mut frame, 42);
-        let FrameRead::Entry(entry, next) = read_frame(&frame, 0) else { panic!("frame must decode") };
-        assert_eq!((entry.seq, entry.env.as_str(), entry.dataset.as_str()), (42, "default", "my-ds"));
+        let FrameRead::Entry(entry, next) = read_frame(&frame, 0) else {
+            panic!("frame must decode")
+        };
+        assert_eq!(
+            (entry.seq, entry.env.as_str(), entry.dataset.as_str()),
+            (42, "default", "my-ds")
+        );
         assert_eq!(entry.batch, sample());
         assert_eq!(next, frame.len());
         assert!(matches!(read_frame(&frame, next), FrameRead::End));
@@ -182,10 +215,15 @@ mod tests {
     fn torn_and_flipped_frames_are_invalid() {
         let mut frame = encode_frame("e", "d", &sample()).unwrap();
         stamp_seq(&mut frame, 1);
-        assert!(matches!(read_frame(&frame[..frame.len() - 1], 0), FrameRead::Invalid(_)));
+        assert!(matches!(
+            read_frame(&frame[..frame.len() - 1], 0),
+            FrameRead::Invalid(_)
+        ));
         assert!(matches!(read_frame(&frame[..5], 0), FrameRead::Invalid(_)));
         let last = frame.len() - 1;
         frame[last] ^= 0xff;
-        assert!(matches!(read_frame(&frame, 0), FrameRead::Invalid(reason) if reason.contains("checksum")));
+        assert!(
+            matches!(read_frame(&frame, 0), FrameRead::Invalid(reason) if reason.contains("checksum"))
+        );
     }
 }

@@ -27,12 +27,17 @@ pub fn file_path(dir: &Path, id: u64) -> PathBuf {
 
 /// Ids of the WAL files in `dir`, ascending.
 pub fn list_files(dir: &Path) -> Result<Vec<u64>> {
-    let wal_error = |source| StoreError::Wal { path: dir.display().to_string(), source };
+    let wal_error = |source| StoreError::Wal {
+        path: dir.display().to_string(),
+        source,
+    };
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(wal_error)? {
         let entry = entry.map_err(wal_error)?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|name| name.strip_suffix(".wal")) else { continue };
+        let Some(stem) = name.to_str().and_then(|name| name.strip_suffix(".wal")) else {
+            continue;
+        };
         if let Ok(id) = stem.parse::<u64>() {
             ids.push(id);
         }
@@ -43,8 +48,14 @@ pub fn list_files(dir: &Path) -> Result<Vec<u64>> {
 
 /// Fsyncs a directory so a created or deleted file name is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    let wal_error = |source| StoreError::Wal { path: dir.display().to_string(), source };
-    std::fs::File::open(dir).map_err(wal_error)?.sync_all().map_err(wal_error)
+    let wal_error = |source| StoreError::Wal {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::File::open(dir)
+        .map_err(wal_error)?
+        .sync_all()
+        .map_err(wal_error)
 }
 
 /// Which datasets each WAL file holds entries of, and up to which sequence.
@@ -95,7 +106,9 @@ impl WalIndex {
 
     /// Whether the active file holds any entry.
     pub fn active_has_entries(&self) -> bool {
-        self.active.and_then(|id| self.files.get(&id)).is_some_and(|datasets| !datasets.is_empty())
+        self.active
+            .and_then(|id| self.files.get(&id))
+            .is_some_and(|datasets| !datasets.is_empty())
     }
 }
 

@@ -33,11 +33,17 @@ pub fn replay(
     mut apply: impl FnMut(WalEntry) -> Result<()>,
 ) -> Result<ReplayOutcome> {
     let files = list_files(dir)?;
-    let mut outcome = ReplayOutcome { last_file_id: files.last().copied(), ..Default::default() };
+    let mut outcome = ReplayOutcome {
+        last_file_id: files.last().copied(),
+        ..Default::default()
+    };
     for (position, &id) in files.iter().enumerate() {
         let is_last = position + 1 == files.len();
         let path = file_path(dir, id);
-        let wal_error = |source| StoreError::Wal { path: path.display().to_string(), source };
+        let wal_error = |source| StoreError::Wal {
+            path: path.display().to_string(),
+            source,
+        };
         let bytes = std::fs::read(&path).map_err(wal_error)?;
         if bytes.len() < FILE_HEADER_LEN || &bytes[..4] != FILE_MAGIC {
             if is_last {
@@ -46,7 +52,11 @@ pub fn replay(
                 std::fs::remove_file(&path).map_err(wal_error)?;
                 continue;
             }
-            return Err(StoreError::WalCorrupt { path: path.display().to_string(), offset: 0, reason: "bad file header".into() });
+            return Err(StoreError::WalCorrupt {
+                path: path.display().to_string(),
+                offset: 0,
+                reason: "bad file header".into(),
+            });
         }
         index.add_file(id);
         let mut offset = FILE_HEADER_LEN;
@@ -67,13 +77,20 @@ pub fn replay(
                 }
                 FrameRead::Invalid(reason) if is_last => {
                     tracing::warn!(path = %path.display(), offset, %reason, "cutting a torn write at the end of the WAL");
-                    let file = OpenOptions::new().write(true).open(&path).map_err(wal_error)?;
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(wal_error)?;
                     file.set_len(offset as u64).map_err(wal_error)?;
                     file.sync_all().map_err(wal_error)?;
                     break;
                 }
                 FrameRead::Invalid(reason) => {
-                    return Err(StoreError::WalCorrupt { path: path.display().to_string(), offset: offset as u64, reason });
+                    return Err(StoreError::WalCorrupt {
+                        path: path.display().to_string(),
+                        offset: offset as u64,
+                        reason,
+                    });
                 }
             }
         }
@@ -90,7 +107,11 @@ mod tests {
     use std::sync::Arc;
 
     fn frame(seq: u64, dataset: &str) -> Vec<u8> {
-        let batch = RecordBatch::try_from_iter(vec![("v", Arc::new(Int64Array::from(vec![seq as i64])) as ArrayRef)]).unwrap();
+        let batch = RecordBatch::try_from_iter(vec![(
+            "v",
+            Arc::new(Int64Array::from(vec![seq as i64])) as ArrayRef,
+        )])
+        .unwrap();
         let mut frame = encode_frame("default", dataset, &batch).unwrap();
         stamp_seq(&mut frame, seq);
         frame
@@ -120,7 +141,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, vec![(2, "b".to_owned()), (3, "a".to_owned())]);
-        assert_eq!((outcome.entries_applied, outcome.entries_already_sealed, outcome.max_seq), (2, 1, 3));
+        assert_eq!(
+            (
+                outcome.entries_applied,
+                outcome.entries_already_sealed,
+                outcome.max_seq
+            ),
+            (2, 1, 3)
+        );
         // The torn tail is gone: a second replay sees the same and no warning path.
         let len = std::fs::metadata(file_path(dir.path(), 2)).unwrap().len();
         assert_eq!(len as usize, FILE_HEADER_LEN + frame(3, "a").len());

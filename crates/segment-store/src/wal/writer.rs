@@ -85,15 +85,24 @@ impl WalHandle {
         let thread = std::thread::Builder::new()
             .name("quarry-wal".into())
             .spawn(move || writer.run(receiver))
-            .map_err(|source| StoreError::Wal { path: "writer thread".into(), source })?;
-        Ok(WalHandle { sender, thread: Mutex::new(Some(thread)), index })
+            .map_err(|source| StoreError::Wal {
+                path: "writer thread".into(),
+                source,
+            })?;
+        Ok(WalHandle {
+            sender,
+            thread: Mutex::new(Some(thread)),
+            index,
+        })
     }
 
     /// Queues an append; refuses at once when the queue is full (load shedding).
     pub fn submit(&self, append: WalAppend) -> Result<()> {
         match self.sender.try_send(Command::Append(append)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(StoreError::Overloaded("write-ahead log queue is full".into())),
+            Err(TrySendError::Full(_)) => Err(StoreError::Overloaded(
+                "write-ahead log queue is full".into(),
+            )),
             Err(TrySendError::Disconnected(_)) => Err(StoreError::ShutDown),
         }
     }
@@ -235,15 +244,21 @@ impl Writer {
             stamp_seq(&mut append.frame, first_seq + offset as u64);
             bytes.extend_from_slice(&append.frame);
         }
-        let durable = self.file.write_all(&bytes).and_then(|()| match self.settings.durability {
-            Durability::Fsync => {
-                self.metrics.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
-                self.file.sync_data()
-            }
-            Durability::Relaxed => Ok(()),
-        });
+        let durable = self
+            .file
+            .write_all(&bytes)
+            .and_then(|()| match self.settings.durability {
+                Durability::Fsync => {
+                    self.metrics.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
+                    self.file.sync_data()
+                }
+                Durability::Relaxed => Ok(()),
+            });
         if let Err(error) = durable {
-            let reason = format!("{}: {error}", file_path(&self.settings.dir, self.file_id).display());
+            let reason = format!(
+                "{}: {error}",
+                file_path(&self.settings.dir, self.file_id).display()
+            );
             tracing::error!(%reason, "write-ahead log write failed; refusing further appends");
             for append in group {
                 let _ = append.done.send(Err(failed_error(&reason)));
@@ -254,7 +269,9 @@ impl Writer {
         self.unsynced = self.settings.durability == Durability::Relaxed;
         self.file_bytes += bytes.len() as u64;
         self.next_seq += group.len() as u64;
-        self.metrics.wal_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .wal_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         {
             let mut index = self.index.lock();
             for (offset, append) in group.iter().enumerate() {
@@ -280,7 +297,10 @@ impl Writer {
         if !self.index.lock().active_has_entries() {
             return Ok(());
         }
-        let wal_error = |source| StoreError::Wal { path: "rotation".into(), source };
+        let wal_error = |source| StoreError::Wal {
+            path: "rotation".into(),
+            source,
+        };
         self.file.sync_data().map_err(wal_error)?;
         self.unsynced = false;
         let next_id = self.file_id + 1;
@@ -305,13 +325,23 @@ impl Writer {
 }
 
 fn failed_error(reason: &str) -> StoreError {
-    StoreError::Wal { path: "write-ahead log".into(), source: std::io::Error::other(reason.to_owned()) }
+    StoreError::Wal {
+        path: "write-ahead log".into(),
+        source: std::io::Error::other(reason.to_owned()),
+    }
 }
 
 fn create_file(dir: &std::path::Path, id: u64) -> Result<File> {
     let path = file_path(dir, id);
-    let wal_error = |source| StoreError::Wal { path: path.display().to_string(), source };
-    let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(wal_error)?;
+    let wal_error = |source| StoreError::Wal {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(wal_error)?;
     file.write_all(&file_header()).map_err(wal_error)?;
     file.sync_all().map_err(wal_error)?;
     sync_dir(dir)?;
