@@ -1,0 +1,314 @@
+//! One event's fields after flattening: the value model both wire formats decode into.
+//!
+//! Nested objects are flattened with `.` up to [`MAX_DEPTH`] levels of keys; deeper
+//! objects, and arrays at any level, are kept as compact JSON strings. Nulls are
+//! skipped (a field that is null is absent). Strings longer than the limit are cut at
+//! a char boundary and flagged. Names and strings live in two reusable arenas, so a
+//! decoder flattening many events allocates only while the buffers grow.
+
+use quarry_schema::FieldType;
+
+use crate::Limits;
+
+/// Deepest key path kept as separate columns: `a.b.c.d.e` has depth 5; an object
+/// nested below it is stored as one JSON string at `a.b.c.d.e`.
+pub(crate) const MAX_DEPTH: usize = 5;
+
+/// A flattened value; strings are byte ranges into [`FlatEvent`]'s string arena.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str { start: usize, end: usize },
+}
+
+impl Scalar {
+    /// The column type this value would create.
+    pub(crate) fn field_type(self) -> FieldType {
+        match self {
+            Scalar::Bool(_) => FieldType::Bool,
+            Scalar::Int(_) => FieldType::Int,
+            Scalar::Float(_) => FieldType::Float,
+            Scalar::Str { .. } => FieldType::String,
+        }
+    }
+
+    /// The value when it is an int (the placement rule needs its magnitude).
+    pub(crate) fn int_value(self) -> Option<i64> {
+        match self {
+            Scalar::Int(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// One flattened field: its full dotted name and its value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FlatField {
+    name_start: usize,
+    name_end: usize,
+    /// The value.
+    pub(crate) value: Scalar,
+    /// Whether the string value was cut to the size limit.
+    pub(crate) truncated: bool,
+}
+
+/// Position in the key path to return to after a nested key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PathMark(usize);
+
+/// The flattened fields of one event, in reusable buffers.
+#[derive(Debug)]
+pub(crate) struct FlatEvent {
+    max_fields: usize,
+    max_string_bytes: usize,
+    /// The dotted key path of the value being decoded (`a.b.` inside `a.b`).
+    path: String,
+    names: String,
+    strings: String,
+    fields: Vec<FlatField>,
+    /// Non-null leaves seen, kept counting past `max_fields` for the error message.
+    field_count: usize,
+    json: Vec<u8>,
+}
+
+impl FlatEvent {
+    /// An empty event buffer enforcing `limits`.
+    pub(crate) fn new(limits: &Limits) -> Self {
+        FlatEvent {
+            max_fields: limits.max_fields_per_event,
+            max_string_bytes: limits.max_string_bytes,
+            path: String::new(),
+            names: String::new(),
+            strings: String::new(),
+            fields: Vec::new(),
+            field_count: 0,
+            json: Vec::new(),
+        }
+    }
+
+    /// Forgets the previous event, keeping the buffers' capacity.
+    pub(crate) fn clear(&mut self) {
+        self.path.clear();
+        self.names.clear();
+        self.strings.clear();
+        self.fields.clear();
+        self.field_count = 0;
+    }
+
+    /// The fields, in input order (duplicates included; later ones win).
+    pub(crate) fn fields(&self) -> &[FlatField] {
+        &self.fields
+    }
+
+    /// The full dotted name of `field`.
+    pub(crate) fn name(&self, field: &FlatField) -> &str {
+        self.names
+            .get(field.name_start..field.name_end)
+            .unwrap_or("")
+    }
+
+    /// The text of a string value.
+    pub(crate) fn text(&self, start: usize, end: usize) -> &str {
+        self.strings.get(start..end).unwrap_or("")
+    }
+
+    /// Non-null fields seen, including any beyond the limit.
+    #[cfg(test)]
+    pub(crate) fn field_count(&self) -> usize {
+        self.field_count
+    }
+
+    /// Whether the event has more fields than the limit allows.
+    pub(crate) fn too_many_fields(&self) -> Option<crate::IngestError> {
+        (self.field_count > self.max_fields).then_some(crate::IngestError::TooManyFields {
+            count: self.field_count,
+            limit: self.max_fields,
+        })
+    }
+
+    /// Descends into key `key` of the current object.
+    pub(crate) fn enter(&mut self, key: &str) -> PathMark {
+        let mark = PathMark(self.path.len());
+        self.path.push_str(key);
+        mark
+    }
+
+    /// Descends into a key that is not a string (msgpack allows any key type).
+    pub(crate) fn enter_display(&mut self, key: impl std::fmt::Display) -> PathMark {
+        use std::fmt::Write;
+        let mark = PathMark(self.path.len());
+        // Writing to a String cannot fail.
+        let _ = write!(self.path, "{key}");
+        mark
+    }
+
+    /// Makes the current key a prefix for the keys of a nested object.
+    pub(crate) fn open_object(&mut self) {
+        self.path.push('.');
+    }
+
+    /// Returns to the path before the matching [`FlatEvent::enter`].
+    pub(crate) fn leave(&mut self, mark: PathMark) {
+        self.path.truncate(mark.0);
+    }
+
+    /// Records a boolean at the current path.
+    pub(crate) fn bool(&mut self, value: bool) {
+        self.leaf(Scalar::Bool(value), false);
+    }
+
+    /// Records a signed integer at the current path.
+    pub(crate) fn int(&mut self, value: i64) {
+        self.leaf(Scalar::Int(value), false);
+    }
+
+    /// Records an unsigned integer; beyond `i64::MAX` it becomes a float.
+    pub(crate) fn uint(&mut self, value: u64) {
+        match i64::try_from(value) {
+            Ok(value) => self.int(value),
+            // The nearest float: a u64 this large cannot be an Int64 column value.
+            Err(_) => self.float(value as f64),
+        }
+    }
+
+    /// Records a float at the current path.
+    pub(crate) fn float(&mut self, value: f64) {
+        self.leaf(Scalar::Float(value), false);
+    }
+
+    /// Records a string, truncating it to the limit at a char boundary.
+    pub(crate) fn string(&mut self, value: &str) {
+        if self.field_count >= self.max_fields {
+            // Over the field limit the event is rejected: count, store nothing.
+            self.field_count += 1;
+            return;
+        }
+        let (kept, truncated) = if value.len() > self.max_string_bytes {
+            (
+                &value[..value.floor_char_boundary(self.max_string_bytes)],
+                true,
+            )
+        } else {
+            (value, false)
+        };
+        let start = self.strings.len();
+        self.strings.push_str(kept);
+        let end = self.strings.len();
+        self.leaf(Scalar::Str { start, end }, truncated);
+    }
+
+    /// A cleared buffer to write a compact JSON value into; then call [`FlatEvent::json_done`].
+    pub(crate) fn json_buffer(&mut self) -> &mut Vec<u8> {
+        self.json.clear();
+        &mut self.json
+    }
+
+    /// Records the JSON written into [`FlatEvent::json_buffer`] as a string value.
+    pub(crate) fn json_done(&mut self) {
+        let json = std::mem::take(&mut self.json);
+        // serde_json writes UTF-8; the check costs little on this rare path.
+        if let Ok(text) = std::str::from_utf8(&json) {
+            self.string(text);
+        }
+        self.json = json;
+    }
+
+    /// Records a compact JSON string of `value` (arrays and too-deep objects).
+    pub(crate) fn json_value(&mut self, value: &serde_json::Value) {
+        let buffer = self.json_buffer();
+        if serde_json::to_writer(&mut *buffer, value).is_ok() {
+            self.json_done();
+        }
+    }
+
+    fn leaf(&mut self, value: Scalar, truncated: bool) {
+        self.field_count += 1;
+        if self.field_count > self.max_fields {
+            return;
+        }
+        let name_start = self.names.len();
+        self.names.push_str(&self.path);
+        self.fields.push(FlatField {
+            name_start,
+            name_end: self.names.len(),
+            value,
+            truncated,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_fields: usize, max_string_bytes: usize) -> Limits {
+        Limits {
+            max_fields_per_event: max_fields,
+            max_string_bytes,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn paths_nest_and_unwind() {
+        let mut event = FlatEvent::new(&Limits::default());
+        let a = event.enter("a");
+        event.open_object();
+        let b = event.enter("b");
+        event.int(1);
+        event.leave(b);
+        let c = event.enter_display(7);
+        event.string("x");
+        event.leave(c);
+        event.leave(a);
+        let d = event.enter("d");
+        event.uint(u64::MAX);
+        event.leave(d);
+        let names: Vec<&str> = event.fields().iter().map(|f| event.name(f)).collect();
+        assert_eq!(names, ["a.b", "a.7", "d"]);
+        assert_eq!(event.fields()[2].value, Scalar::Float(u64::MAX as f64));
+    }
+
+    #[test]
+    fn long_strings_are_cut_at_a_char_boundary() {
+        let mut event = FlatEvent::new(&limits(10, 5));
+        let mark = event.enter("s");
+        event.string("héllo wörld"); // 'é' is 2 bytes: "héll" is 5 bytes
+        event.leave(mark);
+        let field = event.fields()[0];
+        let Scalar::Str { start, end } = field.value else {
+            panic!("not a string")
+        };
+        assert_eq!(event.text(start, end), "héll");
+        assert!(field.truncated);
+        // Cutting inside a multi-byte char backs off to its start.
+        let mut event = FlatEvent::new(&limits(10, 2));
+        event.enter("s");
+        event.string("héllo");
+        let Scalar::Str { start, end } = event.fields()[0].value else {
+            panic!("not a string")
+        };
+        assert_eq!(event.text(start, end), "h");
+    }
+
+    #[test]
+    fn fields_beyond_the_limit_are_counted_not_stored() {
+        let mut event = FlatEvent::new(&limits(2, 100));
+        for key in ["a", "b", "c", "d"] {
+            let mark = event.enter(key);
+            event.string("v");
+            event.leave(mark);
+        }
+        assert_eq!(event.fields().len(), 2);
+        assert_eq!(event.field_count(), 4);
+        assert!(matches!(
+            event.too_many_fields(),
+            Some(crate::IngestError::TooManyFields { count: 4, limit: 2 })
+        ));
+        event.clear();
+        assert_eq!(event.field_count(), 0);
+        assert!(event.too_many_fields().is_none());
+    }
+}
