@@ -1,1 +1,42 @@
-//! placeholder
+//! Quarry's query engine: SQL over the datasets of an environment, on DataFusion.
+//!
+//! ```text
+//!  QueryEngine::sql(env, sql)
+//!     │ session scoped to `env`: catalog `quarry`, schema `public` = its datasets
+//!     ▼
+//!  DatasetTable::scan ── prune segments by manifest stats, then bloom filters
+//!     │
+//!     ▼
+//!  Union(Parquet scan of segments, memory scan of the buffer) ──► stream of batches
+//!     │
+//!     ▼
+//!  encode_stream: JSON / NDJSON / CSV / Arrow IPC bytes
+//! ```
+//!
+//! Dataset and column names with dots or dashes are written double-quoted:
+//! `SELECT "trace.trace_id" FROM "my-app.prod"`. Unquoted names are lower-cased, as
+//! in any SQL engine.
+
+mod bloom;
+mod buffer_scan;
+mod catalog;
+mod config;
+mod encode;
+mod engine;
+mod error;
+mod metrics;
+mod segment_files;
+mod segment_pruning;
+mod segment_stats;
+mod source;
+mod table;
+#[cfg(test)]
+mod test_support;
+
+pub use catalog::{CATALOG_NAME, SCHEMA_NAME};
+pub use config::{DEFAULT_BLOOM_CACHE_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, QueryConfig};
+pub use encode::{OutputFormat, encode_stream};
+pub use engine::QueryEngine;
+pub use error::QueryError;
+pub use metrics::QueryMetrics;
+pub use source::DatasetSource;

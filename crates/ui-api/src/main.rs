@@ -1,1 +1,53 @@
-fn main() {}
+//! `quarry`: the Quarry server binary.
+
+mod auth;
+mod cli;
+mod config;
+mod error;
+mod metrics;
+mod names;
+mod routes;
+mod server;
+#[cfg(test)]
+mod testing;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+
+/// Log filter when `RUST_LOG` is not set.
+const DEFAULT_LOG_FILTER: &str = "info";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve(args) => match Config::load(&args) {
+            Ok(config) => server::run(config).await,
+            Err(error) => Err(error),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Human-readable logs on stdout, filtered by `RUST_LOG` (default `info`).
+fn init_tracing() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+}

@@ -1,0 +1,70 @@
+//! The catalog a query sees: one schema listing its environment's datasets live.
+//!
+//! Each query gets its own catalog list holding only its environment, so one
+//! tenant's SQL can never name another's datasets.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    SchemaProvider, TableProvider,
+};
+use datafusion::error::Result;
+
+use crate::source::SharedSource;
+use crate::table::{DatasetTable, ScanContext};
+
+/// Name of the one catalog.
+pub const CATALOG_NAME: &str = "quarry";
+/// Name of the schema holding the environment's datasets (the default schema).
+pub const SCHEMA_NAME: &str = "public";
+
+/// The catalog list of one query in environment `env`.
+pub(crate) fn environment_catalogs(
+    env: &str,
+    source: SharedSource,
+    scan: Arc<ScanContext>,
+) -> Result<Arc<dyn CatalogProviderList>> {
+    let schema = Arc::new(EnvironmentSchema {
+        env: env.to_owned(),
+        source,
+        scan,
+    });
+    let catalog = MemoryCatalogProvider::new();
+    catalog.register_schema(SCHEMA_NAME, schema)?;
+    let catalogs = MemoryCatalogProviderList::new();
+    catalogs.register_catalog(CATALOG_NAME.to_owned(), Arc::new(catalog));
+    Ok(Arc::new(catalogs))
+}
+
+/// The datasets of one environment, listed from the store at each lookup; a table
+/// is built from a fresh snapshot when the query names it.
+#[derive(Debug)]
+struct EnvironmentSchema {
+    env: String,
+    source: SharedSource,
+    scan: Arc<ScanContext>,
+}
+
+#[async_trait]
+impl SchemaProvider for EnvironmentSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.source.0.datasets(&self.env)
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self.source.0.snapshot(&self.env, name).map(|snapshot| {
+            Arc::new(DatasetTable::new(name, snapshot, Arc::clone(&self.scan)))
+                as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.source
+            .0
+            .datasets(&self.env)
+            .iter()
+            .any(|dataset| dataset == name)
+    }
+}

@@ -1,0 +1,46 @@
+//! Every tunable of the query engine, with its default, in one place.
+
+/// Default memory budget of all running queries together: 4 GiB.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 4 << 30;
+/// Default budget of parsed segment bloom filters kept in memory: 64 MiB.
+pub const DEFAULT_BLOOM_CACHE_BYTES: usize = 64 << 20;
+/// Parallelism used when the number of cores cannot be read.
+const FALLBACK_TARGET_PARTITIONS: usize = 4;
+
+/// Configuration of a [`crate::QueryEngine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryConfig {
+    /// Partitions each query is split into (scan parallelism); defaults to the cores.
+    pub target_partitions: usize,
+    /// Memory shared by all running queries; a query needing more than its fair
+    /// share spills or fails with [`crate::QueryError::ResourcesExhausted`].
+    pub memory_limit_bytes: usize,
+    /// Memory for parsed bloom filters of segments (they are immutable, so cached).
+    pub bloom_cache_bytes: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(FALLBACK_TARGET_PARTITIONS);
+        QueryConfig {
+            target_partitions: cores,
+            memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+            bloom_cache_bytes: DEFAULT_BLOOM_CACHE_BYTES,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_use_every_core_and_four_gib() {
+        let config = QueryConfig::default();
+        assert!(config.target_partitions >= 1);
+        assert_eq!(config.memory_limit_bytes, 4 * 1024 * 1024 * 1024);
+        assert_eq!(config.bloom_cache_bytes, 64 * 1024 * 1024);
+    }
+}

@@ -1,0 +1,131 @@
+//! The query crate's error type and how DataFusion's errors map onto it.
+
+use arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+
+use crate::catalog::{CATALOG_NAME, SCHEMA_NAME};
+
+/// Why a query failed. `ui-api` maps each variant to one HTTP / gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The SQL does not parse or does not plan (unknown column, type mismatch, ...).
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// The query names a dataset the environment does not have.
+    #[error("dataset not found: {0}")]
+    DatasetNotFound(String),
+    /// The query needs more memory than its share of the pool; retry later or narrow it.
+    #[error("resources exhausted: {0}")]
+    ResourcesExhausted(String),
+    /// Anything else that went wrong while running the query.
+    #[error("query execution failed: {0}")]
+    Execution(String),
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(error: DataFusionError) -> Self {
+        // A collection holds every error the planner found; the first one decides.
+        let first = error.iter().next().unwrap_or(&error);
+        // Wrappers (context, diagnostics, arrow external errors) say little about
+        // the kind of failure: classify by the innermost DataFusion error.
+        let root = first.find_root();
+        let message = error.strip_backtrace();
+        match root {
+            DataFusionError::Plan(text) => match missing_table(text) {
+                Some(name) => QueryError::DatasetNotFound(name),
+                None => QueryError::InvalidQuery(message),
+            },
+            DataFusionError::SQL(..)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Configuration(_) => QueryError::InvalidQuery(message),
+            DataFusionError::ArrowError(arrow_error, _) if is_user_error(arrow_error) => {
+                QueryError::InvalidQuery(message)
+            }
+            DataFusionError::ResourcesExhausted(_) => QueryError::ResourcesExhausted(message),
+            _ => QueryError::Execution(message),
+        }
+    }
+}
+
+impl From<ArrowError> for QueryError {
+    fn from(error: ArrowError) -> Self {
+        QueryError::from(DataFusionError::from(error))
+    }
+}
+
+/// Arrow errors caused by what the query asks of the data (a bad cast, a division
+/// by zero), not by the engine.
+fn is_user_error(error: &ArrowError) -> bool {
+    matches!(
+        error,
+        ArrowError::CastError(_)
+            | ArrowError::ParseError(_)
+            | ArrowError::DivideByZero
+            | ArrowError::ArithmeticOverflow(_)
+            | ArrowError::InvalidArgumentError(_)
+    )
+}
+
+/// The dataset name of DataFusion's "table 'catalog.schema.name' not found" error.
+fn missing_table(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("table '")?;
+    let reference = rest.strip_suffix("' not found")?;
+    let in_catalog = reference
+        .strip_prefix(CATALOG_NAME)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(reference);
+    let name = in_catalog
+        .strip_prefix(SCHEMA_NAME)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(in_catalog);
+    Some(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_errors_are_invalid_queries_except_missing_tables() {
+        let missing = DataFusionError::Plan("table 'quarry.public.my-app.prod' not found".into());
+        assert!(
+            matches!(QueryError::from(missing), QueryError::DatasetNotFound(name) if name == "my-app.prod")
+        );
+        let other_schema = DataFusionError::Plan("table 'quarry.foo.bar' not found".into());
+        assert!(
+            matches!(QueryError::from(other_schema), QueryError::DatasetNotFound(name) if name == "foo.bar")
+        );
+        let plan = DataFusionError::Plan("No field named x".into());
+        assert!(matches!(
+            QueryError::from(plan),
+            QueryError::InvalidQuery(_)
+        ));
+    }
+
+    #[test]
+    fn wrapped_resource_errors_are_found_at_the_root() {
+        let inner = DataFusionError::ResourcesExhausted("pool is full".into());
+        let wrapped = DataFusionError::ArrowError(
+            Box::new(ArrowError::ExternalError(Box::new(
+                inner.context("sorting"),
+            ))),
+            None,
+        );
+        assert!(matches!(
+            QueryError::from(wrapped),
+            QueryError::ResourcesExhausted(_)
+        ));
+    }
+
+    #[test]
+    fn engine_failures_are_execution_errors() {
+        let io = DataFusionError::Execution("object store unreachable".into());
+        assert!(matches!(QueryError::from(io), QueryError::Execution(_)));
+        let cast = DataFusionError::ArrowError(Box::new(ArrowError::CastError("x".into())), None);
+        assert!(matches!(
+            QueryError::from(cast),
+            QueryError::InvalidQuery(_)
+        ));
+    }
+}

@@ -1,0 +1,45 @@
+//! Where the query engine gets datasets from: the segment store, or in tests a
+//! hand-built stand-in.
+
+use std::fmt;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use quarry_segment_store::{DatasetSnapshot, Store};
+
+/// The read side of the store the query engine needs.
+pub trait DatasetSource: Send + Sync + 'static {
+    /// A consistent snapshot of one dataset, if it exists.
+    fn snapshot(&self, env: &str, dataset: &str) -> Option<DatasetSnapshot>;
+    /// Names of the environment's datasets.
+    fn datasets(&self, env: &str) -> Vec<String>;
+    /// The object store holding every segment file (`SegmentMeta::path` is in it).
+    fn object_store(&self) -> Arc<dyn ObjectStore>;
+}
+
+impl DatasetSource for Store {
+    fn snapshot(&self, env: &str, dataset: &str) -> Option<DatasetSnapshot> {
+        Store::snapshot(self, env, dataset)
+    }
+
+    fn datasets(&self, env: &str) -> Vec<String> {
+        Store::datasets(self, env)
+            .into_iter()
+            .map(|info| info.name)
+            .collect()
+    }
+
+    fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Store::object_store(self)
+    }
+}
+
+/// A shared source, printable for DataFusion's `Debug` bounds.
+#[derive(Clone)]
+pub(crate) struct SharedSource(pub(crate) Arc<dyn DatasetSource>);
+
+impl fmt::Debug for SharedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatasetSource")
+    }
+}

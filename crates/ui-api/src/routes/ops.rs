@@ -1,0 +1,101 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics, the web UI.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::metrics;
+use crate::server::AppState;
+
+/// Content type of the Prometheus text exposition format.
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The web UI, embedded at build time when `web/index.html` exists (see build.rs).
+#[cfg(quarry_web_ui)]
+const INDEX_HTML: Option<&str> = Some(include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../web/index.html"
+)));
+#[cfg(not(quarry_web_ui))]
+const INDEX_HTML: Option<&str> = None;
+
+/// What `/` says when the binary was built without the web UI.
+const NO_UI_TEXT: &str = "Quarry is running. This build has no web UI (web/index.html was absent at build time).\n\
+    APIs: POST /1/events/{dataset}, POST /1/batch/{dataset}, POST /api/v1/sql, GET /1/datasets, GET /metrics\n";
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: 200 while serving with an open store, 503 once shutdown began.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    }
+}
+
+/// `GET /metrics`: Prometheus text of the store's, the query engine's and the API's counters.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let text = metrics::render(
+        state.store.metrics(),
+        state.engine.metrics(),
+        &state.metrics,
+    );
+    ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response()
+}
+
+/// `GET /`: the web UI.
+pub async fn index() -> Response {
+    match INDEX_HTML {
+        Some(html) => Html(html).into_response(),
+        None => NO_UI_TEXT.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::TestApp;
+    use axum::http::StatusCode;
+    use std::sync::atomic::Ordering;
+
+    #[tokio::test]
+    async fn health_readiness_metrics_and_index() {
+        let app = TestApp::start(|_| {}).await;
+        let health = app.get("/healthz").await;
+        assert_eq!(
+            (health.status, health.text()),
+            (StatusCode::OK, "ok".to_owned())
+        );
+        assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+        app.state.ready.store(false, Ordering::SeqCst);
+        assert_eq!(
+            app.get("/readyz").await.status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+
+        let index = app.get("/").await;
+        assert_eq!(index.status, StatusCode::OK);
+        assert!(!index.body.is_empty());
+
+        let metrics = app.get("/metrics").await;
+        assert_eq!(
+            metrics.headers["content-type"],
+            super::PROMETHEUS_CONTENT_TYPE
+        );
+        let text = metrics.text();
+        for family in [
+            "# TYPE quarry_store_appended_rows_total counter",
+            "# TYPE quarry_store_buffered_bytes gauge",
+            "# TYPE quarry_query_segments_scanned_total counter",
+            "quarry_http_requests_total{route=\"/healthz\",status=\"2xx\"} 1",
+            "quarry_http_requests_total{route=\"/readyz\",status=\"5xx\"} 1",
+        ] {
+            assert!(text.contains(family), "{family} missing from:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `POST /api/v1/sql`: DataFusion SQL over the environment's datasets, streamed out.
+//!
+//! The first chunk is produced before the response starts, so planning errors and
+//! errors of the first batch still get their status code; an error after that can
+//! only cut the stream short (the client sees a truncated body), and is logged.
+
+use std::str::FromStr;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures::{StreamExt, TryStreamExt, stream};
+use quarry_query::{OutputFormat, encode_stream};
+use serde::Deserialize;
+
+use crate::auth::Environment;
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Result format when the request names none.
+const DEFAULT_FORMAT: &str = "json";
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    /// The SQL statement.
+    sql: String,
+    /// `json` (default), `ndjson`, `csv` or `arrow`.
+    format: Option<String>,
+}
+
+/// Runs the statement and streams its result in the requested format.
+pub async fn sql(
+    State(state): State<AppState>,
+    Environment(environment): Environment,
+    request: Result<Json<SqlRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = request?;
+    let format_name = request.format.as_deref().unwrap_or(DEFAULT_FORMAT);
+    let format = OutputFormat::from_str(format_name).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "unknown format {format_name:?}; expected json, ndjson, csv or arrow"
+        ))
+    })?;
+    let content_type = format.content_type().to_owned();
+    let batches = state.engine.sql(&environment, &request.sql).await?;
+    let mut chunks = Box::pin(encode_stream(batches, format));
+    let first = chunks.next().await.transpose()?;
+    let body = stream::iter(first.map(Ok)).chain(chunks).inspect_err(
+        |error| tracing::error!(%error, "SQL result stream failed after the response started"),
+    );
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::TestApp;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+
+    async fn app_with_rows() -> TestApp {
+        let app = TestApp::start(|_| {}).await;
+        let reply = app
+            .post_json("/1/batch/logs", r#"[{"data":{"n":1}},{"data":{"n":2}}]"#)
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        app
+    }
+
+    #[tokio::test]
+    async fn every_format_streams_with_its_content_type() {
+        let app = app_with_rows().await;
+        let cases = [
+            ("json", "application/json", "[{\"n\":1},{\"n\":2}]"),
+            ("ndjson", "application/x-ndjson", "{\"n\":1}\n{\"n\":2}\n"),
+            ("csv", "text/csv", "n\n1\n2\n"),
+        ];
+        for (format, content_type, body) in cases {
+            let request =
+                format!(r#"{{"sql":"SELECT n FROM logs ORDER BY n","format":"{format}"}}"#);
+            let reply = app.post_json("/api/v1/sql", &request).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+            assert_eq!(reply.headers["content-type"], content_type);
+            assert_eq!(reply.text(), body);
+        }
+        let arrow = app
+            .post_json(
+                "/api/v1/sql",
+                r#"{"sql":"SELECT n FROM logs","format":"arrow"}"#,
+            )
+            .await;
+        assert_eq!(
+            arrow.headers["content-type"],
+            "application/vnd.apache.arrow.stream"
+        );
+        let reader = arrow::ipc::reader::StreamReader::try_new(
+            std::io::Cursor::new(arrow.body.to_vec()),
+            None,
+        )
+        .unwrap();
+        let rows: usize = reader.map(|batch| batch.unwrap().num_rows()).sum();
+        assert_eq!(rows, 2);
+    }
+
+    #[tokio::test]
+    async fn errors_are_json_with_their_status() {
+        let app = app_with_rows().await;
+        let cases = [
+            (r#"{"sql":"SELECT n FROM nope"}"#, 404),
+            (r#"{"sql":"SELEC n FROM logs"}"#, 400),
+            (r#"{"sql":"SELECT missing FROM logs"}"#, 400),
+            (r#"{"sql":"SELECT n FROM logs","format":"xml"}"#, 400),
+            (r#"{"sql":"SELECT 1","fromat":"csv"}"#, 400),
+            (r#"{"sql":"#, 400),
+        ];
+        for (body, status) in cases {
+            let reply = app.post_json("/api/v1/sql", body).await;
+            assert_eq!(reply.status.as_u16(), status, "{body}: {}", reply.text());
+            assert!(reply.json()["error"].is_string(), "{}", reply.text());
+        }
+        let untyped = Request::post("/api/v1/sql")
+            .body(Body::from(r#"{"sql":"SELECT 1"}"#))
+            .unwrap();
+        let reply = app.send(untyped).await;
+        assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(reply.json()["error"].is_string());
+    }
+}
