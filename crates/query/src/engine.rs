@@ -91,19 +91,26 @@ impl QueryEngine {
     ///
     /// Only queries run: DDL, DML and `SET`-style statements are refused as invalid.
     pub async fn sql(&self, env: &str, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
-        let mut state = self.state.clone();
-        state.register_catalog_list(environment_catalogs(
-            env,
-            self.source.clone(),
-            Arc::clone(&self.scan),
-        )?);
-        let context = SessionContext::new_with_state(state);
+        let context = self.session(env)?;
         let read_only = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
         let frame = context.sql_with_options(sql, read_only).await?;
         Ok(frame.execute_stream().await?)
+    }
+
+    /// A DataFusion session that sees exactly the datasets of `env`, with the
+    /// engine's functions and shared runtime. Every query path (SQL, query specs,
+    /// traces, BubbleUp) plans through one of these.
+    pub fn session(&self, env: &str) -> Result<SessionContext, QueryError> {
+        let mut state = self.state.clone();
+        state.register_catalog_list(environment_catalogs(
+            env,
+            self.source.clone(),
+            Arc::clone(&self.scan),
+        )?);
+        Ok(SessionContext::new_with_state(state))
     }
 
     /// Counters of the engine's work.
