@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The server sheds load; the client should retry (429).
     #[error("{0}")]
     Overloaded(String),
+    /// The server is shutting down and takes no more work (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// A failure that is not the client's fault (500); the message is logged, not sent.
     #[error("{0}")]
     Internal(String),
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) | ApiError::Config(_) | ApiError::Startup(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -136,8 +140,8 @@ impl From<StoreError> for ApiError {
             | StoreError::ObjectStore(_)
             | StoreError::Manifest(_)
             | StoreError::Parquet(_)
-            | StoreError::Arrow(_)
-            | StoreError::ShutDown => ApiError::Internal(message),
+            | StoreError::Arrow(_) => ApiError::Internal(message),
+            StoreError::ShutDown => ApiError::Unavailable(message),
         }
     }
 }
@@ -227,7 +231,7 @@ mod tests {
             400
         );
         assert_eq!(status_of(StoreError::Manifest("lost".into())), 500);
-        assert_eq!(status_of(StoreError::ShutDown), 500);
+        assert_eq!(status_of(StoreError::ShutDown), 503);
         let io = std::io::Error::other("disk");
         assert_eq!(
             status_of(StoreError::Wal {
