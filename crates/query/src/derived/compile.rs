@@ -17,6 +17,7 @@ use datafusion::logical_expr::{Case, Expr, cast, lit, not, try_cast};
 use quarry_schema::TIMESTAMP;
 
 use super::ast::{Ast, AstKind, BinaryOp, Literal, Span, UnaryOp};
+use super::branches::{coalesce_values, if_values};
 use super::dynamic::{CompareOp, compare, to_number, truthy};
 use super::error::DerivedError;
 use super::functions::Function;
@@ -137,10 +138,7 @@ impl<'a> Compiler<'a> {
                 let subject = values.remove(0);
                 switch(subject, values)
             }
-            F::Coalesce => {
-                let (exprs, ty) = unify(values);
-                Typed::new(coalesce(exprs), ty)
-            }
+            F::Coalesce => coalesce_chain(values),
             F::Lt => comparison(CompareOp::Less, take2(values)),
             F::Lte => comparison(CompareOp::LessEqual, take2(values)),
             F::Gt => comparison(CompareOp::Greater, take2(values)),
@@ -453,51 +451,61 @@ fn balanced(mut exprs: Vec<Expr>, combine: fn(Expr, Expr) -> Expr) -> Expr {
     }
 }
 
-/// Gives the values of IF/SWITCH/COALESCE one type DataFusion accepts: numbers
-/// stay numbers, any string or any mix of kinds makes every value a string, and a
-/// column next to numbers (or booleans) is read as a number (or a condition).
-fn unify(values: Vec<Typed>) -> (Vec<Expr>, Ty) {
+/// Gives the values of IF/SWITCH/COALESCE one type when all their types are
+/// known here: numbers stay numbers, values of one kind stay as they are, and any
+/// mix of kinds makes every value a string. `None` when a value's type is only
+/// known at planning; the run-time `branches` functions apply the same rule then.
+fn unify(values: &[Typed]) -> Option<Ty> {
     let known: Vec<Ty> = values
         .iter()
         .map(|value| value.ty)
-        .filter(|ty| !matches!(ty, Ty::Null | Ty::Unknown))
+        .filter(|ty| *ty != Ty::Null)
         .collect();
-    let has_unknown = values.iter().any(|value| value.ty == Ty::Unknown);
-    let all_numeric = known.iter().all(|ty| ty.is_numeric());
-    let all_bool = known.iter().all(|ty| *ty == Ty::Bool);
-    let any_str = known.contains(&Ty::Str);
-    let target = if known.is_empty() {
-        None
-    } else if all_numeric {
-        Some(known.iter().copied().reduce(widen).unwrap_or(Ty::Number))
-    } else if all_bool {
-        Some(Ty::Bool)
-    } else if any_str || !has_unknown {
-        Some(Ty::Str)
+    if known.contains(&Ty::Unknown) {
+        return None;
+    }
+    let Some(&first) = known.first() else {
+        return Some(Ty::Null);
+    };
+    Some(if known.iter().all(|ty| ty.is_numeric()) {
+        known.iter().copied().reduce(widen).unwrap_or(first)
+    } else if known.iter().all(|ty| *ty == first) {
+        first
     } else {
-        Some(Ty::Str)
-    };
-    let Some(target) = target else {
-        let ty = if has_unknown { Ty::Unknown } else { Ty::Null };
-        return (values.into_iter().map(|value| value.expr).collect(), ty);
-    };
-    let exprs = values
+        Ty::Str
+    })
+}
+
+/// The values converted to their common type (see [`unify`]).
+fn convert_all(values: Vec<Typed>, target: Ty) -> Vec<Expr> {
+    values
         .into_iter()
         .map(|value| match (target, value.ty) {
-            (_, Ty::Null) => value.expr,
-            (Ty::Str, _) => string(value),
-            (Ty::Bool, Ty::Unknown) => condition(value),
-            (numeric, Ty::Unknown) if numeric.is_numeric() => number(value),
+            (Ty::Str, ty) if ty != Ty::Str && ty != Ty::Null => string(value),
             _ => value.expr,
         })
-        .collect();
-    // A boolean result may be null (no branch taken), so it is no longer `Bool`.
-    let ty = match target {
-        Ty::Bool => Ty::Unknown,
-        numeric if numeric.is_numeric() && has_unknown => Ty::Number,
-        other => other,
-    };
-    (exprs, ty)
+        .collect()
+}
+
+/// The type of an IF/SWITCH/COALESCE result: a boolean result may be null (no
+/// branch taken), so it is no longer `Bool`.
+fn result_ty(target: Ty) -> Ty {
+    if target == Ty::Bool {
+        Ty::Unknown
+    } else {
+        target
+    }
+}
+
+/// `COALESCE(v1, v2, ...)`.
+fn coalesce_chain(values: Vec<Typed>) -> Typed {
+    match unify(&values) {
+        Some(target) => Typed::new(coalesce(convert_all(values, target)), result_ty(target)),
+        None => Typed::new(
+            coalesce_values(values.into_iter().map(|value| value.expr).collect()),
+            Ty::Unknown,
+        ),
+    }
 }
 
 /// `IF(c1, v1, c2, v2, ..., [default])`.
@@ -539,12 +547,22 @@ fn switch(subject: Typed, values: Vec<Typed>) -> Typed {
 
 fn branches(conditions: Vec<Expr>, results: Vec<Typed>, default: Option<Typed>) -> Typed {
     let has_default = default.is_some();
-    let mut all = results;
-    all.extend(default);
-    let (mut exprs, ty) = unify(all);
+    let mut values = results;
+    values.extend(default);
+    let Some(target) = unify(&values) else {
+        let mut args = Vec::new();
+        let mut values = values.into_iter();
+        for condition in conditions {
+            args.push(condition);
+            args.extend(values.next().map(|value| value.expr));
+        }
+        args.extend(values.map(|value| value.expr));
+        return Typed::new(if_values(args), Ty::Unknown);
+    };
+    let mut exprs = convert_all(values, target);
     let otherwise = if has_default { exprs.pop() } else { None };
     let when_then = conditions.into_iter().zip(exprs).collect();
-    Typed::new(case(when_then, otherwise), ty)
+    Typed::new(case(when_then, otherwise), result_ty(target))
 }
 
 /// A comparison; natively when both sides are known to be comparable (so

@@ -62,7 +62,7 @@ fn kind(data_type: &DataType) -> Kind {
 }
 
 /// `array` cast to `target`, or all nulls when arrow has no such cast.
-fn cast_or_null(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
+pub(super) fn cast_or_null(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
     if array.data_type() == target {
         return Ok(Arc::clone(array));
     }
@@ -72,9 +72,17 @@ fn cast_or_null(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
     Ok(cast_with_options(array, target, &SAFE_CAST)?)
 }
 
+/// `booleans` with every null read as false.
+pub(super) fn nulls_to_false(booleans: &BooleanArray) -> BooleanArray {
+    if booleans.null_count() == 0 {
+        return BooleanArray::new(booleans.values().clone(), None);
+    }
+    prep_null_mask_filter(booleans)
+}
+
 /// Runs `f` over the arguments as arrays; the result is a scalar when every
 /// argument was one, so constant folding keeps working.
-fn over_arrays(
+pub(super) fn over_arrays(
     args: ScalarFunctionArgs,
     f: impl Fn(&[ArrayRef]) -> Result<ArrayRef>,
 ) -> Result<ColumnarValue> {
@@ -85,7 +93,9 @@ fn over_arrays(
     let arrays = ColumnarValue::values_to_arrays(&args.args)?;
     let result = f(&arrays)?;
     if all_scalars && result.len() == 1 {
-        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?));
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &result, 0,
+        )?));
     }
     Ok(ColumnarValue::Array(result))
 }
@@ -117,10 +127,9 @@ impl ToNumber {
                 TimeUnit::Nanosecond => NANOS_PER_SECOND,
             };
             let raw = cast_or_null(array, &DataType::Int64)?;
-            let raw = raw
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .map(|ints| ints.unary::<_, arrow::datatypes::Float64Type>(|v| v as f64 / per_second));
+            let raw = raw.as_any().downcast_ref::<Int64Array>().map(|ints| {
+                ints.unary::<_, arrow::datatypes::Float64Type>(|v| v as f64 / per_second)
+            });
             return Ok(match raw {
                 Some(seconds) => Arc::new(seconds) as ArrayRef,
                 None => new_null_array(&DataType::Float64, array.len()),
@@ -177,7 +186,7 @@ impl Truthy {
         let booleans = booleans
             .as_any()
             .downcast_ref::<BooleanArray>()
-            .map(prep_null_mask_filter)
+            .map(nulls_to_false)
             .unwrap_or_else(|| BooleanArray::from(vec![false; array.len()]));
         // A true of a null input (a timestamp slot) must read false.
         let present = arrow::compute::is_not_null(array)?;
@@ -254,7 +263,7 @@ impl Compare {
             CompareOp::GreaterEqual => cmp::gt_eq(&left, &right)?,
             CompareOp::Equal => cmp::eq(&left, &right)?,
         };
-        Ok(Arc::new(prep_null_mask_filter(&result)))
+        Ok(Arc::new(nulls_to_false(&result)))
     }
 }
 

@@ -10,6 +10,7 @@
 //! its position; no input, however hostile, panics or overflows the stack.
 
 mod ast;
+mod branches;
 mod compile;
 mod dynamic;
 mod error;
@@ -43,10 +44,7 @@ pub fn parse(text: &str) -> Result<Ast, DerivedError> {
 /// `columns` resolves a `$name` reference to an expression (a dataset column or
 /// an earlier calculated field); `None` makes the reference read as null, as a
 /// missing column does in Honeycomb.
-pub fn compile(
-    text: &str,
-    columns: &dyn Fn(&str) -> Option<Expr>,
-) -> Result<Expr, DerivedError> {
+pub fn compile(text: &str, columns: &dyn Fn(&str) -> Option<Expr>) -> Result<Expr, DerivedError> {
     let ast = parse(text)?;
     compile::Compiler::new(text, columns).compile(&ast)
 }
