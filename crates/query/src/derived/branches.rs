@@ -37,12 +37,28 @@ pub fn union_type<'a>(types: impl Iterator<Item = &'a DataType>) -> DataType {
     }
 }
 
+/// Where `value` counts for COALESCE: not null, and not an empty string (as in
+/// Honeycomb, an empty string is a missing value there).
+fn present(value: &ArrayRef) -> Result<BooleanArray> {
+    let not_null = arrow::compute::is_not_null(value)?;
+    if !matches!(
+        value.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        return Ok(not_null);
+    }
+    let text = cast_or_null(value, &DataType::Utf8)?;
+    let empty = arrow::array::StringArray::new_scalar("");
+    let non_empty = nulls_to_false(&arrow::compute::kernels::cmp::neq(&text, &empty)?);
+    Ok(arrow::compute::and(&not_null, &non_empty)?)
+}
+
 /// How the arguments of a [`Branches`] are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BranchMode {
     /// `condition, value, condition, value, ..., [default]`; conditions are booleans.
     If,
-    /// `value, value, ...`: the first that is not null.
+    /// `value, value, ...`: the first that is not null nor an empty string.
     Coalesce,
 }
 
@@ -81,8 +97,7 @@ impl Branches {
                 };
                 let mut result = cast(last)?;
                 for value in rest.iter().rev() {
-                    let present = arrow::compute::is_not_null(value)?;
-                    result = zip(&present, &cast(value)?, &result)?;
+                    result = zip(&present(value)?, &cast(value)?, &result)?;
                 }
                 Ok(result)
             }
@@ -142,7 +157,7 @@ pub fn if_values(args: Vec<Expr>) -> Expr {
     udf(BranchMode::If, args)
 }
 
-/// `quarry_coalesce(v1, ...)`: the first value that is not null.
+/// `quarry_coalesce(v1, ...)`: the first value that is not null nor `""`.
 pub fn coalesce_values(args: Vec<Expr>) -> Expr {
     udf(BranchMode::Coalesce, args)
 }

@@ -118,7 +118,7 @@ impl<'a> Compiler<'a> {
         use Function as F;
         // Functions that read their arguments' syntax, not only their values.
         match function {
-            F::Exists => return Ok(self.exists(&args[0])),
+            F::Exists => return self.exists(&args[0]),
             F::Bucket => return self.bucket(args),
             F::Length => return self.length(args),
             F::RegMatch | F::RegValue | F::RegCount => return self.regex(function, args),
@@ -211,13 +211,15 @@ impl<'a> Compiler<'a> {
         Ok(typed)
     }
 
-    fn exists(&self, arg: &Ast) -> Typed {
-        let present = match &arg.kind {
-            AstKind::Column(name) => (self.columns)(name).map(Expr::is_not_null),
-            AstKind::Literal(Literal::Null) => None,
-            _ => self.lower(arg).ok().map(|value| value.expr.is_not_null()),
+    /// `EXISTS(x)`: true when `x` is not null; a column the dataset does not
+    /// have does not exist.
+    fn exists(&self, arg: &Ast) -> Result<Typed, DerivedError> {
+        let value = self.lower(arg)?;
+        let present = match value.ty {
+            Ty::Null => lit(false),
+            _ => value.expr.is_not_null(),
         };
-        Typed::new(present.unwrap_or_else(|| lit(false)), Ty::Bool)
+        Ok(Typed::new(present, Ty::Bool))
     }
 
     /// A number literal argument (a constant such as a bucket size).
@@ -500,7 +502,17 @@ fn result_ty(target: Ty) -> Ty {
 /// `COALESCE(v1, v2, ...)`.
 fn coalesce_chain(values: Vec<Typed>) -> Typed {
     match unify(&values) {
-        Some(target) => Typed::new(coalesce(convert_all(values, target)), result_ty(target)),
+        Some(target) => {
+            // An empty string is a missing value for COALESCE, as in Honeycomb.
+            let values = values
+                .into_iter()
+                .map(|value| match value.ty {
+                    Ty::Str => Typed::new(nullif(value.expr, lit("")), Ty::Str),
+                    _ => value,
+                })
+                .collect();
+            Typed::new(coalesce(convert_all(values, target)), result_ty(target))
+        }
         None => Typed::new(
             coalesce_values(values.into_iter().map(|value| value.expr).collect()),
             Ty::Unknown,

@@ -187,6 +187,11 @@ async fn arithmetic() {
     assert_eq!(value("DIV(1, 4)").await, "0.25");
     assert_eq!(value("MOD(-7, 3)").await, "-1");
     assert_eq!(value("- -2").await, "2");
+    // 64-bit integer arithmetic wraps rather than failing the query.
+    assert_eq!(
+        value("9223372036854775807 + 1").await,
+        "-9223372036854775808"
+    );
     assert_rows("SUM($i, 1)", ["2", "3", "null", "-6"]).await;
     assert_rows("$i + $f", ["2.5", "2.0", "null", "-4.5"]).await;
     assert_rows("-$i", ["-1", "-2", "null", "7"]).await;
@@ -310,6 +315,13 @@ async fn conditionals() {
     )
     .await;
     assert_rows("COALESCE($i, \"none\")", ["1", "2", "none", "-7"]).await;
+    // An empty string is missing for COALESCE, as in Honeycomb.
+    assert_eq!(value("COALESCE(\"\", null, \"x\")").await, "x");
+    assert_rows(
+        "COALESCE(REG_VALUE($s, `\\d*`), $i)",
+        ["1", "42", "null", "-7"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -346,6 +358,11 @@ async fn conversions() {
     assert_eq!(value("INT(1e300)").await, "null");
     assert_rows("INT($s)", ["null", "42", "null", "null"]).await;
     assert_rows("INT($f)", ["1", "0", "null", "2"]).await;
+    assert_rows(
+        "INT($timestamp)",
+        ["1704067200000000000", "1704067201500000000", "null", "0"],
+    )
+    .await;
     assert_eq!(value("FLOAT(\"2.5\")").await, "2.5");
     assert_eq!(value("FLOAT(3)").await, "3.0");
     assert_eq!(value("FLOAT(\"x\")").await, "null");
