@@ -93,7 +93,11 @@ fn batch() -> RecordBatch {
 
 /// Resolves `$name` to the batch column of that name (dots are part of names).
 fn resolve(name: &str) -> Option<Expr> {
-    batch()
+    resolve_in(&batch(), name)
+}
+
+fn resolve_in(batch: &RecordBatch, name: &str) -> Option<Expr> {
+    batch
         .schema()
         .column_with_name(name)
         .map(|_| Expr::Column(Column::from_name(name)))
@@ -102,10 +106,14 @@ fn resolve(name: &str) -> Option<Expr> {
 /// Evaluates `text` over [`batch`]: each row's value as text (`null` for null),
 /// and the result type.
 async fn eval_typed(text: &str) -> Result<(Vec<String>, DataType), String> {
-    let expr = compile(text, &resolve).map_err(|error| error.to_string())?;
+    eval_over(text, batch()).await
+}
+
+async fn eval_over(text: &str, batch: RecordBatch) -> Result<(Vec<String>, DataType), String> {
+    let expr = compile(text, &|name| resolve_in(&batch, name)).map_err(|error| error.to_string())?;
     let ctx = SessionContext::new();
     let frame = ctx
-        .read_batch(batch())
+        .read_batch(batch)
         .and_then(|frame| frame.select(vec![expr.alias("out")]))
         .map_err(|error| format!("plan: {error}"))?;
     let batches = frame
@@ -467,6 +475,73 @@ async fn honeycomb_examples() {
         ["60.0", "0.0", "null", "71.42857142857143"],
     )
     .await;
+}
+
+/// The event the examples of `docs/calculated-fields.md` assume.
+fn docs_event() -> RecordBatch {
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("status", Arc::new(Int64Array::from(vec![503]))),
+        ("duration_ms", Arc::new(Float64Array::from(vec![250.0]))),
+        ("path", Arc::new(StringArray::from(vec!["/api/users"]))),
+        ("ok", Arc::new(BooleanArray::from(vec![false]))),
+        (
+            "timestamp",
+            Arc::new(TimestampNanosecondArray::from(vec![NEW_YEAR_2024_NS]).with_timezone("UTC")),
+        ),
+    ];
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
+        .collect();
+    let arrays = columns.into_iter().map(|(_, array)| array).collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).expect("docs event")
+}
+
+/// `example → result` pairs from the function tables of the docs.
+fn docs_examples() -> Vec<(String, String)> {
+    let docs = include_str!("../../../../docs/calculated-fields.md");
+    let mut examples = Vec::new();
+    for line in docs.lines().filter(|line| line.starts_with('|')) {
+        let Some(arrow_at) = line.rfind(" → ") else {
+            continue;
+        };
+        let Some(cell_start) = line[..arrow_at].rfind("| ") else {
+            continue;
+        };
+        let example = line[cell_start + 2..arrow_at].trim();
+        if example == "example" {
+            continue; // a table header
+        }
+        let example = example
+            .strip_prefix("``")
+            .and_then(|rest| rest.strip_suffix("``"))
+            .or_else(|| example.strip_prefix('`').and_then(|rest| rest.strip_suffix('`')))
+            .unwrap_or(example)
+            .trim();
+        let result = line[arrow_at + " → ".len()..]
+            .split('`')
+            .nth(1)
+            .unwrap_or_default();
+        let result = result
+            .strip_prefix('"')
+            .and_then(|rest| rest.strip_suffix('"'))
+            .unwrap_or(result);
+        examples.push((example.to_owned(), result.to_owned()));
+    }
+    examples
+}
+
+/// Every example in the function reference gives the result the docs claim.
+#[tokio::test]
+async fn docs_examples_hold() {
+    let examples = docs_examples();
+    assert!(examples.len() >= 40, "found only {} examples", examples.len());
+    for (example, expected) in examples {
+        match eval_over(&example, docs_event()).await {
+            Ok((rows, _)) => assert_eq!(rows, vec![expected], "{example}"),
+            Err(error) => panic!("{example}: {error}"),
+        }
+    }
 }
 
 #[test]
