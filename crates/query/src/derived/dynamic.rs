@@ -57,6 +57,8 @@ fn kind(data_type: &DataType) -> Kind {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Kind::String,
         DataType::Boolean => Kind::Boolean,
         DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => Kind::Time,
+        // Dictionary-encoded values behave as the values they encode.
+        DataType::Dictionary(_, values) => kind(values),
         _ => Kind::Other,
     }
 }

@@ -110,7 +110,8 @@ async fn eval_typed(text: &str) -> Result<(Vec<String>, DataType), String> {
 }
 
 async fn eval_over(text: &str, batch: RecordBatch) -> Result<(Vec<String>, DataType), String> {
-    let expr = compile(text, &|name| resolve_in(&batch, name)).map_err(|error| error.to_string())?;
+    let expr =
+        compile(text, &|name| resolve_in(&batch, name)).map_err(|error| error.to_string())?;
     let ctx = SessionContext::new();
     let frame = ctx
         .read_batch(batch)
@@ -515,7 +516,11 @@ fn docs_examples() -> Vec<(String, String)> {
         let example = example
             .strip_prefix("``")
             .and_then(|rest| rest.strip_suffix("``"))
-            .or_else(|| example.strip_prefix('`').and_then(|rest| rest.strip_suffix('`')))
+            .or_else(|| {
+                example
+                    .strip_prefix('`')
+                    .and_then(|rest| rest.strip_suffix('`'))
+            })
             .unwrap_or(example)
             .trim();
         let result = line[arrow_at + " → ".len()..]
@@ -535,7 +540,11 @@ fn docs_examples() -> Vec<(String, String)> {
 #[tokio::test]
 async fn docs_examples_hold() {
     let examples = docs_examples();
-    assert!(examples.len() >= 40, "found only {} examples", examples.len());
+    assert!(
+        examples.len() >= 40,
+        "found only {} examples",
+        examples.len()
+    );
     for (example, expected) in examples {
         match eval_over(&example, docs_event()).await {
             Ok((rows, _)) => assert_eq!(rows, vec![expected], "{example}"),
@@ -922,4 +931,41 @@ async fn random_expressions_always_run() {
             panic!("{text}: {error}");
         }
     }
+}
+
+/// Dictionary-encoded strings (as some scans produce) compare and convert as
+/// the strings they encode.
+#[tokio::test]
+async fn dictionary_columns_behave_as_their_values() {
+    use arrow::array::{Array, DictionaryArray};
+    use arrow::datatypes::Int32Type;
+    let names: DictionaryArray<Int32Type> = vec![Some("a"), Some("7"), None, Some("a")]
+        .into_iter()
+        .collect();
+    let schema = Schema::new(vec![Field::new("d", names.data_type().clone(), true)]);
+    let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(names) as ArrayRef])
+        .expect("dictionary batch");
+    let run = |text: &'static str| eval_over(text, batch.clone());
+    assert_eq!(
+        run("EQUALS($d, \"a\")").await.map(|(rows, _)| rows),
+        Ok(vec![
+            "true".into(),
+            "false".into(),
+            "false".into(),
+            "true".into()
+        ])
+    );
+    assert_eq!(
+        run("SUM($d, 1)").await.map(|(rows, _)| rows),
+        Ok(vec![
+            "null".into(),
+            "8.0".into(),
+            "null".into(),
+            "null".into()
+        ])
+    );
+    assert_eq!(
+        run("IF(EXISTS($d), $d, 0)").await.map(|(rows, _)| rows),
+        Ok(vec!["a".into(), "7".into(), "0".into(), "a".into()])
+    );
 }
