@@ -21,6 +21,7 @@ mod bloom;
 mod buffer_scan;
 mod catalog;
 mod config;
+pub mod derived;
 mod encode;
 mod engine;
 mod error;
