@@ -33,6 +33,7 @@ mod source;
 mod table;
 #[cfg(test)]
 mod test_support;
+pub mod trace;
 
 pub use all_datasets::{ALL_DATASETS, DATASET_COLUMN};
 pub use catalog::{CATALOG_NAME, SCHEMA_NAME};

@@ -5,3 +5,4 @@ pub mod events;
 pub mod ops;
 pub mod schema;
 pub mod sql;
+pub mod traces;
