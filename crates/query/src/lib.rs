@@ -19,6 +19,7 @@
 
 mod all_datasets;
 mod bloom;
+pub mod bubbleup;
 mod buffer_scan;
 mod catalog;
 mod config;
