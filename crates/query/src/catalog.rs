@@ -12,6 +12,7 @@ use datafusion::catalog::{
 };
 use datafusion::error::Result;
 
+use crate::all_datasets::{ALL_DATASETS, all_datasets_table};
 use crate::source::SharedSource;
 use crate::table::{DatasetTable, ScanContext};
 
@@ -39,7 +40,8 @@ pub(crate) fn environment_catalogs(
 }
 
 /// The datasets of one environment, listed from the store at each lookup; a table
-/// is built from a fresh snapshot when the query names it.
+/// is built from a fresh snapshot when the query names it. `__all__` (their union)
+/// resolves by name but is not listed, so listings show only real datasets.
 #[derive(Debug)]
 struct EnvironmentSchema {
     env: String,
@@ -54,6 +56,9 @@ impl SchemaProvider for EnvironmentSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name == ALL_DATASETS {
+            return all_datasets_table(&self.env, &self.source, &self.scan).map(Some);
+        }
         Ok(self.source.0.snapshot(&self.env, name).map(|snapshot| {
             Arc::new(DatasetTable::new(name, snapshot, Arc::clone(&self.scan)))
                 as Arc<dyn TableProvider>
@@ -61,10 +66,12 @@ impl SchemaProvider for EnvironmentSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.source
-            .0
-            .datasets(&self.env)
-            .iter()
-            .any(|dataset| dataset == name)
+        name == ALL_DATASETS
+            || self
+                .source
+                .0
+                .datasets(&self.env)
+                .iter()
+                .any(|dataset| dataset == name)
     }
 }

@@ -17,7 +17,9 @@
 //! `SELECT "trace.trace_id" FROM "my-app.prod"`. Unquoted names are lower-cased, as
 //! in any SQL engine.
 
+mod all_datasets;
 mod bloom;
+pub mod bubbleup;
 mod buffer_scan;
 mod catalog;
 mod config;
@@ -33,7 +35,9 @@ mod source;
 mod table;
 #[cfg(test)]
 mod test_support;
+pub mod trace;
 
+pub use all_datasets::{ALL_DATASETS, DATASET_COLUMN};
 pub use catalog::{CATALOG_NAME, SCHEMA_NAME};
 pub use config::{DEFAULT_BLOOM_CACHE_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, QueryConfig};
 pub use encode::{OutputFormat, encode_stream};

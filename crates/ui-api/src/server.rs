@@ -24,7 +24,7 @@ use crate::auth::{self, Auth};
 use crate::config::{self, Config};
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
-use crate::routes::{admin, events, ops, schema, sql};
+use crate::routes::{admin, bubbleup, events, ops, schema, sql, traces};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -86,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/1/columns/{dataset}", get(schema::list_columns))
         .route("/api/v1/sql", post(sql::sql))
         .route("/api/v1/admin/seal", post(admin::seal))
+        .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
+        .route("/api/v1/bubbleup/{dataset}", post(bubbleup::bubbleup))
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));
     let routes = Router::new()
         .merge(api)

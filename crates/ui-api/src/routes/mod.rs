@@ -1,7 +1,9 @@
 //! HTTP handlers, one module per kind of request.
 
 pub mod admin;
+pub mod bubbleup;
 pub mod events;
 pub mod ops;
 pub mod schema;
 pub mod sql;
+pub mod traces;
