@@ -87,6 +87,11 @@ impl<I: Iterator<Item = Event>> BatchBodies<I> {
         }
     }
 
+    /// The event stream behind the bodies (e.g. to ask the generator what it did).
+    pub fn into_inner(self) -> I {
+        self.events
+    }
+
     fn open_batch(&mut self, dataset: &'static str) -> &mut OpenBatch {
         let index = match self.open.iter().position(|b| b.dataset == dataset) {
             Some(index) => index,
