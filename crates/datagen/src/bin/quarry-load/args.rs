@@ -1,0 +1,122 @@
+//! Command-line flags of `quarry-load`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use quarry_datagen::{DatagenError, GeneratorConfig, parse_count, parse_duration};
+
+/// Tokio worker threads of the client: enough to keep the connections busy while
+/// leaving the server most of a small machine.
+pub const CLIENT_THREADS: usize = 2;
+
+/// Sends generated telemetry to Quarry's Events API (`POST /1/batch/{dataset}`).
+#[derive(Debug, Parser)]
+#[command(name = "quarry-load", version)]
+pub struct Args {
+    /// Base URL of the Quarry server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Events to generate (spans and logs): 100k, 1M, 10M, ...
+    #[arg(long, default_value = "1M", value_parser = parse_count_flag)]
+    pub events: u64,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Events per batch request.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Seed of the generator: equal seeds give equal events.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Time window the events spread over, ending at --end-time: 30m, 4h, 1d.
+    #[arg(long, default_value = "4h")]
+    pub window: String,
+    /// End of the window: RFC 3339 or Unix seconds [default: now].
+    #[arg(long)]
+    pub end_time: Option<String>,
+    /// Compress bodies with gzip (Content-Encoding: gzip).
+    #[arg(long)]
+    pub gzip: bool,
+    /// Build every body before sending, so the measured time is sending alone
+    /// (memory: about the size of all bodies).
+    #[arg(long)]
+    pub pregenerate: bool,
+    /// Write the events as NDJSON lines (`{"dataset","time","data"}`) to stdout
+    /// instead of sending them.
+    #[arg(long)]
+    pub ndjson: bool,
+    /// Print the scenario (services, deploys, anomaly) as JSON and exit.
+    #[arg(long)]
+    pub describe: bool,
+    /// Value of the X-Honeycomb-Team header.
+    #[arg(long, default_value = "quarry-load")]
+    pub api_key: String,
+    /// Also write the run's summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+}
+
+impl Args {
+    /// The generator config these flags describe.
+    pub fn generator_config(&self) -> Result<GeneratorConfig, DatagenError> {
+        let end_time_ns = match &self.end_time {
+            Some(text) => parse_end_time(text)?,
+            None => chrono::Utc::now()
+                .timestamp_nanos_opt()
+                .ok_or_else(|| DatagenError::InvalidConfig("the clock is out of range".into()))?,
+        };
+        Ok(GeneratorConfig::new(self.seed, self.events, end_time_ns)
+            .with_window(parse_duration(&self.window)?))
+    }
+}
+
+fn parse_count_flag(text: &str) -> Result<u64, String> {
+    parse_count(text).map_err(|e| e.to_string())
+}
+
+/// RFC 3339 or Unix seconds, in ns since the epoch.
+fn parse_end_time(text: &str) -> Result<i64, DatagenError> {
+    let invalid = || DatagenError::InvalidConfig(format!("not a time: {text:?}"));
+    if let Ok(seconds) = text.trim().parse::<i64>() {
+        return seconds.checked_mul(1_000_000_000).ok_or_else(invalid);
+    }
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map_err(|_| invalid())?
+        .timestamp_nanos_opt()
+        .ok_or_else(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_times_parse() {
+        assert_eq!(
+            parse_end_time("1700000000").unwrap(),
+            1_700_000_000_000_000_000
+        );
+        assert_eq!(
+            parse_end_time("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000_000_000
+        );
+        assert!(parse_end_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let args = Args::try_parse_from([
+            "quarry-load",
+            "--events",
+            "10k",
+            "--window",
+            "1h",
+            "--end-time",
+            "1700000000",
+        ])
+        .unwrap();
+        let config = args.generator_config().unwrap();
+        assert_eq!(config.events, 10_000);
+        assert_eq!(config.window.as_secs(), 3600);
+    }
+}
