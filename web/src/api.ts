@@ -16,7 +16,7 @@ function explain(status: number, serverMessage: string, what: string): string {
     case 401: return "This server needs an API key, and the browser sent none that it knows.";
     case 404: return serverMessage === "no such route"
       ? `This Quarry server does not offer ${what} (it may be an older build).`
-      : `Not found${detail}`;
+      : serverMessage ? serverMessage[0].toUpperCase() + serverMessage.slice(1) : "Not found.";
     case 413: return `The request is too large${detail}`;
     case 429: return "Quarry is busy right now; try again in a moment.";
     case 503: return "Quarry is shutting down; try again once it is back.";

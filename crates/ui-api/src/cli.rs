@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::DurabilityMode;
+use crate::demo::{DEFAULT_BACKFILL_EVENTS, DemoConfig};
 
 /// Quarry: a columnar wide-event analytics database with a Honeycomb-compatible API.
 #[derive(Debug, Parser)]
@@ -42,6 +43,23 @@ pub struct ServeArgs {
     /// (survives a process crash; fsync every 200 ms) [default: fsync]
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityMode>,
+    /// Demo mode: fill the store with generated telemetry of a small shop (two hours
+    /// back, then live, with an injected slowdown to find) [default: off]
+    #[arg(long)]
+    pub demo: bool,
+    /// Events the demo writes for the last two hours; the live stream keeps their
+    /// rate [default: 200000]
+    #[arg(long, value_name = "N", requires = "demo")]
+    pub demo_events: Option<u64>,
+}
+
+impl ServeArgs {
+    /// What demo mode generates, when it is on.
+    pub fn demo_config(&self) -> Option<DemoConfig> {
+        self.demo.then(|| DemoConfig {
+            backfill_events: self.demo_events.unwrap_or(DEFAULT_BACKFILL_EVENTS),
+        })
+    }
 }
 
 #[cfg(test)]

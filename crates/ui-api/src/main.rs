@@ -3,6 +3,7 @@
 mod auth;
 mod cli;
 mod config;
+mod demo;
 mod error;
 mod metrics;
 mod names;
@@ -29,7 +30,7 @@ async fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Serve(args) => match Config::load(&args) {
-            Ok(config) => server::run(config).await,
+            Ok(config) => server::run(config, args.demo_config()).await,
             Err(error) => Err(error),
         },
     };

@@ -36,9 +36,10 @@ function valueText(value: Filter["value"]): string {
   return String(value);
 }
 
-function Clause({ title, children, hint }: { title: string; children: JSX.Element | JSX.Element[]; hint?: string }) {
+function Clause({ title, children, hint, wide }:
+  { title: string; children: JSX.Element | JSX.Element[]; hint?: string; wide?: boolean }) {
   return (
-    <fieldset class="clause">
+    <fieldset class={wide ? "clause wide" : "clause"}>
       <legend>{title}</legend>
       {hint && <p class="hint">{hint}</p>}
       {children}
@@ -137,7 +138,7 @@ export function Builder({ state, datasets, columns, onChange, onRun, running }: 
       </div>
 
       <div class="clauses">
-        <Clause title="Visualize">
+        <Clause title="Visualize" wide>
           <>
             {spec.calculations.map((calc, i) => (
               <div class="clause-row" key={i} data-testid="calculation">
@@ -157,7 +158,7 @@ export function Builder({ state, datasets, columns, onChange, onRun, running }: 
           </>
         </Clause>
 
-        <Clause title="Where">
+        <Clause title="Where" wide>
           <>
             {spec.filters.map((filter, i) => (
               <div class="clause-row" key={i} data-testid="filter">

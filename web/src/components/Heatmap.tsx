@@ -91,6 +91,10 @@ export function Heatmap({ result, heatmap, selection, onCellClick, onBox }: Prop
     ctx.fillStyle = "#fafbfd";
     ctx.fillRect(PAD.left, PAD.top, plotW, plotH);
     const colW = Math.max(1, (step / (end - start)) * plotW);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(PAD.left, PAD.top, plotW, plotH);
+    ctx.clip();
     const denominator = Math.log1p(maxCount) || 1;
     for (const cell of heatmap.cells) {
       const bucket = bucketByIndex.get(cell.bucket);
@@ -100,17 +104,20 @@ export function Heatmap({ result, heatmap, selection, onCellClick, onBox }: Prop
       ctx.fillStyle = ramp(0.15 + 0.85 * (Math.log1p(cell.count) / denominator));
       ctx.fillRect(scaleX(cell.time), y0, colW + 0.5, Math.max(1, y1 - y0));
     }
+    ctx.restore();
     // Axes.
     ctx.fillStyle = "#555";
     ctx.font = "11px system-ui, sans-serif";
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    const labelEvery = Math.max(1, Math.ceil(used.length / 8));
-    used.forEach((b, i) => {
-      if (i % labelEvery !== 0) return;
-      ctx.fillText(formatCompact(b.lower), PAD.left - 6, scaleY(b.lower));
-    });
-    ctx.fillText(formatCompact(hi), PAD.left - 6, scaleY(hi) + 5);
+    // Bucket edges as labels, at least 14 px apart.
+    let lastY = Infinity;
+    for (const value of [...used.map((b) => b.lower), hi]) {
+      const y = Math.max(scaleY(value), PAD.top + 5);
+      if (lastY - y < 14) continue;
+      ctx.fillText(formatCompact(value), PAD.left - 6, y);
+      lastY = y;
+    }
     ctx.textAlign = "center";
     ctx.textBaseline = "alphabetic";
     for (const t of timeTicks(start, end)) ctx.fillText(formatClock(t), scaleX(t), HEIGHT - 7);

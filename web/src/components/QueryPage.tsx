@@ -27,17 +27,13 @@ function useColumns(dataset: string, datasets: string[]): Column[] {
   const [columns, setColumns] = useState<Column[]>([]);
   useEffect(() => {
     const controller = new AbortController();
+    // There is no schema endpoint for __all__: it has the union of every dataset's columns.
     const load = async (): Promise<Column[]> => {
-      try {
-        return await api.columns(dataset, controller.signal);
-      } catch (error) {
-        if (dataset !== ALL_DATASETS) throw error;
-        // No schema endpoint for __all__: the union of every dataset's columns.
-        const lists = await Promise.all(datasets.map((d) => api.columns(d, controller.signal).catch(() => [])));
-        const seen = new Map<string, Column>();
-        for (const list of lists) for (const c of list) if (!seen.has(c.key_name)) seen.set(c.key_name, c);
-        return [...seen.values()];
-      }
+      if (dataset !== ALL_DATASETS) return api.columns(dataset, controller.signal);
+      const lists = await Promise.all(datasets.map((d) => api.columns(d, controller.signal).catch(() => [])));
+      const seen = new Map<string, Column>();
+      for (const list of lists) for (const c of list) if (!seen.has(c.key_name)) seen.set(c.key_name, c);
+      return [...seen.values()];
     };
     load()
       .then((list) => setColumns([...list].sort((a, b) => a.key_name.localeCompare(b.key_name))))

@@ -3,7 +3,7 @@
 
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, type TraceResult, type TraceRow, type TraceSpan } from "../api";
-import { cellText, colorFor, formatDuration } from "../format";
+import { cellText, colorFor, formatDuration, PALETTE } from "../format";
 import { linkClick, navigate } from "../router";
 import { ErrorBox, Progress, useTask } from "../task";
 
@@ -101,6 +101,8 @@ function Trace({ trace }: { trace: TraceResult }) {
   }, [trace, collapsed]);
 
   const services = useMemo(() => [...new Set(trace.spans.map((s) => s.service_name ?? s.dataset))], [trace]);
+  // Colours by order of appearance: distinct for the first services of any trace.
+  const colorOf = (service: string) => PALETTE[services.indexOf(service) % PALETTE.length] ?? colorFor(service);
   const selected = trace.spans.find((s) => s.span_id === selectedId) ?? null;
   const errors = trace.spans.filter((s) => s.error).length;
   const allLogs = useMemo(() => {
@@ -135,7 +137,7 @@ function Trace({ trace }: { trace: TraceResult }) {
         {errors > 0 && <> · <span class="error-text">{errors} with errors</span></>}
         {trace.truncated && <> · <span class="error-text">truncated</span></>}
         <div class="legend">
-          {services.map((s) => <span key={s}><i style={{ background: colorFor(s) }} />{s}</span>)}
+          {services.map((s) => <span key={s}><i style={{ background: colorOf(s) }} />{s}</span>)}
         </div>
       </div>
       <div class="trace-body">
@@ -165,14 +167,16 @@ function Trace({ trace }: { trace: TraceResult }) {
                       {isCollapsed ? "▸" : "▾"}
                     </button>
                   ) : <span class="twisty" />}
-                  <span class="svc" style={{ color: colorFor(service) }}>{service}</span>{" "}
+                  <span class="svc" style={{ color: colorOf(service) }}>{service}</span>{" "}
                   <span title={span.name ?? ""}>{span.name ?? "(unnamed)"}</span>
                   {span.error && <span class="badge-error" title="error">!</span>}
                   {isCollapsed && <span class="muted"> +{span.children.length}</span>}
                 </span>
                 <span class="wf-bars">
-                  <span class="wf-bar" style={{ left: `${left}%`, width: `${width}%`, background: colorFor(service) }} />
-                  <span class="wf-dur" style={{ left: `${Math.min(left + width, 92)}%` }}>{formatDuration(span.duration_ms)}</span>
+                  <span class="wf-bar" style={{ left: `${left}%`, width: `${width}%`, background: colorOf(service) }} />
+                  {left + width > 80
+                    ? <span class="wf-dur inside" style={{ right: `${100 - left - width}%` }}>{formatDuration(span.duration_ms)}</span>
+                    : <span class="wf-dur" style={{ left: `${left + width}%` }}>{formatDuration(span.duration_ms)}</span>}
                 </span>
               </div>
             );
