@@ -20,7 +20,10 @@ use quarry_ingest::{DecodeContext, decode_batch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::config::Config;
+use crate::error::ApiError;
 use crate::server::AppState;
+use quarry_segment_store::DEFAULT_ENVIRONMENT;
 
 /// Default events of the backfill (spans and logs together).
 pub const DEFAULT_BACKFILL_EVENTS: u64 = 200_000;
@@ -55,6 +58,39 @@ enum DemoError {
     Store(#[from] quarry_segment_store::StoreError),
     #[error("a decoding task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// File marking a data directory as demo mode's own.
+pub const MARKER_FILE: &str = "QUARRY_DEMO";
+
+/// Starts demo mode on a server about to serve: checks the data directory is the
+/// demo's (or fresh), then writes in the background until aborted. Generated data is
+/// indistinguishable from real data, so a directory holding other data is refused.
+pub fn start(
+    state: &AppState,
+    config: &Config,
+    demo: DemoConfig,
+) -> Result<JoinHandle<()>, ApiError> {
+    // With API keys, the environment of the first key (sorted) gets the data.
+    let environment = config
+        .api_keys
+        .values()
+        .min()
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
+    let marker = config.data_dir.join(MARKER_FILE);
+    if !marker.exists() {
+        if !state.store.datasets(&environment).is_empty() {
+            return Err(ApiError::Startup(format!(
+                "--demo writes generated data, but {} already holds other data: use a fresh --data-dir",
+                config.data_dir.display()
+            )));
+        }
+        std::fs::write(&marker, "written by quarry serve --demo\n").map_err(|error| {
+            ApiError::Startup(format!("cannot write {}: {error}", marker.display()))
+        })?;
+    }
+    Ok(spawn(state.clone(), environment, demo))
 }
 
 /// Starts the demo's writer in the background; it runs until aborted.
@@ -182,6 +218,29 @@ fn now_ns() -> i64 {
 mod tests {
     use super::*;
     use crate::testing::TestApp;
+
+    #[tokio::test]
+    async fn a_data_directory_with_other_data_is_refused() {
+        let app = TestApp::start(|_| {}).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::load(&crate::cli::ServeArgs::default()).unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        let demo = DemoConfig {
+            backfill_events: 10,
+        };
+        // Fresh: claimed with the marker.
+        let writer = start(&app.state, &config, demo).unwrap();
+        writer.abort();
+        assert!(dir.path().join(MARKER_FILE).exists());
+        // Other data and no marker: refused.
+        let reply = app.post_json("/1/events/real", r#"{"a": 1}"#).await;
+        assert_eq!(reply.status, axum::http::StatusCode::OK);
+        let other = tempfile::tempdir().unwrap();
+        config.data_dir = other.path().to_path_buf();
+        let error = start(&app.state, &config, demo).unwrap_err().to_string();
+        assert!(error.contains("already holds other data"), "{error}");
+        assert!(!other.path().join(MARKER_FILE).exists());
+    }
 
     #[tokio::test]
     async fn the_backfill_lands_every_event_with_the_anomaly() {

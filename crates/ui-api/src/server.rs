@@ -151,15 +151,16 @@ pub async fn run(config: Config, demo: Option<DemoConfig>) -> Result<(), ApiErro
             return Err(error);
         }
     };
-    let demo_writer = demo.map(|demo| {
-        let environment = config
-            .api_keys
-            .values()
-            .min()
-            .cloned()
-            .unwrap_or_else(|| quarry_segment_store::DEFAULT_ENVIRONMENT.to_owned());
-        demo::spawn(state.clone(), environment, demo)
-    });
+    let demo_writer = match demo {
+        Some(demo) => match demo::start(&state, &config, demo) {
+            Ok(writer) => Some(writer),
+            Err(error) => {
+                close_store(&store).await;
+                return Err(error);
+            }
+        },
+        None => None,
+    };
     let ready = Arc::clone(&state.ready);
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let graceful = axum::serve(listener, router(state)).with_graceful_shutdown(async move {

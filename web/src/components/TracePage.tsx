@@ -174,9 +174,11 @@ function Trace({ trace }: { trace: TraceResult }) {
                 </span>
                 <span class="wf-bars">
                   <span class="wf-bar" style={{ left: `${left}%`, width: `${width}%`, background: colorOf(service) }} />
-                  {left + width > 80
-                    ? <span class="wf-dur inside" style={{ right: `${100 - left - width}%` }}>{formatDuration(span.duration_ms)}</span>
-                    : <span class="wf-dur" style={{ left: `${left + width}%` }}>{formatDuration(span.duration_ms)}</span>}
+                  {left + width <= 80
+                    ? <span class="wf-dur" style={{ left: `${left + width}%` }}>{formatDuration(span.duration_ms)}</span>
+                    : width >= 12
+                      ? <span class="wf-dur inside" style={{ right: `${100 - left - width}%` }}>{formatDuration(span.duration_ms)}</span>
+                      : <span class="wf-dur" style={{ right: `${100 - left}%` }}>{formatDuration(span.duration_ms)}</span>}
                 </span>
               </div>
             );
