@@ -65,6 +65,27 @@ function post(body: unknown, signal?: AbortSignal): RequestInit {
 
 const enc = encodeURIComponent;
 
+/** Epoch seconds of a time the server may send as a number or RFC 3339 text. */
+function seconds(value: unknown): number {
+  if (typeof value === "number") return value;
+  const ms = Date.parse(String(value));
+  return Number.isFinite(ms) ? ms / 1000 : 0;
+}
+
+/** Every time of a result as epoch seconds (the charts do arithmetic on them). */
+function normalizeTimes(result: QueryResult): QueryResult {
+  result.start_time = seconds(result.start_time);
+  result.end_time = seconds(result.end_time);
+  result.series = (result.series ?? []).map((p) => ({ ...p, time: seconds(p.time) }));
+  result.groups = result.groups ?? [];
+  result.heatmaps = (result.heatmaps ?? []).map((h) => ({
+    ...h,
+    times: (h.times ?? []).map(seconds),
+    cells: (h.cells ?? []).map((c) => ({ ...c, time: seconds(c.time) })),
+  }));
+  return result;
+}
+
 export interface Column { key_name: string; type: string }
 
 export const api = {
@@ -72,8 +93,8 @@ export const api = {
     json<Array<{ name: string }>>("/1/datasets", { signal }, "the dataset list"),
   columns: (dataset: string, signal?: AbortSignal) =>
     json<Column[]>(`/1/columns/${enc(dataset)}`, { signal }, "the column list"),
-  query: (dataset: string, spec: QuerySpec, signal?: AbortSignal) =>
-    json<QueryResult>(`/api/v1/query/${enc(dataset)}`, post(cleanSpec(spec), signal), "this query"),
+  query: async (dataset: string, spec: QuerySpec, signal?: AbortSignal) =>
+    normalizeTimes(await json<QueryResult>(`/api/v1/query/${enc(dataset)}`, post(cleanSpec(spec), signal), "this query")),
   events: (dataset: string, body: EventsRequest, signal?: AbortSignal) =>
     json<EventsResponse>(`/api/v1/query/${enc(dataset)}/events`,
       post({ ...body, query: cleanSpec(body.query) }, signal), "the events query"),
