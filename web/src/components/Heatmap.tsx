@@ -187,6 +187,37 @@ export function Heatmap({ result, heatmap, selection, onCellClick, onBox }: Prop
     onBox(boxToCell(drag.x0, drag.y0, p.x, p.y));
   };
 
+  /** Keyboard: arrows move a cursor cell (shown like a hover), Enter opens it. */
+  const onKeyDown = (e: KeyboardEvent) => {
+    const ordered = [...used].sort((a, b) => a.lower - b.lower);
+    const place = (time: number, bucket: number) => {
+      const b = bucketByIndex.get(bucket);
+      if (!b) return;
+      setHover({ time, bucket, x: scaleX(time + step / 2), y: (scaleY(b.upper) + scaleY(b.lower)) / 2 });
+    };
+    if (!hover) {
+      if (!["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Enter"].includes(e.key)) return;
+      const busiest = heatmap.cells.reduce<HeatmapCell | null>((m, c) => (!m || c.count > m.count ? c : m), null);
+      if (busiest) place(busiest.time, busiest.bucket);
+      e.preventDefault();
+      return;
+    }
+    const position = ordered.findIndex((b) => b.index === hover.bucket);
+    if (e.key === "ArrowLeft" && hover.time - step >= start) place(hover.time - step, hover.bucket);
+    else if (e.key === "ArrowRight" && hover.time + step < end) place(hover.time + step, hover.bucket);
+    else if (e.key === "ArrowUp" && position >= 0 && position < ordered.length - 1) place(hover.time, ordered[position + 1].index);
+    else if (e.key === "ArrowDown" && position > 0) place(hover.time, ordered[position - 1].index);
+    else if (e.key === "Enter") {
+      const bucket = bucketByIndex.get(hover.bucket);
+      const cell = cells.get(`${hover.time}:${hover.bucket}`);
+      if (bucket && cell) {
+        onCellClick(cell, { column: heatmap.column, min: bucket.lower, max: bucket.upper, start_time: hover.time, end_time: hover.time + step });
+      }
+    } else if (e.key === "Escape") setHover(null);
+    else return;
+    e.preventDefault();
+  };
+
   const hoverCell = hover ? cells.get(`${hover.time}:${hover.bucket}`) : undefined;
   const hoverBucket = hover ? bucketByIndex.get(hover.bucket) : undefined;
   const shownBox = drag
@@ -213,13 +244,20 @@ export function Heatmap({ result, heatmap, selection, onCellClick, onBox }: Prop
         <span class="muted small"> click a cell for exemplars · drag a box to run BubbleUp</span>
       </div>
       <div class="heatmap-area">
-        <canvas ref={canvas} data-testid="heatmap" data-geometry={geometry} role="img"
-          aria-label={`Heatmap of ${heatmap.column}`}
+        <canvas ref={canvas} data-testid="heatmap" data-geometry={geometry} role="img" tabIndex={0}
+          aria-label={`Heatmap of ${heatmap.column}: arrow keys move between cells, Enter shows a cell's exemplars`}
+          onKeyDown={onKeyDown} onBlur={() => setHover(null)}
           onMouseDown={onMouseDown} onMouseMove={onMouseMove} onMouseUp={onMouseUp}
           onMouseLeave={() => { setHover(null); setDrag(null); }} />
         {shownBox && <div class="selection-box" data-testid="heatmap-box" style={{
           left: `${shownBox.left}px`, top: `${shownBox.top}px`, width: `${shownBox.width}px`, height: `${shownBox.height}px`,
         }} />}
+        {hover && hoverBucket && (
+          <div class="cell-cursor" style={{
+            left: `${scaleX(hover.time)}px`, width: `${Math.max(2, (step / (end - start)) * plotW)}px`,
+            top: `${scaleY(hoverBucket.upper)}px`, height: `${Math.max(2, scaleY(hoverBucket.lower) - scaleY(hoverBucket.upper))}px`,
+          }} />
+        )}
         {hover && hoverBucket && !drag && (
           <div class="tooltip" role="tooltip" data-testid="heatmap-tooltip"
             style={hover.x > width * 0.65 ? { right: `${width - hover.x + 12}px`, top: `${hover.y + 12}px` } : { left: `${hover.x + 12}px`, top: `${hover.y + 12}px` }}>

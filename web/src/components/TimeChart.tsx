@@ -10,7 +10,7 @@ import { niceTicks, timeTicks, useWidth } from "./useWidth";
 export interface GroupStyle { id: string; label: string; color: string; index: number }
 
 const HEIGHT = 170;
-const PAD = { left: 48, right: 12, top: 10, bottom: 22 };
+const PAD = { left: 56, right: 12, top: 10, bottom: 22 };
 
 interface Props {
   result: QueryResult;
