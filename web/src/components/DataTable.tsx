@@ -45,6 +45,7 @@ export function DataTable({ rows, columns, testId, maxRows = 1000 }:
           <tr>
             {cols.map((c) => (
               <SortHeader key={c} label={c} active={sort?.column === c} descending={!!sort?.descending}
+                numeric={typeof rows.find((r) => r[c] !== null && r[c] !== undefined)?.[c] === "number"}
                 onClick={() => setSort(sort?.column === c ? { column: c, descending: !sort.descending } : { column: c, descending: false })} />
             ))}
           </tr>
