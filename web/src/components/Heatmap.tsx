@@ -37,7 +37,8 @@ export function Heatmap({ result, heatmap, selection, onCellClick, onBox }: Prop
   const [drag, setDrag] = useState<{ x0: number; y0: number; x1: number; y1: number } | null>(null);
 
   const step = result.granularity || 60;
-  const start = result.start_time;
+  // Buckets are aligned to the granularity: the first may begin before start_time.
+  const start = Math.floor(result.start_time / step) * step;
   const end = Math.max(result.end_time, start + step);
   const plotW = width - PAD.left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;

@@ -25,7 +25,8 @@ export function TimeChart({ result, name, groups, highlighted, onHighlight, onPo
   const [ref, width] = useWidth<HTMLDivElement>();
   const [hoverTime, setHoverTime] = useState<number | null>(null);
   const step = result.granularity || 60;
-  const start = result.start_time;
+  // Buckets are aligned to the granularity: the first may begin before start_time.
+  const start = Math.floor(result.start_time / step) * step;
   const end = Math.max(result.end_time, start + step);
 
   const lines = useMemo(() => {
