@@ -21,7 +21,7 @@ import { TimeChart, type GroupStyle } from "./TimeChart";
 type Panel =
   | { kind: "exemplars"; title: string; exemplars: Exemplar[]; events: EventsTarget }
   | { kind: "events"; title: string; target: EventsTarget }
-  | { kind: "bubbleup"; title: string; selection: unknown };
+  | { kind: "bubbleup"; title: string; selection: unknown; events: EventsTarget };
 
 function useColumns(dataset: string, datasets: string[]): Column[] {
   const [columns, setColumns] = useState<Column[]>([]);
@@ -130,9 +130,9 @@ export function QueryPage({ search }: { search: string }) {
     });
   };
 
-  const runBubbleUp = (title: string, selection: unknown) => {
+  const runBubbleUp = (title: string, selection: unknown, events: EventsTarget) => {
     if (!ran || !pinned) return;
-    setPanel({ kind: "bubbleup", title, selection });
+    setPanel({ kind: "bubbleup", title, selection, events });
     void bubble.run((signal) => api.bubbleup(ran.dataset, pinned, selection, signal));
   };
 
@@ -199,7 +199,8 @@ export function QueryPage({ search }: { search: string }) {
               }}
               onBox={(selection) => {
                 setBox(selection);
-                runBubbleUp(`${selection.column} ${formatNumber(selection.min)}–${formatNumber(selection.max)}, ${formatClock(selection.start_time)}–${formatClock(selection.end_time)}`, selection);
+                runBubbleUp(`${selection.column} ${formatNumber(selection.min)}–${formatNumber(selection.max)}, ${formatClock(selection.start_time)}–${formatClock(selection.end_time)}`,
+                  selection, { dataset: ran.dataset, query: pinned ?? ran.spec, group: null, cell: selection });
               }} />
           ))}
           {result.calculations.filter((c) => c.op !== "HEATMAP").map((calc) => (
@@ -214,7 +215,8 @@ export function QueryPage({ search }: { search: string }) {
               kind: "exemplars", title: groupTitle(g), exemplars: g.exemplars ?? [],
               events: { dataset: ran.dataset, query: pinned, group: result.breakdowns.length ? g.key : null, cell: null },
             })}
-            onBubbleUp={(g) => runBubbleUp(`group ${groupTitle(g)}`, { group: g.key })} />
+            onBubbleUp={(g) => pinned && runBubbleUp(`group ${groupTitle(g)}`, { group: g.key },
+              { dataset: ran.dataset, query: pinned, group: g.key, cell: null })} />
         </section>
       )}
       {panel && (
@@ -222,7 +224,7 @@ export function QueryPage({ search }: { search: string }) {
           onKeyDown={(e) => { if (e.key === "Escape") setPanel(null); }}>
           <div class="panel-head">
             <h2>{panel.kind === "bubbleup" ? "BubbleUp" : panel.kind === "events" ? "Events" : "Exemplars"}: {panel.title}</h2>
-            {panel.kind === "exemplars" && (
+            {panel.kind !== "events" && (
               <button type="button" onClick={() => setPanel({ kind: "events", title: panel.title, target: panel.events })}>Show raw events</button>
             )}
             <button type="button" class="icon" aria-label="Close" title="Close (Esc)" onClick={() => { setPanel(null); setBox(null); }}>×</button>
