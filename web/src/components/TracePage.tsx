@@ -174,6 +174,10 @@ function Trace({ trace }: { trace: TraceResult }) {
                 </span>
                 <span class="wf-bars">
                   <span class="wf-bar" style={{ left: `${left}%`, width: `${width}%`, background: colorOf(service) }} />
+                  {[...span.events, ...span.logs].map((row, i) => (
+                    <span key={i} class="wf-mark" title={rowTitle(row)}
+                      style={{ left: `${((Date.parse(row.timestamp) - traceStart) / total) * 100}%` }} />
+                  ))}
                   {left + width <= 80
                     ? <span class="wf-dur" style={{ left: `${left + width}%` }}>{formatDuration(span.duration_ms)}</span>
                     : width >= 12
