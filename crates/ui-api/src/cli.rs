@@ -18,7 +18,8 @@ pub struct Cli {
 /// The subcommands of `quarry`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server: events API, SQL API, schema API and web UI on one HTTP port.
+    /// Run the server: events API, OTLP/HTTP, SQL API, schema API and web UI on one
+    /// HTTP port, and the OTLP/gRPC and OTLP/HTTP receivers on their own ports.
     Serve(ServeArgs),
 }
 
@@ -42,6 +43,15 @@ pub struct ServeArgs {
     /// (survives a process crash; fsync every 200 ms) [default: fsync]
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityMode>,
+    /// Address of the OTLP/gRPC receiver (traces, logs, metrics); port 0 picks a
+    /// free port and logs it; `off` disables it [default: 127.0.0.1:4317]
+    #[arg(long, value_name = "ADDR")]
+    pub otlp_grpc: Option<String>,
+    /// Address of the OTLP/HTTP receiver (`/v1/traces`, `/v1/logs`, `/v1/metrics`,
+    /// also served on the --http port); port 0 picks a free port and logs it; `off`
+    /// disables this port [default: 127.0.0.1:4318]
+    #[arg(long, value_name = "ADDR")]
+    pub otlp_http: Option<String>,
 }
 
 #[cfg(test)]
@@ -60,6 +70,10 @@ mod tests {
             "127.0.0.1:0",
             "--durability",
             "relaxed",
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "off",
         ])
         .unwrap();
         let Command::Serve(args) = cli.command;
@@ -67,6 +81,8 @@ mod tests {
         assert_eq!(args.http.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.durability, Some(DurabilityMode::Relaxed));
         assert_eq!(args.config, None);
+        assert_eq!(args.otlp_grpc.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(args.otlp_http.as_deref(), Some("off"));
     }
 
     #[test]
@@ -80,6 +96,8 @@ mod tests {
             "127.0.0.1:8080",
             "[default: fsync]",
             "[default: none]",
+            "[default: 127.0.0.1:4317]",
+            "[default: 127.0.0.1:4318]",
         ] {
             assert!(help.contains(default), "{default} missing from:\n{help}");
         }

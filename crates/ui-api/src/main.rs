@@ -6,6 +6,7 @@ mod config;
 mod error;
 mod metrics;
 mod names;
+mod otlp;
 mod routes;
 mod server;
 #[cfg(test)]
