@@ -77,6 +77,10 @@ def to_toml(config: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# Log lines naming the OTLP receivers' bound addresses.
+_OTLP_GRPC_LINE = re.compile(r"OTLP/gRPC receiver on [^\s:]+:(\d+)")
+_OTLP_HTTP_LINE = re.compile(r"OTLP/HTTP receiver on http://[^\s:]+:(\d+)")
+
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(\s+-?\d+)?$")
 
 
@@ -167,6 +171,9 @@ class Quarry:
         self.args = list(args or [])
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        # OTLP receivers' ports (bound to port 0; read from the server log).
+        self.otlp_grpc_port = 0
+        self.otlp_http_port = 0
         self.starts = 0
         self.log_path = workdir / "quarry-0.log"
 
@@ -206,6 +213,10 @@ class Quarry:
             f"127.0.0.1:{self.port}",
             "--config",
             str(self.config_path),
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
         ]
         if self.durability:
             cmd += ["--durability", self.durability]
@@ -228,11 +239,32 @@ class Quarry:
                 )
             try:
                 if requests.get(self.base + "/readyz", timeout=2).status_code == 200:
+                    self._read_otlp_ports()
                     return
             except requests.RequestException:
                 pass
             time.sleep(POLL_INTERVAL_S)
         raise AssertionError(f"quarry not ready after {READY_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def _read_otlp_ports(self) -> None:
+        """The OTLP receivers' bound ports, from their log lines (logged before ready)."""
+        log = self.log_text()
+        grpc = _OTLP_GRPC_LINE.findall(log)
+        http = _OTLP_HTTP_LINE.findall(log)
+        self.otlp_grpc_port = int(grpc[-1]) if grpc else 0
+        self.otlp_http_port = int(http[-1]) if http else 0
+
+    @property
+    def otlp_grpc_endpoint(self) -> str:
+        """`host:port` of the OTLP/gRPC receiver."""
+        assert self.otlp_grpc_port, f"no OTLP/gRPC receiver in the log:\n{self.log_tail()}"
+        return f"127.0.0.1:{self.otlp_grpc_port}"
+
+    @property
+    def otlp_http_base(self) -> str:
+        """Base URL of the OTLP/HTTP receiver's own port."""
+        assert self.otlp_http_port, f"no OTLP/HTTP receiver in the log:\n{self.log_tail()}"
+        return f"http://127.0.0.1:{self.otlp_http_port}"
 
     def alive(self) -> bool:
         """Whether the process is running."""

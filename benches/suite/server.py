@@ -32,6 +32,9 @@ class QuarryServer:
             str(self.binary), "serve",
             "--data-dir", str(self.data_dir),
             "--http", "127.0.0.1:0",
+            # OTLP receivers on free ports (the defaults 4317/4318 may be taken).
+            "--otlp-grpc", "127.0.0.1:0",
+            "--otlp-http", "127.0.0.1:0",
             "--durability", self.durability,
         ]
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), NO_COLOR="1")

@@ -26,6 +26,7 @@ mod error;
 pub mod event;
 pub mod generator;
 pub mod ids;
+pub mod otlp;
 pub mod scenario;
 pub mod topology;
 
@@ -34,4 +35,5 @@ pub use config::{GeneratorConfig, parse_count, parse_duration};
 pub use error::DatagenError;
 pub use event::{Event, EventKind, FieldValue};
 pub use generator::{Generator, max_trace_events};
+pub use otlp::{OtlpBodies, OtlpBody};
 pub use scenario::{Anomaly, Scenario};

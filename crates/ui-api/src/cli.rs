@@ -19,7 +19,8 @@ pub struct Cli {
 /// The subcommands of `quarry`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server: events API, SQL API, schema API and web UI on one HTTP port.
+    /// Run the server: events API, OTLP/HTTP, SQL API, schema API and web UI on one
+    /// HTTP port, and the OTLP/gRPC and OTLP/HTTP receivers on their own ports.
     Serve(ServeArgs),
     /// `serve --demo`: the server with generated telemetry to explore in the web UI
     /// (data in ./quarry-demo-data unless --data-dir says otherwise).
@@ -54,6 +55,15 @@ pub struct ServeArgs {
     /// stream keeps their rate [default: 200000]
     #[arg(long, value_name = "N")]
     pub demo_events: Option<u64>,
+    /// Address of the OTLP/gRPC receiver (traces, logs, metrics); port 0 picks a
+    /// free port and logs it; `off` disables it [default: 127.0.0.1:4317]
+    #[arg(long, value_name = "ADDR")]
+    pub otlp_grpc: Option<String>,
+    /// Address of the OTLP/HTTP receiver (`/v1/traces`, `/v1/logs`, `/v1/metrics`,
+    /// also served on the --http port); port 0 picks a free port and logs it; `off`
+    /// disables this port [default: 127.0.0.1:4318]
+    #[arg(long, value_name = "ADDR")]
+    pub otlp_http: Option<String>,
 }
 
 /// Data directory of `quarry demo`: never the default one of `quarry serve`.
@@ -91,6 +101,10 @@ mod tests {
             "127.0.0.1:0",
             "--durability",
             "relaxed",
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "off",
         ])
         .unwrap();
         let Command::Serve(args) = cli.command else {
@@ -100,6 +114,8 @@ mod tests {
         assert_eq!(args.http.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.durability, Some(DurabilityMode::Relaxed));
         assert_eq!(args.config, None);
+        assert_eq!(args.otlp_grpc.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(args.otlp_http.as_deref(), Some("off"));
     }
 
     #[test]
@@ -113,6 +129,8 @@ mod tests {
             "127.0.0.1:8080",
             "[default: fsync]",
             "[default: none]",
+            "[default: 127.0.0.1:4317]",
+            "[default: 127.0.0.1:4318]",
         ] {
             assert!(help.contains(default), "{default} missing from:\n{help}");
         }

@@ -19,6 +19,12 @@ use crate::names;
 
 /// Default HTTP listen address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+/// Default OTLP/gRPC listen address (the OpenTelemetry standard port).
+pub const DEFAULT_OTLP_GRPC: &str = "127.0.0.1:4317";
+/// Default OTLP/HTTP listen address (the OpenTelemetry standard port).
+pub const DEFAULT_OTLP_HTTP: &str = "127.0.0.1:4318";
+/// The address value that turns a receiver off.
+const OFF: &str = "off";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./quarry-data";
 /// Default bound on ingest requests in flight; beyond it requests get 429 at once.
@@ -62,6 +68,11 @@ pub struct Config {
     pub api_keys: HashMap<String, String>,
     /// Ingest requests allowed in flight at once.
     pub max_concurrent_ingest: usize,
+    /// Address of the OTLP/gRPC receiver; `None` when turned off.
+    pub otlp_grpc: Option<String>,
+    /// Address of the OTLP/HTTP receiver's own port; `None` when turned off (the
+    /// `/v1/*` routes stay on the HTTP port).
+    pub otlp_http: Option<String>,
 }
 
 impl Config {
@@ -101,6 +112,8 @@ struct FileConfig {
 struct ServerSection {
     http: Option<String>,
     max_concurrent_ingest: Option<usize>,
+    otlp_grpc: Option<String>,
+    otlp_http: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +231,14 @@ fn resolve(file: FileConfig, args: &ServeArgs) -> Result<Config, ApiError> {
         )?,
     );
 
+    let otlp_grpc = receiver_address(
+        args.otlp_grpc.clone().or(server.otlp_grpc),
+        DEFAULT_OTLP_GRPC,
+    );
+    let otlp_http = receiver_address(
+        args.otlp_http.clone().or(server.otlp_http),
+        DEFAULT_OTLP_HTTP,
+    );
     let max_concurrent_ingest =
         positive("server.max_concurrent_ingest", server.max_concurrent_ingest)?
             .unwrap_or(DEFAULT_MAX_CONCURRENT_INGEST);
@@ -230,7 +251,18 @@ fn resolve(file: FileConfig, args: &ServeArgs) -> Result<Config, ApiError> {
         limits,
         api_keys: auth.api_keys,
         max_concurrent_ingest,
+        otlp_grpc,
+        otlp_http,
     })
+}
+
+/// A receiver's address: the configured one, the default, or none for `off`.
+fn receiver_address(configured: Option<String>, default: &str) -> Option<String> {
+    match configured {
+        Some(address) if address.trim().eq_ignore_ascii_case(OFF) => None,
+        Some(address) => Some(address),
+        None => Some(default.to_owned()),
+    }
 }
 
 /// Replaces a default with a configured value, if there is one.
@@ -308,6 +340,8 @@ mod tests {
         );
         assert_eq!(config.max_concurrent_ingest, 256);
         assert!(config.api_keys.is_empty());
+        assert_eq!(config.otlp_grpc.as_deref(), Some("127.0.0.1:4317"));
+        assert_eq!(config.otlp_http.as_deref(), Some("127.0.0.1:4318"));
     }
 
     #[test]
@@ -315,6 +349,8 @@ mod tests {
         let text = r#"
             [server]
             http = "0.0.0.0:9000"
+            otlp_grpc = "0.0.0.0:4317"
+            otlp_http = "off"
             [storage]
             data_dir = "/var/lib/quarry"
             durability = "relaxed"
@@ -330,6 +366,8 @@ mod tests {
         "#;
         let config = from_toml(text, &ServeArgs::default()).unwrap();
         assert_eq!(config.http, "0.0.0.0:9000");
+        assert_eq!(config.otlp_grpc.as_deref(), Some("0.0.0.0:4317"));
+        assert_eq!(config.otlp_http, None);
         assert_eq!(config.store.wal_dir, PathBuf::from("/var/lib/quarry/wal"));
         assert_eq!(config.store.durability, Durability::Relaxed);
         assert_eq!(config.store.seal_max_rows, 1000);
@@ -352,9 +390,13 @@ mod tests {
             http: Some("127.0.0.1:0".into()),
             config: None,
             durability: Some(DurabilityMode::Fsync),
+            otlp_grpc: Some("127.0.0.1:0".into()),
+            otlp_http: Some("OFF".into()),
             ..ServeArgs::default()
         };
         let config = from_toml(text, &args).unwrap();
+        assert_eq!(config.otlp_grpc.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(config.otlp_http, None);
         assert_eq!(config.http, "127.0.0.1:0");
         assert_eq!(config.data_dir, PathBuf::from("/b"));
         assert_eq!(config.store.durability, Durability::Fsync);

@@ -15,6 +15,8 @@ use serde_json::json;
 
 /// Seconds a client should wait before retrying an overloaded request.
 const RETRY_AFTER_SECS: &str = "1";
+/// The same wait, for gRPC's `RetryInfo`.
+pub const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 /// What a client sees for a 500; the detail goes to the log only.
 const INTERNAL_MESSAGE: &str = "internal server error";
 
@@ -86,21 +88,34 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let message = if status.is_server_error() {
+impl ApiError {
+    /// What the client is told: the error itself, or a generic message for a
+    /// server error (whose detail is logged here instead).
+    pub fn client_message(&self) -> String {
+        if self.status().is_server_error() {
             tracing::error!(error = %self, "request failed");
             INTERNAL_MESSAGE.to_owned()
         } else {
             self.to_string()
-        };
+        }
+    }
+
+    /// The `Retry-After` value of an overloaded response.
+    pub fn retry_after(&self) -> Option<HeaderValue> {
+        (self.status() == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| HeaderValue::from_static(RETRY_AFTER_SECS))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = self.client_message();
         let mut response = (status, Json(json!({ "error": message }))).into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+        if let Some(retry_after) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after);
         }
         response
     }

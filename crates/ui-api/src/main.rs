@@ -7,6 +7,7 @@ mod demo;
 mod error;
 mod metrics;
 mod names;
+mod otlp;
 mod routes;
 mod server;
 #[cfg(test)]

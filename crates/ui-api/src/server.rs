@@ -1,6 +1,7 @@
 //! The router, its shared state, and the server's life: open, serve, drain, close.
 
 use std::any::Any;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -25,7 +26,8 @@ use crate::config::{self, Config};
 use crate::demo::{self, DemoConfig};
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
-use crate::routes::{admin, bubbleup, events, ops, schema, sql, traces, web};
+use crate::otlp::grpc::{LogsService, MetricsService, Receiver, TraceService};
+use crate::routes::{admin, bubbleup, events, ops, otlp, schema, sql, traces, web};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -89,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/seal", post(admin::seal))
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
         .route("/api/v1/bubbleup/{dataset}", post(bubbleup::bubbleup))
+        .merge(otlp_routes(&state))
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));
     let routes = Router::new()
         .merge(api)
@@ -97,6 +100,24 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(web::fallback)
+        .method_not_allowed_fallback(method_not_allowed);
+    with_common_layers(routes, Arc::clone(&state.metrics)).with_state(state)
+}
+
+/// OTLP/HTTP's routes (served on the API port and on the OTLP/HTTP port).
+fn otlp_routes(state: &AppState) -> Router<AppState> {
+    let ingest_body_limit = DefaultBodyLimit::max(state.limits.max_body_bytes);
+    Router::new()
+        .route("/v1/traces", post(otlp::traces).layer(ingest_body_limit))
+        .route("/v1/logs", post(otlp::logs).layer(ingest_body_limit))
+        .route("/v1/metrics", post(otlp::metrics).layer(ingest_body_limit))
+}
+
+/// The OTLP/HTTP port's router: the OTLP routes only, behind the same auth.
+pub fn otlp_http_router(state: AppState) -> Router {
+    let routes = otlp_routes(&state)
+        .route_layer(from_fn_with_state(state.clone(), auth::require_key))
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(routes, Arc::clone(&state.metrics)).with_state(state)
 }
@@ -130,12 +151,10 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 /// `demo`, generated telemetry is written into the store meanwhile.
 pub async fn run(config: Config, demo: Option<DemoConfig>) -> Result<(), ApiError> {
     // Bind first: a busy port fails at once, not after a long WAL replay.
-    let listener = TcpListener::bind(&config.http)
-        .await
-        .map_err(|error| ApiError::Startup(format!("cannot listen on {}: {error}", config.http)))?;
-    let address = listener
-        .local_addr()
-        .map_err(|error| ApiError::Startup(format!("cannot read the bound address: {error}")))?;
+    let listener = bind(&config.http).await?;
+    let address = local_address(&listener)?;
+    let otlp_grpc = bind_optional(config.otlp_grpc.as_deref()).await?;
+    let otlp_http = bind_optional(config.otlp_http.as_deref()).await?;
     let objects = config::prepare_data_dir(&config)?;
     let object_store = LocalFileSystem::new_with_prefix(&objects).map_err(|error| {
         ApiError::Startup(format!("cannot open {}: {error}", objects.display()))
@@ -163,6 +182,18 @@ pub async fn run(config: Config, demo: Option<DemoConfig>) -> Result<(), ApiErro
     };
     let ready = Arc::clone(&state.ready);
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
+    // The OTLP receivers stop when the HTTP server starts draining or ends.
+    let (ended_tx, ended_rx) = watch::channel(false);
+    let receivers_stop = {
+        let (mut stopping, mut ended) = (stopping_rx.clone(), ended_rx);
+        async move {
+            tokio::select! {
+                _ = stopping.wait_for(|stopping| *stopping) => {}
+                _ = ended.wait_for(|ended| *ended) => {}
+            }
+        }
+    };
+    let receivers = start_otlp_receivers(&state, otlp_grpc, otlp_http, receivers_stop)?;
     let graceful = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         shutdown_signal().await;
         ready.store(false, Ordering::SeqCst);
@@ -183,12 +214,82 @@ pub async fn run(config: Config, demo: Option<DemoConfig>) -> Result<(), ApiErro
             Ok(())
         }
     };
+    let _ = ended_tx.send(true);
+    for receiver in receivers {
+        if tokio::time::timeout(SHUTDOWN_GRACE, receiver)
+            .await
+            .is_err()
+        {
+            warn!("an OTLP receiver was still busy after the grace period; closing anyway");
+        }
+    }
     if let Some(writer) = demo_writer {
         writer.abort();
         let _ = writer.await;
     }
     close_store(&store).await;
     served
+}
+
+/// Binds a TCP listener.
+async fn bind(address: &str) -> Result<TcpListener, ApiError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|error| ApiError::Startup(format!("cannot listen on {address}: {error}")))
+}
+
+/// Binds a listener when an address is configured.
+async fn bind_optional(address: Option<&str>) -> Result<Option<TcpListener>, ApiError> {
+    match address {
+        Some(address) => bind(address).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+fn local_address(listener: &TcpListener) -> Result<std::net::SocketAddr, ApiError> {
+    listener
+        .local_addr()
+        .map_err(|error| ApiError::Startup(format!("cannot read the bound address: {error}")))
+}
+
+/// Serves OTLP/gRPC and OTLP/HTTP on their listeners until `stop` resolves; logs
+/// each bound address (port 0 binds a free port, and tests read it from the log).
+fn start_otlp_receivers(
+    state: &AppState,
+    grpc: Option<TcpListener>,
+    http: Option<TcpListener>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ApiError> {
+    let stop = futures::FutureExt::shared(Box::pin(stop));
+    let mut tasks = Vec::new();
+    if let Some(listener) = grpc {
+        let address = local_address(&listener)?;
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = tonic::transport::Server::builder()
+            .add_service(Receiver::<TraceService>::new(state.clone()))
+            .add_service(Receiver::<LogsService>::new(state.clone()))
+            .add_service(Receiver::<MetricsService>::new(state.clone()))
+            .serve_with_incoming_shutdown(incoming, stop.clone());
+        info!("OTLP/gRPC receiver on {address}");
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = server.await {
+                warn!(%error, "the OTLP/gRPC receiver failed");
+            }
+        }));
+    }
+    if let Some(listener) = http {
+        let address = local_address(&listener)?;
+        let server =
+            axum::serve(listener, otlp_http_router(state.clone())).with_graceful_shutdown(stop);
+        info!("OTLP/HTTP receiver on http://{address}");
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = server.await {
+                warn!(%error, "the OTLP/HTTP receiver failed");
+            }
+        }));
+    }
+    Ok(tasks)
 }
 
 /// Makes pending writes durable and stops the store's tasks; failures are logged

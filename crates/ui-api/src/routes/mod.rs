@@ -4,6 +4,7 @@ pub mod admin;
 pub mod bubbleup;
 pub mod events;
 pub mod ops;
+pub mod otlp;
 pub mod schema;
 pub mod sql;
 pub mod traces;

@@ -9,7 +9,35 @@ use quarry_datagen::{DatagenError, GeneratorConfig, parse_count, parse_duration}
 /// leaving the server most of a small machine.
 pub const CLIENT_THREADS: usize = 2;
 
-/// Sends generated telemetry to Quarry's Events API (`POST /1/batch/{dataset}`).
+/// Events per request of the Events API protocol, by default.
+const EVENTS_BATCH_SIZE: usize = 1000;
+/// Spans per OTLP export request, by default (the OpenTelemetry SDKs' batch size).
+const OTLP_BATCH_SIZE: usize = 512;
+
+/// How the load reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// Honeycomb Events API batches, `POST /1/batch/{dataset}` (spans and logs).
+    Events,
+    /// OTLP/gRPC trace exports to --otlp-grpc-url (spans only).
+    OtlpGrpc,
+    /// OTLP/HTTP protobuf trace exports, `POST <url>/v1/traces` (spans only).
+    OtlpHttp,
+}
+
+impl Protocol {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Events => "events",
+            Protocol::OtlpGrpc => "otlp-grpc",
+            Protocol::OtlpHttp => "otlp-http",
+        }
+    }
+}
+
+/// Sends generated telemetry to Quarry's Events API (`POST /1/batch/{dataset}`) or,
+/// as OTLP trace exports, to its OTLP/gRPC or OTLP/HTTP receiver.
 #[derive(Debug, Parser)]
 #[command(name = "quarry-load", version)]
 pub struct Args {
@@ -22,9 +50,19 @@ pub struct Args {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Events per batch request.
-    #[arg(long, default_value_t = 1000)]
-    pub batch_size: usize,
+    /// Events (spans for OTLP) per request [default: 1000; 512 for OTLP]
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Protocol: the Events API, or OTLP trace exports over gRPC or HTTP.
+    #[arg(long, value_enum, default_value = "events")]
+    pub protocol: Protocol,
+    /// Endpoint of the OTLP/gRPC receiver (with --protocol otlp-grpc).
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    pub otlp_grpc_url: String,
+    /// Process id of the server, to report its CPU seconds per million events
+    /// (read from /proc/<pid>/stat before and after the run).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
     /// Seed of the generator: equal seeds give equal events.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -57,6 +95,16 @@ pub struct Args {
 }
 
 impl Args {
+    /// Events (or spans) per request.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+            .unwrap_or(match self.protocol {
+                Protocol::Events => EVENTS_BATCH_SIZE,
+                Protocol::OtlpGrpc | Protocol::OtlpHttp => OTLP_BATCH_SIZE,
+            })
+            .max(1)
+    }
+
     /// The generator config these flags describe.
     pub fn generator_config(&self) -> Result<GeneratorConfig, DatagenError> {
         let end_time_ns = match &self.end_time {
@@ -118,5 +166,9 @@ mod tests {
         let config = args.generator_config().unwrap();
         assert_eq!(config.events, 10_000);
         assert_eq!(config.window.as_secs(), 3600);
+        assert_eq!(args.batch_size(), 1000);
+        let otlp = Args::try_parse_from(["quarry-load", "--protocol", "otlp-grpc"]).unwrap();
+        assert_eq!(otlp.protocol, Protocol::OtlpGrpc);
+        assert_eq!(otlp.batch_size(), 512);
     }
 }

@@ -1,14 +1,18 @@
 //! `quarry-load`: sends the generator's events to a running Quarry through the
-//! Events API batch path with concurrent clients and reports events per second;
-//! or writes them as NDJSON for other tools.
+//! Events API batch path, or its spans as OTLP trace exports (gRPC or HTTP), with
+//! concurrent clients and reports events per second (and, given the server's pid,
+//! its CPU seconds per million events); or writes them as NDJSON for other tools.
 //!
 //! ```text
 //! quarry-load --url http://127.0.0.1:8080 --events 1M --concurrency 4
+//! quarry-load --protocol otlp-grpc --otlp-grpc-url http://127.0.0.1:4317 --server-pid 1234
 //! quarry-load --events 10k --ndjson > events.ndjson
 //! quarry-load --describe            # the scenario (services, deploys, anomaly) as JSON
 //! ```
 
 mod args;
+mod cpu;
+mod otlp_send;
 mod send;
 mod summary;
 
@@ -44,7 +48,12 @@ fn run(args: &Args) -> Result<(), DatagenError> {
         .worker_threads(args::CLIENT_THREADS)
         .enable_all()
         .build()?;
-    let summary = runtime.block_on(send::send_all(args, generator))?;
+    let summary = match args.protocol {
+        args::Protocol::Events => runtime.block_on(send::send_all(args, generator))?,
+        args::Protocol::OtlpGrpc | args::Protocol::OtlpHttp => {
+            runtime.block_on(otlp_send::send_all(args, generator))?
+        }
+    };
     println!("{}", summary.line());
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&summary)

@@ -80,7 +80,8 @@ pub async fn send_all(args: &Args, generator: Generator) -> Result<Summary, Data
         .build_http();
     let totals = Arc::new(Totals::default());
     let base = args.url.trim_end_matches('/').to_owned();
-    let (gzip, batch_size) = (args.gzip, args.batch_size);
+    let (gzip, batch_size) = (args.gzip, args.batch_size());
+    let cpu_before = args.server_pid.map(crate::cpu::cpu_seconds).transpose()?;
 
     let (produced, started, receiver) = if args.pregenerate {
         let mut bodies = Vec::new();
@@ -133,12 +134,17 @@ pub async fn send_all(args: &Args, generator: Generator) -> Result<Summary, Data
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = match (args.server_pid, cpu_before) {
+        (Some(pid), Some(before)) => Some(crate::cpu::cpu_seconds(pid)? - before),
+        _ => None,
+    };
     let produced = produced.finish()?;
     if let Some(error) = failure {
         return Err(error);
     }
     let accepted = totals.accepted.load(Ordering::Relaxed);
-    Ok(Summary {
+    let mut summary = Summary {
+        protocol: args.protocol.name().to_owned(),
         events: produced.events,
         accepted,
         rejected: totals.rejected.load(Ordering::Relaxed),
@@ -160,7 +166,12 @@ pub async fn send_all(args: &Args, generator: Generator) -> Result<Summary, Data
         traces: produced.traces,
         sample_trace_id: produced.sample_trace_id,
         anomaly,
-    })
+        server_cpu_seconds: None,
+        server_cpu_seconds_per_million: None,
+        events_per_server_cpu_second: None,
+    };
+    summary.set_cpu(cpu_seconds);
+    Ok(summary)
 }
 
 /// The producer, running on its own thread or already finished.

@@ -6,7 +6,9 @@ use serde::Serialize;
 /// The outcome of one run, printed as a line and optionally written as JSON.
 #[derive(Debug, Serialize)]
 pub struct Summary {
-    /// Events generated and sent.
+    /// `events`, `otlp-grpc` or `otlp-http`.
+    pub protocol: String,
+    /// Events generated and sent (spans, for OTLP).
     pub events: u64,
     /// Events the server accepted (status 202 in the batch response).
     pub accepted: u64,
@@ -48,21 +50,48 @@ pub struct Summary {
     pub sample_trace_id: String,
     /// The injected anomaly.
     pub anomaly: Anomaly,
+    /// CPU seconds the server used during the run (with --server-pid).
+    pub server_cpu_seconds: Option<f64>,
+    /// Server CPU seconds per million accepted events.
+    pub server_cpu_seconds_per_million: Option<f64>,
+    /// Accepted events per server CPU second: the throughput of one core.
+    pub events_per_server_cpu_second: Option<f64>,
 }
 
 impl Summary {
+    /// Fills in the server CPU figures from the CPU seconds of the run.
+    pub fn set_cpu(&mut self, cpu_seconds: Option<f64>) {
+        self.server_cpu_seconds = cpu_seconds;
+        if let Some(cpu) = cpu_seconds.filter(|cpu| *cpu > 0.0) {
+            self.server_cpu_seconds_per_million = Some(cpu / (self.accepted as f64 / 1e6));
+            self.events_per_server_cpu_second = Some(self.accepted as f64 / cpu);
+        }
+    }
+
     /// One line for people.
     pub fn line(&self) -> String {
-        format!(
-            "sent {} events in {:.2} s: {:.0} events/s ({} requests, {} retries, {} rejected, \
-             {:.1} MB raw JSON)",
+        let mut line = format!(
+            "{}: sent {} events in {:.2} s: {:.0} events/s ({} requests, {} retries, {} rejected, \
+             {:.1} MB of bodies)",
+            self.protocol,
             self.events,
             self.seconds,
             self.events_per_second,
             self.requests,
             self.retries,
             self.rejected,
-            self.data_bytes as f64 / 1e6
-        )
+            self.body_bytes as f64 / 1e6
+        );
+        if let (Some(cpu), Some(per_million), Some(per_core)) = (
+            self.server_cpu_seconds,
+            self.server_cpu_seconds_per_million,
+            self.events_per_server_cpu_second,
+        ) {
+            line.push_str(&format!(
+                "; server CPU {cpu:.2} s: {per_million:.2} CPU s per million events, \
+                 {per_core:.0} events per CPU second"
+            ));
+        }
+        line
     }
 }

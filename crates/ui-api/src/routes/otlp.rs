@@ -1,0 +1,145 @@
+//! OTLP/HTTP: `POST /v1/traces`, `/v1/logs`, `/v1/metrics` with protobuf or JSON
+//! bodies (gzip, deflate or zstd), on the API port and on the OTLP/HTTP port.
+//!
+//! Success is 200 with the export response in the request's encoding. Errors carry
+//! a `google.rpc.Status` in the request's encoding as the OTLP specification asks:
+//! protobuf for protobuf requests, JSON (`{"code", "message", "error"}`; `error`
+//! as in every Quarry error) otherwise; 429 adds `Retry-After`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prost::Message;
+use quarry_ingest::otlp::OtlpFormat;
+use serde_json::json;
+
+use crate::auth::Environment;
+use crate::error::ApiError;
+use crate::otlp::{self, DATASET_HEADER, Export, Signal, encode_response, json_response};
+use crate::server::AppState;
+
+/// `POST /v1/traces`.
+pub async fn traces(
+    state: State<AppState>,
+    environment: Environment,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(state, environment, Signal::Traces, headers, body).await
+}
+
+/// `POST /v1/logs`.
+pub async fn logs(
+    state: State<AppState>,
+    environment: Environment,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(state, environment, Signal::Logs, headers, body).await
+}
+
+/// `POST /v1/metrics`.
+pub async fn metrics(
+    state: State<AppState>,
+    environment: Environment,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(state, environment, Signal::Metrics, headers, body).await
+}
+
+async fn handle(
+    State(state): State<AppState>,
+    Environment(environment): Environment,
+    signal: Signal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let content_type = header_text(&headers, header::CONTENT_TYPE.as_str());
+    let format = match OtlpFormat::from_content_type(content_type) {
+        Ok(format) => format,
+        Err(error) => return error_response(ApiError::from(error), None),
+    };
+    let outcome = async {
+        let _permit = otlp::acquire_permit(&state)?;
+        let export = Export {
+            environment,
+            signal,
+            body: body?,
+            content_encoding: header_text(&headers, header::CONTENT_ENCODING.as_str())
+                .map(str::to_owned),
+            format,
+            dataset_override: header_text(&headers, DATASET_HEADER).map(str::to_owned),
+        };
+        otlp::export(&state, export).await
+    }
+    .await;
+    match outcome {
+        Ok(exported) => {
+            let body = match format {
+                OtlpFormat::Protobuf => encode_response(signal, &exported),
+                OtlpFormat::Json => json_response(signal, &exported).to_string().into_bytes(),
+            };
+            typed(StatusCode::OK, format.content_type(), body)
+        }
+        Err(error) => error_response(error, Some(format)),
+    }
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP error responses.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    /// The gRPC status code.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// The error, for people.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// An error in the request's encoding (JSON when it is not known).
+fn error_response(error: ApiError, format: Option<OtlpFormat>) -> Response {
+    let status = error.status();
+    let code = crate::otlp::grpc::code_of(&error) as i32;
+    let message = error.client_message();
+    let mut response = match format {
+        Some(OtlpFormat::Protobuf) => typed(
+            status,
+            OtlpFormat::Protobuf.content_type(),
+            RpcStatus { code, message }.encode_to_vec(),
+        ),
+        _ => typed(
+            status,
+            OtlpFormat::Json.content_type(),
+            json!({ "code": code, "message": message, "error": message })
+                .to_string()
+                .into_bytes(),
+        ),
+    };
+    if let Some(retry_after) = error.retry_after() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after);
+    }
+    response
+}
+
+fn typed(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+/// A header's value as trimmed text; a value that is not text counts as absent.
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+}
