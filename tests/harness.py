@@ -153,6 +153,7 @@ class Quarry:
         env: dict[str, str] | None = None,
         durability: str | None = None,
         key: str = DEFAULT_KEY,
+        args: list[str] | None = None,
     ):
         self.binary = binary
         self.workdir = workdir
@@ -163,6 +164,7 @@ class Quarry:
         self.env = dict(env or {})
         self.durability = durability
         self.key = key
+        self.args = list(args or [])
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.starts = 0
@@ -207,6 +209,7 @@ class Quarry:
         ]
         if self.durability:
             cmd += ["--durability", self.durability]
+        cmd += self.args
         full_env = dict(os.environ)
         full_env.setdefault("RUST_BACKTRACE", "1")
         full_env.update(self.env)

@@ -11,6 +11,7 @@
 //! Columns are padded with nulls lazily: a column catches up to the current row
 //! when it next receives a value, and at [`BatchBuilder::finish`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -191,7 +192,11 @@ impl<'a> BatchBuilder<'a> {
     fn find_homes(&mut self, event: &FlatEvent) {
         self.homes.clear();
         for (position, field) in event.fields().iter().enumerate() {
-            let name = user_field_name(event.name(field));
+            let name = if field.own {
+                Cow::Borrowed(event.name(field))
+            } else {
+                user_field_name(event.name(field))
+            };
             let predicted = self
                 .previous_homes
                 .get(position)

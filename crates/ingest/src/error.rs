@@ -20,6 +20,11 @@ pub enum IngestError {
     /// A `Content-Type` that is neither JSON nor msgpack.
     #[error("unsupported Content-Type {0:?}: send application/json or application/msgpack")]
     UnsupportedContentType(String),
+    /// An OTLP/HTTP `Content-Type` that is neither protobuf nor JSON.
+    #[error(
+        "unsupported Content-Type {0:?} for OTLP: send application/x-protobuf or application/json"
+    )]
+    UnsupportedOtlpContentType(String),
     /// The (decompressed) body is larger than the configured limit.
     #[error("the request body is larger than {limit} bytes (measured after decompression)")]
     BodyTooLarge {

@@ -52,6 +52,21 @@ pub(crate) struct FlatField {
     pub(crate) value: Scalar,
     /// Whether the string value was cut to the size limit.
     pub(crate) truncated: bool,
+    /// Whether the name is one of Quarry's own `meta.` columns, written by a decoder
+    /// (OTLP's `meta.signal_type`); user fields with reserved names are renamed.
+    pub(crate) own: bool,
+}
+
+/// The state of a [`FlatEvent`] to return to: fields recorded before it are kept.
+///
+/// OTLP decoders flatten a resource's and a scope's attributes once, then restore
+/// to this point before each span, log record or data point of that scope.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checkpoint {
+    names: usize,
+    strings: usize,
+    fields: usize,
+    field_count: usize,
 }
 
 /// Position in the key path to return to after a nested key.
@@ -95,6 +110,76 @@ impl FlatEvent {
         self.strings.clear();
         self.fields.clear();
         self.field_count = 0;
+    }
+
+    /// The current state, to [`FlatEvent::restore`] later.
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            names: self.names.len(),
+            strings: self.strings.len(),
+            fields: self.fields.len(),
+            field_count: self.field_count,
+        }
+    }
+
+    /// Forgets every field recorded since `checkpoint` was taken.
+    pub(crate) fn restore(&mut self, checkpoint: Checkpoint) {
+        self.path.clear();
+        self.names.truncate(checkpoint.names);
+        self.strings.truncate(checkpoint.strings);
+        self.fields.truncate(checkpoint.fields);
+        self.field_count = checkpoint.field_count;
+    }
+
+    /// Records a field of Quarry's own (`meta.signal_type`) at the top level; it is
+    /// not renamed the way a user field with a reserved name is.
+    pub(crate) fn own_string(&mut self, name: &str, value: &str) {
+        let before = self.fields.len();
+        let mark = self.enter(name);
+        self.string(value);
+        self.leave(mark);
+        self.mark_own(before);
+    }
+
+    /// Records a float field of Quarry's own, like [`FlatEvent::own_string`].
+    pub(crate) fn own_float(&mut self, name: &str, value: f64) {
+        let before = self.fields.len();
+        let mark = self.enter(name);
+        self.float(value);
+        self.leave(mark);
+        self.mark_own(before);
+    }
+
+    /// Flags the field recorded since there were `before` fields (none if the
+    /// field limit dropped it) as Quarry's own.
+    fn mark_own(&mut self, before: usize) {
+        if self.fields.len() > before
+            && let Some(field) = self.fields.last_mut()
+        {
+            field.own = true;
+        }
+    }
+
+    /// Records `bytes` as lower-case hex text at the current path (trace and span ids).
+    ///
+    /// Written by hand because it writes straight into the string arena: no
+    /// allocation per id, and ids are on every row of a trace.
+    pub(crate) fn hex(&mut self, bytes: &[u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        if self.field_count >= self.max_fields {
+            self.field_count += 1;
+            return;
+        }
+        let start = self.strings.len();
+        self.strings.reserve(bytes.len() * 2);
+        for byte in bytes {
+            self.strings
+                .push(char::from(DIGITS[usize::from(byte >> 4)]));
+            self.strings
+                .push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        }
+        let end = self.strings.len();
+        self.leaf(Scalar::Str { start, end }, false);
     }
 
     /// The fields, in input order (duplicates included; later ones win).
@@ -235,6 +320,7 @@ impl FlatEvent {
             name_end: self.names.len(),
             value,
             truncated,
+            own: false,
         });
     }
 }

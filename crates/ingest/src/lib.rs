@@ -1,5 +1,6 @@
 //! Wire formats to columnar batches: Honeycomb Events API payloads (JSON and
-//! msgpack) become Arrow `RecordBatch`es ready for `Store::append`.
+//! msgpack) and OTLP traces, logs and metrics ([`otlp`]) become Arrow
+//! `RecordBatch`es ready for `Store::append`.
 //!
 //! The request path is: [`decode_body`] (Content-Encoding, size bound) then
 //! [`decode_single_event`] or [`decode_batch`]. Decoding flattens nested objects,
@@ -28,6 +29,7 @@ mod flat_event;
 mod json;
 mod limits;
 mod msgpack;
+pub mod otlp;
 mod sample_rate;
 
 pub(crate) use decode::ItemMeta;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::DurabilityMode;
+use crate::demo::{DEFAULT_BACKFILL_EVENTS, DemoConfig};
 
 /// Quarry: a columnar wide-event analytics database with a Honeycomb-compatible API.
 #[derive(Debug, Parser)]
@@ -20,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: events API, SQL API, schema API and web UI on one HTTP port.
     Serve(ServeArgs),
+    /// `serve --demo`: the server with generated telemetry to explore in the web UI
+    /// (data in ./quarry-demo-data unless --data-dir says otherwise).
+    Demo(ServeArgs),
 }
 
 /// Flags of `quarry serve`. Each overrides the config file, which overrides the
@@ -42,6 +46,33 @@ pub struct ServeArgs {
     /// (survives a process crash; fsync every 200 ms) [default: fsync]
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityMode>,
+    /// Demo mode: fill the store with generated telemetry of a small shop (two hours
+    /// back, then live, with an injected slowdown to find) [default: off]
+    #[arg(long)]
+    pub demo: bool,
+    /// Events the demo writes for the last two hours (implies --demo); the live
+    /// stream keeps their rate [default: 200000]
+    #[arg(long, value_name = "N")]
+    pub demo_events: Option<u64>,
+}
+
+/// Data directory of `quarry demo`: never the default one of `quarry serve`.
+pub const DEMO_DATA_DIR: &str = "./quarry-demo-data";
+
+impl ServeArgs {
+    /// `quarry demo`'s arguments as those of `quarry serve --demo`.
+    pub fn into_demo(mut self) -> ServeArgs {
+        self.demo = true;
+        self.data_dir = self.data_dir.or_else(|| Some(PathBuf::from(DEMO_DATA_DIR)));
+        self
+    }
+
+    /// What demo mode generates, when it is on.
+    pub fn demo_config(&self) -> Option<DemoConfig> {
+        (self.demo || self.demo_events.is_some()).then(|| DemoConfig {
+            backfill_events: self.demo_events.unwrap_or(DEFAULT_BACKFILL_EVENTS),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -62,7 +93,9 @@ mod tests {
             "relaxed",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve: {:?}", cli.command)
+        };
         assert_eq!(args.data_dir, Some(PathBuf::from("/tmp/q")));
         assert_eq!(args.http.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.durability, Some(DurabilityMode::Relaxed));
@@ -83,6 +116,28 @@ mod tests {
         ] {
             assert!(help.contains(default), "{default} missing from:\n{help}");
         }
+    }
+
+    #[test]
+    fn demo_is_serve_with_demo_data_in_its_own_directory() {
+        let cli = Cli::try_parse_from(["quarry", "demo", "--demo-events", "1000"]).unwrap();
+        let Command::Demo(args) = cli.command else {
+            panic!("not demo: {:?}", cli.command)
+        };
+        let args = args.into_demo();
+        assert!(args.demo);
+        assert_eq!(args.data_dir, Some(PathBuf::from(DEMO_DATA_DIR)));
+        assert_eq!(args.demo_config().map(|d| d.backfill_events), Some(1000));
+        let plain = Cli::try_parse_from(["quarry", "serve"]).unwrap();
+        let Command::Serve(plain) = plain.command else {
+            panic!("not serve")
+        };
+        assert_eq!(plain.demo_config(), None);
+        let sized = Cli::try_parse_from(["quarry", "serve", "--demo-events", "5"]).unwrap();
+        let Command::Serve(sized) = sized.command else {
+            panic!("not serve")
+        };
+        assert_eq!(sized.demo_config().map(|d| d.backfill_events), Some(5));
     }
 
     #[test]

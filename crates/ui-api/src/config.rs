@@ -352,6 +352,7 @@ mod tests {
             http: Some("127.0.0.1:0".into()),
             config: None,
             durability: Some(DurabilityMode::Fsync),
+            ..ServeArgs::default()
         };
         let config = from_toml(text, &args).unwrap();
         assert_eq!(config.http, "127.0.0.1:0");

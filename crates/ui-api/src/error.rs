@@ -116,9 +116,9 @@ impl From<IngestError> for ApiError {
             | IngestError::ColumnBudgetExceeded { .. }
             | IngestError::InvalidTime(_)
             | IngestError::InvalidSampleRate(_) => ApiError::BadRequest(message),
-            IngestError::UnsupportedEncoding(_) | IngestError::UnsupportedContentType(_) => {
-                ApiError::UnsupportedMediaType(message)
-            }
+            IngestError::UnsupportedEncoding(_)
+            | IngestError::UnsupportedContentType(_)
+            | IngestError::UnsupportedOtlpContentType(_) => ApiError::UnsupportedMediaType(message),
             IngestError::BodyTooLarge { .. } | IngestError::EventTooLarge { .. } => {
                 ApiError::PayloadTooLarge(message)
             }

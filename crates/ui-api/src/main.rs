@@ -3,6 +3,7 @@
 mod auth;
 mod cli;
 mod config;
+mod demo;
 mod error;
 mod metrics;
 mod names;
@@ -27,11 +28,13 @@ const DEFAULT_LOG_FILTER: &str = "info";
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let result = match cli.command {
-        Command::Serve(args) => match Config::load(&args) {
-            Ok(config) => server::run(config).await,
-            Err(error) => Err(error),
-        },
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Demo(args) => args.into_demo(),
+    };
+    let result = match Config::load(&args) {
+        Ok(config) => server::run(config, args.demo_config()).await,
+        Err(error) => Err(error),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,9 +22,10 @@ use tracing::{info, warn};
 
 use crate::auth::{self, Auth};
 use crate::config::{self, Config};
+use crate::demo::{self, DemoConfig};
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
-use crate::routes::{admin, bubbleup, events, ops, schema, sql, traces};
+use crate::routes::{admin, bubbleup, events, ops, schema, sql, traces, web};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -91,11 +92,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));
     let routes = Router::new()
         .merge(api)
-        .route("/", get(ops::index))
+        .route("/", get(web::root))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .fallback(not_found)
+        .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(routes, Arc::clone(&state.metrics)).with_state(state)
 }
@@ -112,10 +113,6 @@ fn with_common_layers<S: Clone + Send + Sync + 'static>(
         .layer(TraceLayer::new_for_http())
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".into())
-}
-
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
@@ -129,8 +126,9 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::Internal(format!("handler panicked: {message}")).into_response()
 }
 
-/// Opens the store, serves until SIGINT/SIGTERM, drains, closes the store.
-pub async fn run(config: Config) -> Result<(), ApiError> {
+/// Opens the store, serves until SIGINT/SIGTERM, drains, closes the store. With
+/// `demo`, generated telemetry is written into the store meanwhile.
+pub async fn run(config: Config, demo: Option<DemoConfig>) -> Result<(), ApiError> {
     // Bind first: a busy port fails at once, not after a long WAL replay.
     let listener = TcpListener::bind(&config.http)
         .await
@@ -152,6 +150,16 @@ pub async fn run(config: Config) -> Result<(), ApiError> {
             close_store(&store).await;
             return Err(error);
         }
+    };
+    let demo_writer = match demo {
+        Some(demo) => match demo::start(&state, &config, demo) {
+            Ok(writer) => Some(writer),
+            Err(error) => {
+                close_store(&store).await;
+                return Err(error);
+            }
+        },
+        None => None,
     };
     let ready = Arc::clone(&state.ready);
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
@@ -175,6 +183,10 @@ pub async fn run(config: Config) -> Result<(), ApiError> {
             Ok(())
         }
     };
+    if let Some(writer) = demo_writer {
+        writer.abort();
+        let _ = writer.await;
+    }
     close_store(&store).await;
     served
 }

@@ -7,3 +7,4 @@ pub mod ops;
 pub mod schema;
 pub mod sql;
 pub mod traces;
+pub mod web;

@@ -1,29 +1,16 @@
-//! Operations endpoints: liveness, readiness, Prometheus metrics, the web UI.
+//! Operations endpoints: liveness, readiness, Prometheus metrics.
 
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::metrics;
 use crate::server::AppState;
 
 /// Content type of the Prometheus text exposition format.
 const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The web UI, embedded at build time when `web/index.html` exists (see build.rs).
-#[cfg(quarry_web_ui)]
-const INDEX_HTML: Option<&str> = Some(include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../web/index.html"
-)));
-#[cfg(not(quarry_web_ui))]
-const INDEX_HTML: Option<&str> = None;
-
-/// What `/` says when the binary was built without the web UI.
-const NO_UI_TEXT: &str = "Quarry is running. This build has no web UI (web/index.html was absent at build time).\n\
-    APIs: POST /1/events/{dataset}, POST /1/batch/{dataset}, POST /api/v1/sql, GET /1/datasets, GET /metrics\n";
 
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> &'static str {
@@ -47,14 +34,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         &state.metrics,
     );
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response()
-}
-
-/// `GET /`: the web UI.
-pub async fn index() -> Response {
-    match INDEX_HTML {
-        Some(html) => Html(html).into_response(),
-        None => NO_UI_TEXT.into_response(),
-    }
 }
 
 #[cfg(test)]
