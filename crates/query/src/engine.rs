@@ -66,11 +66,12 @@ impl QueryEngine {
         let parquet = &mut session_config.options_mut().execution.parquet;
         parquet.pushdown_filters = true;
         parquet.reorder_filters = true;
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
             .build();
+        crate::functions::register(&mut state)?;
 
         let metrics = Arc::new(QueryMetrics::default());
         let scan = Arc::new(ScanContext {

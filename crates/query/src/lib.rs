@@ -27,6 +27,7 @@ pub mod derived;
 mod encode;
 mod engine;
 mod error;
+pub mod functions;
 mod metrics;
 mod segment_files;
 mod segment_pruning;

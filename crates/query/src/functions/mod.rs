@@ -1,0 +1,110 @@
+//! Quarry's own SQL functions: weighted quantiles and mergeable sketches, heatmap
+//! buckets and exemplars. Registered in every session ([`register`]), so SQL and
+//! the query-spec compiler call the same code; docs/functions.md describes them
+//! for users.
+//!
+//! | function | kind | result |
+//! |---|---|---|
+//! | `quarry_quantile(value, weight, q)` | aggregate | Float64, within 1% |
+//! | `quarry_sketch(value, weight)` | aggregate | Binary sketch |
+//! | `quarry_sketch_merge(sketch)` | aggregate | Binary sketch |
+//! | `quarry_sketch_quantile(sketch, q)` | scalar | Float64 |
+//! | `quarry_heatmap_bucket(value, scale, first, step, step2, count)` | scalar | Int32 |
+//! | `quarry_exemplars(value, timestamp, trace_id, span_id, dataset)` | aggregate | List<Struct> |
+//!
+//! The `*_expr` helpers build the calls as DataFusion expressions.
+
+mod args;
+mod exemplars;
+mod heatmap;
+mod heatmap_bucket;
+mod sketch_aggregates;
+mod sketch_quantile;
+mod sketch_rows;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::common::Result;
+use datafusion::execution::FunctionRegistry;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{AggregateUDF, Expr, ScalarUDF, lit};
+
+pub use exemplars::{EXEMPLARS, ExemplarsUdaf, MAX_EXEMPLARS, exemplar_fields, exemplars_type};
+pub use heatmap::{HeatmapBucket, HeatmapScale, HeatmapScheme, LOG_SCALE_MIN_RATIO, MAX_BUCKETS};
+pub use heatmap_bucket::{HEATMAP_BUCKET, HeatmapBucketUdf};
+pub use quarry_sketch::{DEFAULT_RELATIVE_ACCURACY, QuantileSketch};
+pub use sketch_aggregates::{QUANTILE, SKETCH, SKETCH_MERGE, SketchAggregate};
+pub use sketch_quantile::{SKETCH_QUANTILE, SketchQuantile};
+
+static QUANTILE_UDAF: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(AggregateUDF::from(SketchAggregate::quantile())));
+static SKETCH_UDAF: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(AggregateUDF::from(SketchAggregate::sketch())));
+static SKETCH_MERGE_UDAF: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(AggregateUDF::from(SketchAggregate::sketch_merge())));
+static EXEMPLARS_UDAF: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(AggregateUDF::from(ExemplarsUdaf::default())));
+static SKETCH_QUANTILE_UDF: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(SketchQuantile::default())));
+static HEATMAP_BUCKET_UDF: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(HeatmapBucketUdf::default())));
+
+/// Adds every Quarry function to `state`.
+pub fn register(state: &mut SessionState) -> Result<()> {
+    for udaf in [
+        &QUANTILE_UDAF,
+        &SKETCH_UDAF,
+        &SKETCH_MERGE_UDAF,
+        &EXEMPLARS_UDAF,
+    ] {
+        state.register_udaf(Arc::clone(udaf))?;
+    }
+    for udf in [&SKETCH_QUANTILE_UDF, &HEATMAP_BUCKET_UDF] {
+        state.register_udf(Arc::clone(udf))?;
+    }
+    Ok(())
+}
+
+/// `quarry_quantile(value, weight, q)`: the weighted `q`-quantile (0..=1) of
+/// `value`, within 1% relative error; exact min/max at `q` = 0/1. A null weight
+/// counts as 1; rows with a null value or a weight <= 0 are skipped.
+pub fn quantile_expr(value: Expr, weight: Expr, q: f64) -> Expr {
+    QUANTILE_UDAF.call(vec![value, weight, lit(q)])
+}
+
+/// `quarry_sketch(value, weight)`: the encoded sketch of `value` (for rollups).
+pub fn sketch_expr(value: Expr, weight: Expr) -> Expr {
+    SKETCH_UDAF.call(vec![value, weight])
+}
+
+/// `quarry_sketch_merge(sketch)`: encoded sketches merged into one.
+pub fn sketch_merge_expr(sketch: Expr) -> Expr {
+    SKETCH_MERGE_UDAF.call(vec![sketch])
+}
+
+/// `quarry_sketch_quantile(sketch, q)`: a quantile of an encoded sketch.
+pub fn sketch_quantile_expr(sketch: Expr, q: f64) -> Expr {
+    SKETCH_QUANTILE_UDF.call(vec![sketch, lit(q)])
+}
+
+/// `quarry_heatmap_bucket(value, ...)`: the bucket index of `value` in `scheme`.
+pub fn heatmap_bucket_expr(value: Expr, scheme: &HeatmapScheme) -> Expr {
+    let mut args = vec![value];
+    args.extend(scheme.literal_args());
+    HEATMAP_BUCKET_UDF.call(args)
+}
+
+/// `quarry_exemplars(value, timestamp, trace_id, span_id, dataset)`: up to
+/// [`MAX_EXEMPLARS`] events of the group (the slowest, then two by span-id hash;
+/// rows with a trace id first). Pass `lit(ScalarValue::Null)` for a missing column.
+pub fn exemplars_expr(
+    value: Expr,
+    timestamp: Expr,
+    trace_id: Expr,
+    span_id: Expr,
+    dataset: Expr,
+) -> Expr {
+    EXEMPLARS_UDAF.call(vec![value, timestamp, trace_id, span_id, dataset])
+}
