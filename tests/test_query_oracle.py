@@ -392,3 +392,130 @@ def test_bad_specs_are_400_naming_the_field(loaded, spec, field):
 def test_unknown_dataset_is_404(loaded):
     server, _ = loaded
     assert server.post("/api/v1/query/nope", "{}").status_code == 404
+
+
+PERCENTILES = {"P001": 0.001, "P01": 0.01, "P05": 0.05, "P10": 0.1, "P20": 0.2, "P25": 0.25, "P50": 0.5,
+               "P75": 0.75, "P80": 0.8, "P90": 0.9, "P95": 0.95, "P99": 0.99, "P999": 0.999}
+
+
+def weighted_rank_bounds(values: list[tuple[float, int]], q: float) -> tuple[float, float]:
+    """The values at the ranks a q-quantile of the weighted data may take: every event
+    counts sample_rate times; any rank between floor(q*(n-1)) and ceil(q*n) is allowed
+    (the usual definitions differ within that span)."""
+    expanded = sorted(v for v, w in values for _ in range(w))
+    n = len(expanded)
+    lo = max(0, min(n - 1, math.floor(q * (n - 1))))
+    hi = max(0, min(n - 1, math.ceil(q * n)))
+    return expanded[lo], expanded[hi]
+
+
+# The percentile placeholder (DataFusion's t-digest) interpolates beyond 1%; the
+# sketch-based quarry_quantile replaces it.
+@pytest.mark.xfail(reason="t-digest placeholder until quarry_quantile lands", strict=False)
+@pytest.mark.parametrize("name", list(PERCENTILES))
+def test_percentiles_within_the_documented_bound(loaded, name):
+    server, db = loaded
+    q = PERCENTILES[name]
+    calc = {"op": name, "column": "duration_ms"}
+    result = query(server, {"calculations": [calc], "breakdowns": ["service"]})
+    rows = db.execute(
+        "SELECT service, duration_ms, sample_rate FROM oracle WHERE duration_ms IS NOT NULL"
+    ).fetchall()
+    by_service: dict = {}
+    for service, value, rate in rows:
+        by_service.setdefault(service, []).append((value, rate))
+    got = {g["key"]["service"]: g["values"][f"{name}(duration_ms)"] for g in result["groups"]}
+    assert set(got) == set(by_service)
+    for service, values in by_service.items():
+        lo, hi = weighted_rank_bounds(values, q)
+        value = got[service]
+        assert lo * (1 - PERCENTILE_REL_ERROR) <= value <= hi * (1 + PERCENTILE_REL_ERROR), (
+            f"{service} {name}: quarry {value}, true value between {lo} and {hi}"
+        )
+
+
+def test_rates_between_consecutive_events(loaded):
+    server, db = loaded
+    spec = {"calculations": [{"op": "RATE_SUM", "column": "status"}, {"op": "RATE_MAX", "column": "status"},
+                             {"op": "RATE_AVG", "column": "status"}], "breakdowns": ["route"]}
+    result = query(server, spec)
+    rows = db.execute(
+        """SELECT route, SUM(r), MAX(r), AVG(r) FROM (
+             SELECT route, (status - lag(status) OVER w) / ((ts_ns - lag(ts_ns) OVER w) / 1e9) AS r
+             FROM oracle WINDOW w AS (PARTITION BY route ORDER BY ts_ns)) GROUP BY route"""
+    ).fetchall()
+    want = {(r,): {"RATE_SUM(status)": s, "RATE_MAX(status)": m, "RATE_AVG(status)": a} for r, s, m, a in rows}
+    got = {(g["key"]["route"],): g["values"] for g in result["groups"]}
+    assert set(got) == set(want)
+    for key, values in want.items():
+        for name, value in values.items():
+            assert math.isclose(got[key][name], value, rel_tol=1e-6), (key, name, got[key][name], value)
+
+
+def test_drill_down_pages_through_a_group_newest_first(loaded):
+    server, db = loaded
+    spec = {"start_time": BASE_S, "end_time": END_S, "filters": [{"column": "status", "op": "=", "value": 500}]}
+    want = [
+        r[0]
+        for r in db.execute(
+            "SELECT ts_ns FROM oracle WHERE status = 500 AND service = 'db' ORDER BY ts_ns DESC"
+        ).fetchall()
+    ]
+    assert len(want) > 25
+    seen, cursor, pages = [], None, 0
+    while True:
+        body = {"query": spec, "group": {"service": "db"}, "limit": 10, "cursor": cursor}
+        resp = server.post(f"/api/v1/query/{DATASET}/events", json.dumps(body))
+        assert resp.status_code == 200, resp.text
+        page = resp.json()
+        pages += 1
+        for event in page["events"]:
+            assert event["fields"]["service"] == "db" and event["fields"]["status"] == 500
+            seen.append(rfc3339_to_ns(event["timestamp"]))
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert len(page["events"]) == 10
+    assert seen == want
+    assert pages == math.ceil(len(want) / 10)
+
+    # A null group value selects the events without the column; a cell narrows values and time.
+    body = {"query": spec, "group": {"service": None}, "cell": {"column": "duration_ms", "min": 5, "max": 50,
+            "start_time": BASE_S, "end_time": BASE_S + HOUR_S}, "limit": 1000}
+    page = server.post(f"/api/v1/query/{DATASET}/events", json.dumps(body)).json()
+    count = db.execute(
+        f"""SELECT count(*) FROM oracle WHERE status = 500 AND service IS NULL AND duration_ms BETWEEN 5 AND 50
+            AND ts_ns < {(BASE_S + HOUR_S) * 1_000_000_000}"""
+    ).fetchone()[0]
+    assert count > 0 and len(page["events"]) == count and page["next_cursor"] is None
+    assert all("service" not in e["fields"] for e in page["events"])
+
+    bad = server.post(f"/api/v1/query/{DATASET}/events", json.dumps({"query": {"filters": [{"column": "x", "op": "="}]}}))
+    assert bad.status_code == 400 and bad.json()["error"].startswith("query.filters[0].value:"), bad.text
+    bad = server.post(f"/api/v1/query/{DATASET}/events", json.dumps({"query": {}, "cursor": "zzz"}))
+    assert bad.status_code == 400 and bad.json()["error"].startswith("cursor:"), bad.text
+
+
+def test_query_data_api_shapes(loaded):
+    server, db = loaded
+    spec = {"start_time": BASE_S, "end_time": END_S, "granularity": 3600, "breakdowns": ["service"],
+            "calculations": [{"op": "COUNT"}, {"op": "MAX", "column": "status"}], "orders": [{"column": "service"}]}
+    saved = server.post(f"/1/queries/{DATASET}", json.dumps(spec))
+    assert saved.status_code == 200, saved.text
+    saved = saved.json()
+    assert saved["breakdowns"] == ["service"] and isinstance(saved["id"], str)
+    created = server.post(f"/1/query_results/{DATASET}", json.dumps({"query_id": saved["id"]}))
+    assert created.status_code == 201, created.text
+    created = created.json()
+    assert created["complete"] is True
+    results = created["data"]["results"]
+    counts = dict(db.execute("SELECT service, SUM(sample_rate) FROM oracle GROUP BY service").fetchall())
+    assert [r["data"]["service"] for r in results] == ["api", "auth-svc", "cache", "db", "web", None]
+    assert {r["data"]["service"]: r["data"]["COUNT"] for r in results} == counts
+    series = created["data"]["series"]
+    assert {s["time"] for s in series} == {f"2024-03-01T0{h}:00:00Z" for h in range(SEALED_HOURS + 1)}
+    assert sum(s["data"]["COUNT"] for s in series) == sum(counts.values())
+    again = server.get(f"/1/query_results/{DATASET}/{created['id']}")
+    assert again.status_code == 200 and again.json() == created
+    assert server.get(f"/1/query_results/{DATASET}/nope").status_code == 404
+    assert server.post(f"/1/query_results/{DATASET}", json.dumps({"query_id": "nope"})).status_code == 404
