@@ -23,6 +23,12 @@ pub enum QueryError {
     /// Anything else that went wrong while running the query.
     #[error("query execution failed: {0}")]
     Execution(String),
+    /// No rollup of that name.
+    #[error("rollup not found: {0}")]
+    RollupNotFound(String),
+    /// A rollup of that name exists already.
+    #[error("rollup already exists: {0}")]
+    RollupExists(String),
 }
 
 impl From<DataFusionError> for QueryError {

@@ -28,6 +28,7 @@ mod encode;
 mod engine;
 mod error;
 mod metrics;
+pub mod rollup;
 mod segment_files;
 mod segment_pruning;
 mod segment_stats;

@@ -70,7 +70,11 @@ impl Store {
 
     /// A snapshot of a dataset and its rollups taken together: every raw segment a
     /// rollup segment names as a source is among the snapshot's segments.
-    pub fn rollup_snapshot(&self, env: &str, dataset: &str) -> Option<(DatasetSnapshot, RollupSet)> {
+    pub fn rollup_snapshot(
+        &self,
+        env: &str,
+        dataset: &str,
+    ) -> Option<(DatasetSnapshot, RollupSet)> {
         let key = (env.to_owned(), dataset.to_owned());
         self.inner.dataset(&key).map(|dataset| {
             let state = dataset.state.lock();
@@ -188,7 +192,10 @@ impl Store {
             return Ok(false);
         }
         let file = match rows.filter(|rows| rows.num_rows() > 0) {
-            Some(rows) => Some(self.write_rollup_file(&key, rollup_id, rows, partition_start_ns).await?),
+            Some(rows) => Some(
+                self.write_rollup_file(&key, rollup_id, rows, partition_start_ns)
+                    .await?,
+            ),
             None => None,
         };
         let segment = RollupSegment { file, sources };
@@ -209,7 +216,11 @@ impl Store {
                     segment: segment.clone(),
                 }])
                 .await?;
-            state.state.lock().rollups.add_segment(rollup_id, segment.clone());
+            state
+                .state
+                .lock()
+                .rollups
+                .add_segment(rollup_id, segment.clone());
         }
         drop(manifest);
         if accepted {
@@ -236,7 +247,10 @@ impl Store {
         .map_err(|error| StoreError::Manifest(format!("rollup segment task failed: {error}")))??;
         self.inner
             .object_store
-            .put(&Path::from(file.meta.path.as_str()), PutPayload::from(file.bytes))
+            .put(
+                &Path::from(file.meta.path.as_str()),
+                PutPayload::from(file.bytes),
+            )
             .await?;
         Ok(file.meta)
     }
@@ -265,7 +279,10 @@ impl RollupSet {
             return false;
         };
         let covered = rollup.covered();
-        !sources.is_empty() && sources.iter().all(|source| !covered.contains(source.as_str()))
+        !sources.is_empty()
+            && sources
+                .iter()
+                .all(|source| !covered.contains(source.as_str()))
     }
 }
 
@@ -293,8 +310,9 @@ mod tests {
     }
 
     fn rows(n: i64) -> RecordBatch {
-        let times: ArrayRef =
-            Arc::new(TimestampNanosecondArray::from(vec![HOUR_NS; n as usize]).with_timezone("UTC"));
+        let times: ArrayRef = Arc::new(
+            TimestampNanosecondArray::from(vec![HOUR_NS; n as usize]).with_timezone("UTC"),
+        );
         let ids: ArrayRef = Arc::new(Int64Array::from((0..n).collect::<Vec<_>>()));
         RecordBatch::try_from_iter(vec![("timestamp", times), ("id", ids)]).unwrap()
     }
@@ -342,12 +360,26 @@ mod tests {
         let (snapshot, _) = store.rollup_snapshot("default", "a").unwrap();
         let source = snapshot.segments[0].path.clone();
         let added = store
-            .add_rollup_segment("default", "a", &rollup.id, vec![source.clone()], Some(rows(2)), 0)
+            .add_rollup_segment(
+                "default",
+                "a",
+                &rollup.id,
+                vec![source.clone()],
+                Some(rows(2)),
+                0,
+            )
             .await
             .unwrap();
         assert!(added);
         let again = store
-            .add_rollup_segment("default", "a", &rollup.id, vec![source.clone()], Some(rows(2)), 0)
+            .add_rollup_segment(
+                "default",
+                "a",
+                &rollup.id,
+                vec![source.clone()],
+                Some(rows(2)),
+                0,
+            )
             .await
             .unwrap();
         assert!(!again, "a source is rolled up once");
@@ -362,10 +394,12 @@ mod tests {
         let file = stored.segments[0].file.clone().unwrap();
         assert_eq!(file.rows, 2);
         assert!(file.path.starts_with("rollups/default/a/"));
-        assert!(!reopened
-            .add_rollup_segment("default", "a", &rollup.id, vec![source], None, 0)
-            .await
-            .unwrap());
+        assert!(
+            !reopened
+                .add_rollup_segment("default", "a", &rollup.id, vec![source], None, 0)
+                .await
+                .unwrap()
+        );
         assert!(reopened.drop_rollup("default", "a", "by_id").await.unwrap());
         assert!(!reopened.drop_rollup("default", "a", "by_id").await.unwrap());
         reopened.shutdown().await.unwrap();

@@ -24,7 +24,9 @@ use crate::auth::{self, Auth};
 use crate::config::{self, Config};
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
-use crate::routes::{admin, bubbleup, events, ops, query, query_data, schema, sql, traces};
+use crate::routes::{
+    admin, bubbleup, events, ops, query, query_data, rollups, schema, sql, traces,
+};
 use crate::saved_queries::SavedQueries;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -103,6 +105,14 @@ pub fn router(state: AppState) -> Router {
             "/1/query_results/{dataset}/{id}",
             get(query_data::get_result),
         )
+        .route(
+            "/api/v1/rollups/{dataset}",
+            post(rollups::create).get(rollups::list),
+        )
+        .route(
+            "/api/v1/rollups/{dataset}/{name}",
+            get(rollups::get).delete(rollups::delete),
+        )
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));
     let routes = Router::new()
         .merge(api)
@@ -168,6 +178,11 @@ pub async fn run(config: Config) -> Result<(), ApiError> {
             return Err(error);
         }
     };
+    let maintenance = quarry_query::rollup::RollupMaintenance::start(
+        Arc::clone(&store),
+        Arc::clone(&state.engine),
+        config.rollups.clone(),
+    );
     let ready = Arc::clone(&state.ready);
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let graceful = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
@@ -190,6 +205,7 @@ pub async fn run(config: Config) -> Result<(), ApiError> {
             Ok(())
         }
     };
+    maintenance.stop();
     close_store(&store).await;
     served
 }

@@ -16,7 +16,8 @@ mod filters;
 mod json;
 mod model;
 mod ops;
-mod plan;
+// Crate-visible so rollups (crate::rollup::spec_plan) can build a `Plan` too.
+pub(crate) mod plan;
 mod result;
 mod run;
 mod sketches;

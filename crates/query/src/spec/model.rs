@@ -51,6 +51,9 @@ pub struct QuerySpec {
     /// Unweighted figures (ignore `meta.sample_rate`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub usage_mode: bool,
+    /// `"raw"` forces raw rows even where a rollup could answer (docs/rollups.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// One calculation: an op and, for all but COUNT and CONCURRENCY, a column.

@@ -25,7 +25,21 @@ pub async fn run_query(
     let started = Instant::now();
     let valid = ValidSpec::new(spec, now_ns)?;
     let context = engine.session(env)?;
-    let plan = compile(&context, dataset, valid).await?;
+    // Rollup hook (docs/rollups.md): a rollup that fits answers with the same kind
+    // of plan; otherwise the raw one.
+    let rollup = crate::rollup::spec_plan::rollup_plan(
+        engine,
+        &context,
+        env,
+        dataset,
+        &valid,
+        spec.source.as_deref(),
+    )
+    .await?;
+    let (plan, source) = match rollup {
+        Some(found) => found,
+        None => (compile(&context, dataset, valid).await?, "raw".to_owned()),
+    };
 
     let totals = plan.totals()?.collect().await?;
     let groups = plan.groups()?.collect().await?;
@@ -39,7 +53,7 @@ pub async fn run_query(
         .unwrap_or(0);
     let spec = &plan.spec;
     Ok(QueryResult {
-        source: "raw".into(),
+        source,
         start_time: seconds(spec.start_ns),
         end_time: seconds(spec.end_ns),
         granularity: spec.granularity_secs,

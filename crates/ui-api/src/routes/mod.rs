@@ -6,6 +6,7 @@ pub mod events;
 pub mod ops;
 pub mod query;
 pub mod query_data;
+pub mod rollups;
 pub mod schema;
 pub mod sql;
 pub mod traces;
