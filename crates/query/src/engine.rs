@@ -118,6 +118,16 @@ impl QueryEngine {
     pub fn metrics(&self) -> &QueryMetrics {
         &self.metrics
     }
+
+    /// What dataset tables built outside the catalog (rollups) scan with.
+    pub(crate) fn scan_context(&self) -> Arc<ScanContext> {
+        Arc::clone(&self.scan)
+    }
+
+    /// The datasets this engine reads.
+    pub(crate) fn source(&self) -> &Arc<dyn DatasetSource> {
+        &self.source.0
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ pub enum QueryError {
     /// The SQL does not parse or does not plan (unknown column, type mismatch, ...).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A query spec field is invalid; the message starts with the field's JSON path.
+    #[error("{0}")]
+    InvalidSpec(String),
     /// The query names a dataset the environment does not have.
     #[error("dataset not found: {0}")]
     DatasetNotFound(String),
@@ -20,6 +23,12 @@ pub enum QueryError {
     /// Anything else that went wrong while running the query.
     #[error("query execution failed: {0}")]
     Execution(String),
+    /// No rollup of that name.
+    #[error("rollup not found: {0}")]
+    RollupNotFound(String),
+    /// A rollup of that name exists already.
+    #[error("rollup already exists: {0}")]
+    RollupExists(String),
 }
 
 impl From<DataFusionError> for QueryError {

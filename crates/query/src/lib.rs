@@ -29,10 +29,12 @@ mod engine;
 mod error;
 pub mod functions;
 mod metrics;
+pub mod rollup;
 mod segment_files;
 mod segment_pruning;
 mod segment_stats;
 mod source;
+pub mod spec;
 mod table;
 #[cfg(test)]
 mod test_support;

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use quarry_segment_store::{DatasetSnapshot, Store};
+use quarry_segment_store::{DatasetSnapshot, RollupSet, Store};
 
 /// The read side of the store the query engine needs.
 pub trait DatasetSource: Send + Sync + 'static {
@@ -15,6 +15,12 @@ pub trait DatasetSource: Send + Sync + 'static {
     fn datasets(&self, env: &str) -> Vec<String>;
     /// The object store holding every segment file (`SegmentMeta::path` is in it).
     fn object_store(&self) -> Arc<dyn ObjectStore>;
+    /// A snapshot of a dataset together with its rollups (sources without rollups
+    /// have none).
+    fn rollup_snapshot(&self, env: &str, dataset: &str) -> Option<(DatasetSnapshot, RollupSet)> {
+        self.snapshot(env, dataset)
+            .map(|snapshot| (snapshot, RollupSet::default()))
+    }
 }
 
 impl DatasetSource for Store {
@@ -31,6 +37,10 @@ impl DatasetSource for Store {
 
     fn object_store(&self) -> Arc<dyn ObjectStore> {
         Store::object_store(self)
+    }
+
+    fn rollup_snapshot(&self, env: &str, dataset: &str) -> Option<(DatasetSnapshot, RollupSet)> {
+        Store::rollup_snapshot(self, env, dataset)
     }
 }
 

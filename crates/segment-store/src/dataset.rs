@@ -7,6 +7,7 @@ use arrow::array::RecordBatch;
 use parking_lot::Mutex;
 use quarry_schema::DatasetSchema;
 
+use crate::rollup::RollupSet;
 use crate::{DatasetSnapshot, SegmentMeta};
 
 /// A dataset and the lock that makes its snapshots consistent.
@@ -36,6 +37,8 @@ pub struct DatasetState {
     pub sealed_seq: u64,
     pub created_at_ns: i64,
     pub last_written_ns: i64,
+    /// The dataset's rollups, as committed to the manifest.
+    pub rollups: RollupSet,
 }
 
 impl Dataset {

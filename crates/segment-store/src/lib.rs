@@ -27,6 +27,8 @@ mod dataset;
 mod error;
 mod manifest;
 mod names;
+pub mod rollup;
+mod rollup_store;
 mod sealer;
 mod segment_meta;
 pub mod segment_writer;
@@ -35,6 +37,10 @@ pub mod wal;
 
 pub use config::*;
 pub use error::{Result, StoreError};
+pub use rollup::{
+    MeasureOp, Rollup, RollupDefinition, RollupFilter, RollupMeasure, RollupSegment, RollupSet,
+};
+pub use rollup_store::{PutRollupMode, PutRollupOutcome};
 pub use segment_meta::{BloomFilterLocation, ColumnStats, SegmentMeta, StatValue};
 pub use store::Store;
 

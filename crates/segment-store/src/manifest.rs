@@ -20,6 +20,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use quarry_schema::DatasetSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::rollup::{Rollup, RollupSegment, RollupSet};
 use crate::wal::DatasetKey;
 use crate::{Result, SegmentMeta, StoreError};
 
@@ -41,6 +42,9 @@ pub struct DatasetManifest {
     pub sealed_wal_seq: u64,
     pub created_at_ns: i64,
     pub last_written_ns: i64,
+    /// The dataset's rollups (absent in manifests written before rollups existed).
+    #[serde(default)]
+    pub rollups: RollupSet,
 }
 
 /// One change in a transaction.
@@ -56,6 +60,29 @@ pub enum Action {
         sealed_wal_seq: u64,
         created_at_ns: i64,
         last_written_ns: i64,
+    },
+    /// A rollup created (or replacing the one of the same name, whose segments go).
+    PutRollup {
+        env: String,
+        dataset: String,
+        rollup: Rollup,
+        /// Created as a default rollup (remembered so it is created only once).
+        #[serde(default)]
+        default: bool,
+    },
+    /// A rollup deleted.
+    DropRollup {
+        env: String,
+        dataset: String,
+        name: String,
+    },
+    /// Rollup rows computed from raw segments; ignored when the rollup is gone or a
+    /// source is already rolled up (so a repeated commit never double-counts).
+    AddRollupSegment {
+        env: String,
+        dataset: String,
+        rollup_id: String,
+        segment: RollupSegment,
     },
 }
 
@@ -197,14 +224,56 @@ impl Manifest {
                         sealed_wal_seq: 0,
                         created_at_ns,
                         last_written_ns,
+                        rollups: RollupSet::default(),
                     });
                     record.schema = schema;
                     record.segments.extend(segments.into_iter().map(Arc::new));
                     record.sealed_wal_seq = record.sealed_wal_seq.max(sealed_wal_seq);
                     record.last_written_ns = record.last_written_ns.max(last_written_ns);
                 }
+                Action::PutRollup {
+                    env,
+                    dataset,
+                    rollup,
+                    default,
+                } => {
+                    let created_at_ns = rollup.created_at_ns;
+                    self.record(env, dataset, created_at_ns)
+                        .rollups
+                        .put(rollup, default);
+                }
+                Action::DropRollup { env, dataset, name } => {
+                    if let Some(record) = self.datasets.get_mut(&(env, dataset)) {
+                        record.rollups.drop_rollup(&name);
+                    }
+                }
+                Action::AddRollupSegment {
+                    env,
+                    dataset,
+                    rollup_id,
+                    segment,
+                } => {
+                    if let Some(record) = self.datasets.get_mut(&(env, dataset)) {
+                        record.rollups.add_segment(&rollup_id, segment);
+                    }
+                }
             }
         }
+    }
+
+    /// The record of a dataset, created empty when a rollup comes before any seal.
+    fn record(&mut self, env: String, dataset: String, created_at_ns: i64) -> &mut DatasetManifest {
+        let key = (env.clone(), dataset.clone());
+        self.datasets.entry(key).or_insert_with(|| DatasetManifest {
+            env,
+            name: dataset,
+            schema: DatasetSchema::default(),
+            segments: Vec::new(),
+            sealed_wal_seq: 0,
+            created_at_ns,
+            last_written_ns: created_at_ns,
+            rollups: RollupSet::default(),
+        })
     }
 
     async fn checkpoint(&mut self) -> Result<()> {

@@ -34,6 +34,11 @@ pub fn segment_dir(env: &str, dataset: &str) -> String {
     format!("segments/{}/{}", path_part(env), path_part(dataset))
 }
 
+/// The object-store directory of one rollup's segments (`id` is a UUID: safe as is).
+pub fn rollup_dir(env: &str, dataset: &str, id: &str) -> String {
+    format!("rollups/{}/{}/{id}", path_part(env), path_part(dataset))
+}
+
 fn path_part(name: &str) -> String {
     let safe: String = name
         .chars()

@@ -171,6 +171,7 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
         std::process::abort();
     }
     let freed = dataset.state.lock().finish_seal(segments, max_seq);
+    inner.changed();
     inner
         .metrics
         .buffered_bytes

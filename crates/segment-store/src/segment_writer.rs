@@ -83,6 +83,28 @@ pub fn build_segments(
     Ok(segments)
 }
 
+/// Builds one rollup segment from rollup rows (any column types; `timestamp` is
+/// the bucket start): sorted by time, all-null columns left out, no bloom filters.
+pub fn build_rollup_segment(
+    rows: &RecordBatch,
+    row_group_rows: usize,
+    dir: &str,
+    partition_start_ns: i64,
+    now_ns: i64,
+) -> Result<SegmentFile> {
+    let times = rows
+        .column_by_name(TIMESTAMP)
+        .ok_or_else(|| StoreError::Manifest("rollup rows have no timestamp column".into()))?;
+    let order = sort_to_indices(times, None, None)?;
+    let sorted = drop_all_null_columns(&take_record_batch(rows, &order)?)?;
+    let settings = SegmentSettings {
+        partition_width_ns: 0,
+        row_group_rows,
+        bloom_filter_columns: Vec::new(),
+    };
+    write_segment(&sorted, &settings, dir, partition_start_ns, now_ns)
+}
+
 /// Concatenates batches over the union of their columns (in dataset order) and
 /// sorts the rows by time.
 fn concat_sorted(batches: &[RecordBatch], schema: &DatasetSchema) -> Result<Option<RecordBatch>> {

@@ -40,6 +40,8 @@ pub(crate) struct Inner {
     pub seal_lock: tokio::sync::Mutex<()>,
     pub shutting_down: std::sync::atomic::AtomicBool,
     pub crash_after_seal_commit: bool,
+    /// Counts manifest changes (seals, rollup changes); rollup maintenance waits on it.
+    pub changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Inner {
@@ -125,6 +127,7 @@ impl Store {
                 sealed_seq: record.sealed_wal_seq,
                 created_at_ns: record.created_at_ns,
                 last_written_ns: record.last_written_ns,
+                rollups: record.rollups.clone(),
                 ..Default::default()
             };
             datasets.insert(
@@ -144,6 +147,7 @@ impl Store {
             seal_wakeup: Notify::new(),
             seal_lock: tokio::sync::Mutex::new(()),
             shutting_down: false.into(),
+            changes: tokio::sync::watch::Sender::new(0),
         });
 
         let mut index = WalIndex::default();

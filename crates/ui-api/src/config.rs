@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quarry_ingest::Limits;
-use quarry_segment_store::{Durability, StoreConfig};
+use quarry_query::rollup::{ConfiguredRollup, RollupSettings};
+use quarry_segment_store::{
+    DEFAULT_ENVIRONMENT, Durability, RollupDefinition, RollupFilter, RollupMeasure, StoreConfig,
+};
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
@@ -73,6 +76,8 @@ pub struct Config {
     /// Address of the OTLP/HTTP receiver's own port; `None` when turned off (the
     /// `/v1/*` routes stay on the HTTP port).
     pub otlp_http: Option<String>,
+    /// Rollups of the `[[rollups]]` sections and the default trace rollup switch.
+    pub rollups: RollupSettings,
 }
 
 impl Config {
@@ -105,6 +110,8 @@ struct FileConfig {
     storage: StorageSection,
     limits: LimitsSection,
     auth: AuthSection,
+    rollups: Vec<RollupSection>,
+    rollup_defaults: RollupDefaultsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +153,78 @@ struct AuthSection {
     api_keys: HashMap<String, String>,
 }
 
+/// One `[[rollups]]` entry: a rollup definition (docs/rollups.md) and its dataset.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollupSection {
+    env: Option<String>,
+    dataset: String,
+    name: String,
+    granularity: u64,
+    #[serde(default)]
+    dimensions: Vec<String>,
+    #[serde(default)]
+    measures: Vec<RollupMeasure>,
+    #[serde(default)]
+    filters: Vec<RollupFilter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RollupDefaultsSection {
+    /// Give datasets of spans the default `requests` rollup.
+    traces: bool,
+}
+
+impl Default for RollupDefaultsSection {
+    fn default() -> Self {
+        RollupDefaultsSection { traces: true }
+    }
+}
+
+/// Checks the `[[rollups]]` entries (their shape; columns are checked against a
+/// dataset when it exists).
+fn rollup_settings(
+    sections: Vec<RollupSection>,
+    defaults: RollupDefaultsSection,
+) -> Result<RollupSettings, ApiError> {
+    let mut configured: Vec<ConfiguredRollup> = Vec::new();
+    for (index, section) in sections.into_iter().enumerate() {
+        let env = section
+            .env
+            .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
+        let definition = RollupDefinition {
+            name: section.name,
+            granularity: section.granularity,
+            dimensions: section.dimensions,
+            measures: section.measures,
+            filters: section.filters,
+        };
+        if let Err(error) = quarry_query::rollup::definition::check_shape(&definition) {
+            return Err(ApiError::Config(format!("rollups[{index}].{error}")));
+        }
+        if configured.iter().any(|other| {
+            other.env == env
+                && other.dataset == section.dataset
+                && other.definition.name == definition.name
+        }) {
+            return Err(ApiError::Config(format!(
+                "rollups[{index}]: {:?} is defined twice for dataset {:?}",
+                definition.name, section.dataset
+            )));
+        }
+        configured.push(ConfiguredRollup {
+            env,
+            dataset: section.dataset,
+            definition,
+        });
+    }
+    Ok(RollupSettings {
+        configured,
+        trace_default: defaults.traces,
+    })
+}
+
 fn parse_file(text: &str) -> Result<FileConfig, toml::de::Error> {
     toml::from_str(text)
 }
@@ -157,6 +236,8 @@ fn resolve(file: FileConfig, args: &ServeArgs) -> Result<Config, ApiError> {
         storage,
         limits: file_limits,
         auth,
+        rollups,
+        rollup_defaults,
     } = file;
     let data_dir = args
         .data_dir
@@ -243,6 +324,7 @@ fn resolve(file: FileConfig, args: &ServeArgs) -> Result<Config, ApiError> {
         positive("server.max_concurrent_ingest", server.max_concurrent_ingest)?
             .unwrap_or(DEFAULT_MAX_CONCURRENT_INGEST);
     check_api_keys(&auth.api_keys)?;
+    let rollups = rollup_settings(rollups, rollup_defaults)?;
 
     Ok(Config {
         http,
@@ -253,6 +335,7 @@ fn resolve(file: FileConfig, args: &ServeArgs) -> Result<Config, ApiError> {
         max_concurrent_ingest,
         otlp_grpc,
         otlp_http,
+        rollups,
     })
 }
 

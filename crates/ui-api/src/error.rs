@@ -32,6 +32,9 @@ pub enum ApiError {
     /// No such dataset or route (404).
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with existing state, e.g. a name taken (409).
+    #[error("{0}")]
+    Conflict(String),
     /// The route exists but not with this method (405).
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -165,10 +169,14 @@ impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         let message = error.to_string();
         match error {
-            QueryError::InvalidQuery(_) => ApiError::BadRequest(message),
+            QueryError::InvalidQuery(_) | QueryError::InvalidSpec(_) => {
+                ApiError::BadRequest(message)
+            }
             QueryError::DatasetNotFound(_) => ApiError::NotFound(message),
             QueryError::ResourcesExhausted(_) => ApiError::Overloaded(message),
             QueryError::Execution(_) => ApiError::Internal(message),
+            QueryError::RollupNotFound(_) => ApiError::NotFound(message),
+            QueryError::RollupExists(_) => ApiError::Conflict(message),
         }
     }
 }

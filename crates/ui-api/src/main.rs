@@ -9,6 +9,7 @@ mod metrics;
 mod names;
 mod otlp;
 mod routes;
+mod saved_queries;
 mod server;
 #[cfg(test)]
 mod testing;

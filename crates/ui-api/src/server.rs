@@ -27,7 +27,10 @@ use crate::demo::{self, DemoConfig};
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
 use crate::otlp::grpc::{LogsService, MetricsService, Receiver, TraceService};
-use crate::routes::{admin, bubbleup, events, ops, otlp, schema, sql, traces, web};
+use crate::routes::{
+    admin, bubbleup, events, ops, otlp, query, query_data, rollups, schema, sql, traces, web,
+};
+use crate::saved_queries::SavedQueries;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -49,6 +52,8 @@ pub struct AppState {
     pub metrics: Arc<ApiMetrics>,
     /// False once shutdown has begun (reported by `/readyz`).
     pub ready: Arc<AtomicBool>,
+    /// Saved queries and results of the Query Data API.
+    pub saved_queries: Arc<SavedQueries>,
 }
 
 impl AppState {
@@ -66,6 +71,7 @@ impl AppState {
             ingest_permits: Arc::new(Semaphore::new(config.max_concurrent_ingest)),
             metrics: Arc::new(ApiMetrics::default()),
             ready: Arc::new(AtomicBool::new(true)),
+            saved_queries: Arc::new(SavedQueries::default()),
         })
     }
 }
@@ -92,6 +98,25 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
         .route("/api/v1/bubbleup/{dataset}", post(bubbleup::bubbleup))
         .merge(otlp_routes(&state))
+        .route("/api/v1/query/{dataset}", post(query::query))
+        .route("/api/v1/query/{dataset}/events", post(query::events))
+        .route("/1/queries/{dataset}", post(query_data::create_query))
+        .route(
+            "/1/query_results/{dataset}",
+            post(query_data::create_result),
+        )
+        .route(
+            "/1/query_results/{dataset}/{id}",
+            get(query_data::get_result),
+        )
+        .route(
+            "/api/v1/rollups/{dataset}",
+            post(rollups::create).get(rollups::list),
+        )
+        .route(
+            "/api/v1/rollups/{dataset}/{name}",
+            get(rollups::get).delete(rollups::delete),
+        )
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));
     let routes = Router::new()
         .merge(api)
@@ -170,6 +195,11 @@ pub async fn run(config: Config, demo: Option<DemoConfig>) -> Result<(), ApiErro
             return Err(error);
         }
     };
+    let maintenance = quarry_query::rollup::RollupMaintenance::start(
+        Arc::clone(&store),
+        Arc::clone(&state.engine),
+        config.rollups.clone(),
+    );
     let demo_writer = match demo {
         Some(demo) => match demo::start(&state, &config, demo) {
             Ok(writer) => Some(writer),
@@ -227,6 +257,7 @@ pub async fn run(config: Config, demo: Option<DemoConfig>) -> Result<(), ApiErro
         writer.abort();
         let _ = writer.await;
     }
+    maintenance.stop();
     close_store(&store).await;
     served
 }
