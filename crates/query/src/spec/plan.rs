@@ -24,7 +24,7 @@ use datafusion::logical_expr::{
     Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder, SortExpr, cast, lit, when,
 };
 use datafusion::prelude::{DataFrame, SessionContext};
-use quarry_schema::{SAMPLE_RATE, TIMESTAMP};
+use quarry_schema::{SAMPLE_RATE, TIMESTAMP, TRACE_ID};
 
 use super::columns::{Columns, column, is_numeric};
 use super::error::SpecError;
@@ -32,7 +32,10 @@ use super::filters::{filters_predicate, seconds_to_ns, time_literal, time_predic
 use super::ops::{CalcOp, Comparison};
 use super::sketches;
 use super::validate::{OrderKey, ValidSpec};
-use crate::QueryError;
+use crate::{DATASET_COLUMN, QueryError};
+
+/// Span id column read by exemplars.
+const SPAN_ID: &str = "trace.span_id";
 
 /// Start of the row's time bucket, nanoseconds since the epoch.
 pub const TIME: &str = "__quarry_time";
@@ -82,7 +85,54 @@ pub struct Plan {
     pub base: DataFrame,
     /// Per calculation; `None` for HEATMAP (not a per-group value).
     pub calcs: Vec<Option<CalcPlan>>,
+    /// HEATMAP calculations: (calculation index, whether the column holds ints).
+    pub heatmaps: Vec<(usize, bool)>,
+    /// The exemplars of a group, over the base columns (none without the function).
+    pub exemplars: Option<Expr>,
+    /// Exemplars of a heatmap cell, given the value column.
+    exemplar_of: Option<ExemplarColumns>,
 }
+
+/// Base columns an exemplar reads besides its value.
+#[derive(Debug, Clone)]
+struct ExemplarColumns {
+    trace_id: Expr,
+    span_id: Expr,
+    dataset: Expr,
+}
+
+impl ExemplarColumns {
+    fn expr(&self, value: Expr) -> Option<Expr> {
+        sketches::exemplars(
+            value,
+            column(TIMESTAMP),
+            self.trace_id.clone(),
+            self.span_id.clone(),
+            self.dataset.clone(),
+        )
+    }
+}
+
+/// Exemplars of a group or cell.
+pub const EXEMPLARS: &str = "__quarry_exemplars";
+const TRACE_ID_INPUT: &str = "__quarry_trace_id";
+const SPAN_ID_INPUT: &str = "__quarry_span_id";
+const DATASET_INPUT: &str = "__quarry_dataset";
+
+/// Name of the smallest value of HEATMAP calculation `index`, in the totals.
+pub fn heatmap_min(index: usize) -> String {
+    format!("__quarry_hmin{index}")
+}
+
+/// Name of the largest value of HEATMAP calculation `index`, in the totals.
+pub fn heatmap_max(index: usize) -> String {
+    format!("__quarry_hmax{index}")
+}
+
+/// Value bucket of a heatmap cell.
+pub const BUCKET: &str = "__quarry_bucket";
+/// Weighted events of a heatmap cell.
+pub const CELL_COUNT: &str = "__quarry_count";
 
 /// Compiles `spec` over `dataset` (a dataset name or `__all__`).
 pub async fn compile(
@@ -107,6 +157,7 @@ pub async fn compile(
     }
     projection.push(weight(&columns, spec.usage_mode).alias(WEIGHT));
     let mut calcs = Vec::with_capacity(spec.calculations.len());
+    let mut heatmaps = Vec::new();
     for (index, calculation) in spec.calculations.iter().enumerate() {
         let field = format!("calculations[{index}].column");
         if let Some(name) = &calculation.column {
@@ -122,6 +173,20 @@ pub async fn compile(
                 )
                 .into());
             }
+            if calculation.op == CalcOp::Heatmap {
+                let integers = matches!(
+                    super::columns::value_type(&data_type),
+                    DataType::Int8
+                        | DataType::Int16
+                        | DataType::Int32
+                        | DataType::Int64
+                        | DataType::UInt8
+                        | DataType::UInt16
+                        | DataType::UInt32
+                        | DataType::UInt64
+                );
+                heatmaps.push((index, integers));
+            }
             let expr = match calculation.op {
                 CalcOp::Min | CalcOp::Max | CalcOp::CountDistinct => expr,
                 _ => cast(expr, DataType::Float64),
@@ -129,6 +194,38 @@ pub async fn compile(
             projection.push(expr.alias(input(index)));
         }
         calcs.push(calc_plan(index, calculation.op));
+    }
+    // Exemplars read ids and the dataset only when the function exists.
+    let exemplar_of = ExemplarColumns {
+        trace_id: column(TRACE_ID_INPUT),
+        span_id: column(SPAN_ID_INPUT),
+        dataset: column(DATASET_INPUT),
+    };
+    let exemplar_value = spec
+        .calculations
+        .iter()
+        .position(|c| c.op.needs_numbers())
+        .map_or(lit(ScalarValue::Float64(None)), |index| {
+            cast(column(&input(index)), DataType::Float64)
+        });
+    let exemplars = exemplar_of.expr(exemplar_value);
+    let exemplar_of = exemplars.is_some().then_some(exemplar_of);
+    if exemplar_of.is_some() {
+        let text = |name: &str| {
+            if columns.is_plain_column(name) {
+                cast(column(name), DataType::Utf8)
+            } else {
+                lit(ScalarValue::Utf8(None))
+            }
+        };
+        projection.push(text(TRACE_ID).alias(TRACE_ID_INPUT));
+        projection.push(text(SPAN_ID).alias(SPAN_ID_INPUT));
+        let dataset_name = if columns.is_plain_column(DATASET_COLUMN) {
+            text(DATASET_COLUMN)
+        } else {
+            lit(dataset)
+        };
+        projection.push(dataset_name.alias(DATASET_INPUT));
     }
     let mut base = table.filter(predicate)?.select(projection)?;
     for (index, calculation) in spec.calculations.iter().enumerate() {
@@ -139,7 +236,14 @@ pub async fn compile(
             base = base.with_column(&rate(index), rate_expr(index, spec.breakdowns.len())?)?;
         }
     }
-    Ok(Plan { spec, base, calcs })
+    Ok(Plan {
+        spec,
+        base,
+        calcs,
+        heatmaps,
+        exemplars,
+        exemplar_of,
+    })
 }
 
 /// The dataset's table; `DatasetNotFound` when the environment has none such.
@@ -263,10 +367,15 @@ impl Plan {
         let keys = self.keys();
         let mut selected = keys.clone();
         selected.extend(self.finals());
+        let mut partials = self.partials();
+        if let Some(exemplars) = &self.exemplars {
+            partials.push(exemplars.clone().alias(EXEMPLARS));
+            selected.push(column(EXEMPLARS));
+        }
         let mut frame = self
             .base
             .clone()
-            .aggregate(keys, self.partials())?
+            .aggregate(keys, partials)?
             .select(selected)?;
         let havings = self.spec.havings.iter().map(|having| {
             let target = column(&value(having.calculation));
@@ -357,12 +466,48 @@ impl Plan {
             .sort(order)?)
     }
 
-    /// The calculations over every matching row.
+    /// The calculations over every matching row, and each heatmap column's range.
     pub fn totals(&self) -> Result<DataFrame, QueryError> {
+        let mut partials = self.partials();
+        let mut finals = self.finals();
+        for (index, _) in &self.heatmaps {
+            partials.push(min(column(&input(*index))).alias(heatmap_min(*index)));
+            partials.push(max(column(&input(*index))).alias(heatmap_max(*index)));
+            finals.push(column(&heatmap_min(*index)));
+            finals.push(column(&heatmap_max(*index)));
+        }
         Ok(self
             .base
             .clone()
-            .aggregate(vec![], self.partials())?
-            .select(self.finals())?)
+            .aggregate(vec![], partials)?
+            .select(finals)?)
+    }
+
+    /// The cells of HEATMAP calculation `index` over `scheme`: time bucket, value
+    /// bucket, weighted count, sorted.
+    pub fn heatmap_cells(
+        &self,
+        index: usize,
+        scheme: &sketches::HeatmapScheme,
+    ) -> Result<DataFrame, QueryError> {
+        let value = column(&input(index));
+        let bucket = sketches::heatmap_bucket(value.clone(), scheme);
+        let mut aggregates = vec![sum(column(WEIGHT)).alias(CELL_COUNT)];
+        if let Some(exemplars) = self
+            .exemplar_of
+            .as_ref()
+            .and_then(|of| of.expr(value.clone()))
+        {
+            aggregates.push(exemplars.alias(EXEMPLARS));
+        }
+        Ok(self
+            .base
+            .clone()
+            .filter(value.is_not_null())?
+            .aggregate(vec![column(TIME), bucket.alias(BUCKET)], aggregates)?
+            .sort(vec![
+                column(TIME).sort(true, false),
+                column(BUCKET).sort(true, false),
+            ])?)
     }
 }

@@ -8,8 +8,15 @@ use serde_json::{Map, Value};
 use super::json::{json_values, seconds};
 use super::model::QuerySpec;
 use super::ops::CalcOp;
-use super::plan::{Plan, ROWS, TIME, compile, key, value};
-use super::result::{CalculationInfo, Group, QueryResult, SeriesPoint, Stats};
+use super::plan::{
+    BUCKET, CELL_COUNT, EXEMPLARS, Plan, ROWS, TIME, compile, heatmap_max, heatmap_min, key, value,
+};
+use super::result::{
+    BucketTotal, CalculationInfo, Exemplar, Group, Heatmap, HeatmapBucket, HeatmapCell,
+    QueryResult, SeriesPoint, Stats,
+};
+use super::sketches::heatmap_scheme;
+use super::validate::NANOS_PER_SECOND;
 use super::validate::ValidSpec;
 use crate::{QueryEngine, QueryError};
 
@@ -32,6 +39,10 @@ pub async fn run_query(
     let series = plan.series(&context, &groups)?.collect().await?;
 
     let totals_rows = Rows::new(&totals)?;
+    let mut heatmaps = Vec::with_capacity(plan.heatmaps.len());
+    for (index, integers) in &plan.heatmaps {
+        heatmaps.push(heatmap(&plan, &totals_rows, *index, *integers).await?);
+    }
     let rows_matched = totals_rows
         .column(ROWS)
         .and_then(|values| values.first())
@@ -56,7 +67,7 @@ pub async fn run_query(
         groups: group_list(&plan, &groups)?,
         series: series_list(&plan, &series)?,
         totals: totals_rows.values(&plan, 0),
-        heatmaps: Vec::new(),
+        heatmaps,
         stats: Stats {
             rows_matched,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -139,9 +150,14 @@ fn group_list(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<Group>, QueryE
         .map(|row| Group {
             key: rows.key(plan, row),
             values: rows.values(plan, row),
-            exemplars: Vec::new(),
+            exemplars: exemplars_of(&rows.get(EXEMPLARS, row)),
         })
         .collect())
+}
+
+/// Exemplars from their JSON list (empty when absent or malformed).
+fn exemplars_of(value: &Value) -> Vec<Exemplar> {
+    serde_json::from_value(value.clone()).unwrap_or_default()
 }
 
 fn series_list(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<SeriesPoint>, QueryError> {
@@ -157,4 +173,83 @@ fn series_list(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<SeriesPoint>,
             values: rows.values(plan, row),
         })
         .collect())
+}
+
+/// Every time bucket start of the range, epoch seconds.
+fn bucket_times(plan: &Plan) -> Vec<Value> {
+    let step = plan.spec.granularity_secs * NANOS_PER_SECOND;
+    let first = plan.spec.start_ns.div_euclid(step) * step;
+    (0..)
+        .map(|i| first + i * step)
+        .take_while(|start| *start < plan.spec.end_ns)
+        .map(seconds)
+        .collect()
+}
+
+/// The heatmap of calculation `index`, its buckets chosen from the column's range.
+async fn heatmap(
+    plan: &Plan,
+    totals: &Rows,
+    index: usize,
+    integers: bool,
+) -> Result<Heatmap, QueryError> {
+    let calculation = &plan.spec.calculations[index];
+    let range = (
+        totals.get(&heatmap_min(index), 0).as_f64(),
+        totals.get(&heatmap_max(index), 0).as_f64(),
+    );
+    let scheme = match range {
+        (Some(min), Some(max)) => heatmap_scheme(min, max, integers),
+        _ => None,
+    };
+    let mut result = Heatmap {
+        name: calculation.name.clone(),
+        column: calculation.column.clone().unwrap_or_default(),
+        scale: scheme.as_ref().map_or("linear", |s| s.scale).to_owned(),
+        buckets: Vec::new(),
+        times: bucket_times(plan),
+        cells: Vec::new(),
+        totals: Vec::new(),
+    };
+    let Some(scheme) = scheme else {
+        return Ok(result);
+    };
+    result.buckets = scheme
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(index, (lower, upper))| HeatmapBucket {
+            index,
+            lower: *lower,
+            upper: *upper,
+        })
+        .collect();
+    let cells = Rows::new(&plan.heatmap_cells(index, &scheme)?.collect().await?)?;
+    let mut totals_by_bucket = vec![0.0; scheme.buckets.len()];
+    for row in 0..cells.len {
+        let (Some(time), Some(bucket), Some(count)) = (
+            cells.get(TIME, row).as_i64(),
+            cells.get(BUCKET, row).as_u64(),
+            cells.get(CELL_COUNT, row).as_f64(),
+        ) else {
+            continue;
+        };
+        let bucket = bucket as usize;
+        if let Some(total) = totals_by_bucket.get_mut(bucket) {
+            *total += count;
+        }
+        result.cells.push(HeatmapCell {
+            time: seconds(time),
+            bucket,
+            count,
+            exemplars: exemplars_of(&cells.get(EXEMPLARS, row)),
+        });
+    }
+    result.totals = totals_by_bucket
+        .into_iter()
+        .enumerate()
+        .filter(|(_, count)| *count > 0.0)
+        .map(|(bucket, count)| BucketTotal { bucket, count })
+        .collect();
+    Ok(result)
 }

@@ -229,3 +229,53 @@ async fn without_breakdowns_there_is_one_group_even_with_no_rows() {
     assert_eq!(groups(&result), vec![(json!({}), json!({"COUNT": 0}))]);
     assert!(result.series.is_empty());
 }
+
+#[tokio::test]
+async fn a_heatmap_counts_weighted_values_per_time_and_value_bucket() {
+    let engine = engine_with_spans();
+    let result = run(
+        &engine,
+        &format!(
+            r#"{{{SPEC_TIME}, "granularity": 60, "calculations": [{{"op": "HEATMAP", "column": "duration_ms"}}, {{"op": "COUNT"}}]}}"#
+        ),
+    )
+    .await
+    .unwrap();
+    let heatmap = &result.heatmaps[0];
+    assert_eq!(heatmap.name, "HEATMAP(duration_ms)");
+    assert_eq!(heatmap.times.len(), 10);
+    assert_eq!(
+        result.groups[0].values.len(),
+        1,
+        "HEATMAP has no group value"
+    );
+    let first = heatmap.buckets.first().unwrap();
+    let last = heatmap.buckets.last().unwrap();
+    assert!(
+        first.lower <= 1.0 && last.upper >= 30.0,
+        "{first:?} {last:?}"
+    );
+    // Weighted: 10 (1) + 20 (2) + 30 (1) + 5 (4) + 1 (1); the null duration is not counted.
+    let total: f64 = heatmap.totals.iter().map(|t| t.count).sum();
+    assert_eq!(total, 9.0);
+    let cells: f64 = heatmap.cells.iter().map(|c| c.count).sum();
+    assert_eq!(cells, 9.0);
+    let bucket_of = |value: f64| {
+        heatmap
+            .buckets
+            .iter()
+            .position(|b| {
+                b.lower <= value && (value < b.upper || b.index == heatmap.buckets.len() - 1)
+            })
+            .unwrap()
+    };
+    let at_zero: Vec<(usize, f64)> = heatmap
+        .cells
+        .iter()
+        .filter(|c| c.time == json!(0))
+        .map(|c| (c.bucket, c.count))
+        .collect();
+    let mut want = vec![(bucket_of(10.0), 1.0), (bucket_of(20.0), 2.0)];
+    want.sort_by_key(|w| w.0);
+    assert_eq!(at_zero, want);
+}
