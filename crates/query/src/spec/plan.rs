@@ -17,11 +17,12 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, IntervalMonthDayNano};
 use datafusion::common::{NullEquality, ScalarValue, TableReference};
 use datafusion::functions::expr_fn::date_bin;
-use datafusion::functions::expr_fn::nullif;
+use datafusion::functions::expr_fn::{least, nullif};
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
+use datafusion::functions_nested::expr_fn::range;
 use datafusion::functions_window::expr_fn::lag;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder, SortExpr, cast, lit, when,
+    Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder, SortExpr, cast, lit, try_cast, when,
 };
 use datafusion::prelude::{DataFrame, SessionContext};
 use quarry_schema::{SAMPLE_RATE, TIMESTAMP, TRACE_ID};
@@ -129,6 +130,14 @@ pub fn heatmap_max(index: usize) -> String {
     format!("__quarry_hmax{index}")
 }
 
+/// End of a span, ns (its start when it has no `duration_ms`).
+pub const SPAN_END: &str = "__quarry_span_end";
+const SPAN_BUCKETS: &str = "__quarry_span_buckets";
+/// Spans in flight in a time bucket.
+pub const CONCURRENCY: &str = "__quarry_concurrency";
+/// Span duration column read by CONCURRENCY.
+const DURATION: &str = "duration_ms";
+
 /// Value bucket of a heatmap cell.
 pub const BUCKET: &str = "__quarry_bucket";
 /// Weighted events of a heatmap cell.
@@ -226,6 +235,24 @@ pub async fn compile(
             lit(dataset)
         };
         projection.push(dataset_name.alias(DATASET_INPUT));
+    }
+    if spec
+        .calculations
+        .iter()
+        .any(|c| c.op == CalcOp::Concurrency)
+    {
+        let start = cast(column(TIMESTAMP), DataType::Int64);
+        let end = if columns.is_plain_column(DURATION) {
+            let nanos = cast(column(DURATION), DataType::Float64) * lit(1e6);
+            start.clone()
+                + datafusion::functions::expr_fn::coalesce(vec![
+                    try_cast(nanos, DataType::Int64),
+                    lit(0i64),
+                ])
+        } else {
+            start
+        };
+        projection.push(end.alias(SPAN_END));
     }
     let mut base = table.filter(predicate)?.select(projection)?;
     for (index, calculation) in spec.calculations.iter().enumerate() {
@@ -328,8 +355,8 @@ fn calc_plan(index: usize, op: CalcOp) -> Option<CalcPlan> {
         CalcOp::RateSum => single(sum(column(&rate(index)))),
         CalcOp::RateAvg => single(avg(column(&rate(index)))),
         CalcOp::RateMax => single(max(column(&rate(index)))),
-        // A later commit: concurrency.
-        CalcOp::Concurrency => single(lit(ScalarValue::Float64(None))),
+        // Not a row aggregate: see [`Plan::concurrency`]; filled in afterwards.
+        CalcOp::Concurrency => single(max(lit(ScalarValue::Int64(None)))),
     })
 }
 
@@ -413,6 +440,79 @@ impl Plan {
         Ok(frame.limit(0, Some(self.spec.limit))?)
     }
 
+    /// The base rows of `groups` only (all rows without breakdowns).
+    fn top_rows(
+        &self,
+        context: &SessionContext,
+        groups: &[RecordBatch],
+    ) -> Result<DataFrame, QueryError> {
+        let rows = self.base.clone();
+        if self.spec.breakdowns.is_empty() {
+            return Ok(rows);
+        }
+        let wanted: Vec<String> = (0..self.spec.breakdowns.len())
+            .map(|index| format!("__quarry_top{index}"))
+            .collect();
+        let top = context.read_batches(groups.iter().cloned())?.select(
+            self.keys()
+                .into_iter()
+                .zip(&wanted)
+                .map(|(key, name)| key.alias(name.as_str()))
+                .collect::<Vec<_>>(),
+        )?;
+        let left: Vec<String> = (0..wanted.len()).map(key).collect();
+        let (state, plan) = rows.into_parts();
+        // A null key is a group of its own: nulls must match nulls.
+        let joined = LogicalPlanBuilder::from(plan)
+            .join_detailed(
+                top.logical_plan().clone(),
+                JoinType::LeftSemi,
+                (
+                    left.iter()
+                        .map(datafusion::common::Column::new_unqualified)
+                        .collect::<Vec<_>>(),
+                    wanted
+                        .iter()
+                        .map(datafusion::common::Column::new_unqualified)
+                        .collect::<Vec<_>>(),
+                ),
+                None,
+                NullEquality::NullEqualsNull,
+            )?
+            .build()?;
+        Ok(DataFrame::new(state, joined))
+    }
+
+    /// Spans in flight per time bucket (and group, with `by_group`), weighted:
+    /// each span counts in every bucket from its start's to its end's (clipped to
+    /// the range). Columns: [`TIME`], the keys (with `by_group`), [`CONCURRENCY`].
+    pub fn concurrency(
+        &self,
+        context: &SessionContext,
+        groups: &[RecordBatch],
+        by_group: bool,
+    ) -> Result<DataFrame, QueryError> {
+        let step = seconds_to_ns(self.spec.granularity_secs);
+        let last = least(vec![column(SPAN_END), lit(self.spec.end_ns - 1)]);
+        let last_bucket = (last / lit(step)) * lit(step);
+        let buckets = range(column(TIME), last_bucket + lit(step), lit(step));
+        let keys = if by_group { self.keys() } else { Vec::new() };
+        let mut selected = keys.clone();
+        selected.push(column(WEIGHT));
+        selected.push(buckets.alias(SPAN_BUCKETS));
+        let rows = if by_group {
+            self.top_rows(context, groups)?
+        } else {
+            self.base.clone()
+        };
+        let mut group_by = vec![column(SPAN_BUCKETS).alias(TIME)];
+        group_by.extend(keys);
+        Ok(rows
+            .select(selected)?
+            .unnest_columns(&[SPAN_BUCKETS])?
+            .aggregate(group_by, vec![sum(column(WEIGHT)).alias(CONCURRENCY)])?)
+    }
+
     /// One point per time bucket of each of `groups` (the collected result of
     /// [`Plan::groups`]), sorted by time.
     pub fn series(
@@ -420,40 +520,7 @@ impl Plan {
         context: &SessionContext,
         groups: &[RecordBatch],
     ) -> Result<DataFrame, QueryError> {
-        let mut rows = self.base.clone();
-        if !self.spec.breakdowns.is_empty() {
-            let wanted: Vec<String> = (0..self.spec.breakdowns.len())
-                .map(|index| format!("__quarry_top{index}"))
-                .collect();
-            let top = context.read_batches(groups.iter().cloned())?.select(
-                self.keys()
-                    .into_iter()
-                    .zip(&wanted)
-                    .map(|(key, name)| key.alias(name.as_str()))
-                    .collect::<Vec<_>>(),
-            )?;
-            let left: Vec<String> = (0..wanted.len()).map(key).collect();
-            let (state, plan) = rows.into_parts();
-            // A null key is a group of its own: nulls must match nulls.
-            let joined = LogicalPlanBuilder::from(plan)
-                .join_detailed(
-                    top.logical_plan().clone(),
-                    JoinType::LeftSemi,
-                    (
-                        left.iter()
-                            .map(datafusion::common::Column::new_unqualified)
-                            .collect::<Vec<_>>(),
-                        wanted
-                            .iter()
-                            .map(datafusion::common::Column::new_unqualified)
-                            .collect::<Vec<_>>(),
-                    ),
-                    None,
-                    NullEquality::NullEqualsNull,
-                )?
-                .build()?;
-            rows = DataFrame::new(state, joined);
-        }
+        let rows = self.top_rows(context, groups)?;
         let mut group_by = vec![column(TIME)];
         group_by.extend(self.keys());
         let mut selected = group_by.clone();

@@ -1,6 +1,9 @@
 //! Runs a compiled query and assembles its [`QueryResult`].
 
+use std::collections::HashMap;
 use std::time::Instant;
+
+use datafusion::prelude::SessionContext;
 
 use arrow::array::RecordBatch;
 use serde_json::{Map, Value};
@@ -9,7 +12,8 @@ use super::json::{json_values, seconds};
 use super::model::QuerySpec;
 use super::ops::CalcOp;
 use super::plan::{
-    BUCKET, CELL_COUNT, EXEMPLARS, Plan, ROWS, TIME, compile, heatmap_max, heatmap_min, key, value,
+    BUCKET, CELL_COUNT, CONCURRENCY, EXEMPLARS, Plan, ROWS, TIME, compile, heatmap_max,
+    heatmap_min, key, value,
 };
 use super::result::{
     BucketTotal, CalculationInfo, Exemplar, Group, Heatmap, HeatmapBucket, HeatmapCell,
@@ -35,8 +39,8 @@ pub async fn run_query(
     let plan = compile(&context, dataset, valid).await?;
 
     let totals = plan.totals()?.collect().await?;
-    let groups = plan.groups()?.collect().await?;
-    let series = plan.series(&context, &groups)?.collect().await?;
+    let groups_batches = plan.groups()?.collect().await?;
+    let series = plan.series(&context, &groups_batches)?.collect().await?;
 
     let totals_rows = Rows::new(&totals)?;
     let mut heatmaps = Vec::with_capacity(plan.heatmaps.len());
@@ -48,6 +52,25 @@ pub async fn run_query(
         .and_then(|values| values.first())
         .and_then(Value::as_u64)
         .unwrap_or(0);
+    let mut groups = group_list(&plan, &groups_batches)?;
+    let mut series = series_list(&plan, &series)?;
+    let mut totals = totals_rows.values(&plan, 0);
+    if plan
+        .spec
+        .calculations
+        .iter()
+        .any(|c| c.op == CalcOp::Concurrency)
+    {
+        fill_concurrency(
+            &plan,
+            &context,
+            &groups_batches,
+            &mut groups,
+            &mut series,
+            &mut totals,
+        )
+        .await?;
+    }
     let spec = &plan.spec;
     Ok(QueryResult {
         source: "raw".into(),
@@ -64,9 +87,9 @@ pub async fn run_query(
             })
             .collect(),
         breakdowns: spec.breakdowns.clone(),
-        groups: group_list(&plan, &groups)?,
-        series: series_list(&plan, &series)?,
-        totals: totals_rows.values(&plan, 0),
+        groups,
+        series,
+        totals,
         heatmaps,
         stats: Stats {
             rows_matched,
@@ -252,4 +275,76 @@ async fn heatmap(
         .map(|(bucket, count)| BucketTotal { bucket, count })
         .collect();
     Ok(result)
+}
+
+/// A group key as a map key.
+fn key_text(key: &Map<String, Value>) -> String {
+    Value::Object(key.clone()).to_string()
+}
+
+/// CONCURRENCY per series point (adding points for buckets where spans are only
+/// in flight), per group (the largest bucket value) and in the totals.
+async fn fill_concurrency(
+    plan: &Plan,
+    context: &SessionContext,
+    groups_batches: &[RecordBatch],
+    groups: &mut [Group],
+    series: &mut Vec<SeriesPoint>,
+    totals: &mut Map<String, Value>,
+) -> Result<(), QueryError> {
+    let name = CalcOp::Concurrency.name();
+    let per_bucket = Rows::new(
+        &plan
+            .concurrency(context, groups_batches, true)?
+            .collect()
+            .await?,
+    )?;
+    let mut group_max: HashMap<String, i64> = HashMap::new();
+    let mut points: HashMap<(i64, String), usize> = series
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some(((p.time.as_i64()?, key_text(&p.key)), i)))
+        .collect();
+    let empty_values: Map<String, Value> = plan
+        .spec
+        .calculations
+        .iter()
+        .filter(|c| c.op != CalcOp::Heatmap)
+        .map(|c| (c.name.clone(), Value::Null))
+        .collect();
+    for row in 0..per_bucket.len {
+        let (Some(time), Some(count)) = (
+            per_bucket.get(TIME, row).as_i64(),
+            per_bucket.get(CONCURRENCY, row).as_i64(),
+        ) else {
+            continue;
+        };
+        let key = per_bucket.key(plan, row);
+        let text = key_text(&key);
+        let best = group_max.entry(text.clone()).or_insert(0);
+        *best = (*best).max(count);
+        let time_s = time / NANOS_PER_SECOND;
+        let index = *points.entry((time_s, text)).or_insert_with(|| {
+            series.push(SeriesPoint {
+                time: seconds(time),
+                key,
+                values: empty_values.clone(),
+            });
+            series.len() - 1
+        });
+        series[index].values.insert(name.into(), Value::from(count));
+    }
+    // Points added for in-flight-only buckets go to their place in time.
+    series.sort_by_key(|p| p.time.as_i64().unwrap_or(i64::MIN));
+    for group in groups.iter_mut() {
+        let value = group_max.get(&key_text(&group.key)).copied().unwrap_or(0);
+        group.values.insert(name.into(), Value::from(value));
+    }
+    let overall = Rows::new(&plan.concurrency(context, &[], false)?.collect().await?)?;
+    let peak = overall
+        .column(CONCURRENCY)
+        .map(|values| values.iter().filter_map(Value::as_i64).max().unwrap_or(0))
+        .unwrap_or(0);
+    totals.insert(name.into(), Value::from(peak));
+    Ok(())
 }

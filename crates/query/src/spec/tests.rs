@@ -279,3 +279,81 @@ async fn a_heatmap_counts_weighted_values_per_time_and_value_bucket() {
     want.sort_by_key(|w| w.0);
     assert_eq!(at_zero, want);
 }
+
+#[tokio::test]
+async fn concurrency_counts_spans_in_flight_per_bucket() {
+    let source = TestSource::new();
+    // (start second, duration ms, service): a 150 s span overlaps buckets 0, 60, 120.
+    let rows: Vec<(i64, f64, &str)> = vec![
+        (10, 150_000.0, "a"),
+        (20, 1_000.0, "a"),
+        (70, 5_000.0, "a"),
+        (75, 1_000.0, "b"),
+    ];
+    let batch = batch(vec![
+        (
+            "timestamp",
+            times(rows.iter().map(|r| r.0 * SECOND).collect()),
+        ),
+        (
+            "duration_ms",
+            floats(rows.iter().map(|r| Some(r.1)).collect()),
+        ),
+        ("svc", strings(rows.iter().map(|r| Some(r.2)).collect())),
+    ]);
+    source.put(
+        "default",
+        "spans",
+        schema(&[
+            ("duration_ms", FieldType::Float),
+            ("svc", FieldType::String),
+        ]),
+        Vec::new(),
+        vec![batch],
+    );
+    let engine = engine(&source);
+    let result = run(
+        &engine,
+        &format!(
+            r#"{{{SPEC_TIME}, "granularity": 60, "breakdowns": ["svc"],
+              "calculations": [{{"op": "COUNT"}}, {{"op": "CONCURRENCY"}}]}}"#
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        groups(&result),
+        vec![
+            (json!({"svc": "a"}), json!({"COUNT": 3, "CONCURRENCY": 2})),
+            (json!({"svc": "b"}), json!({"COUNT": 1, "CONCURRENCY": 1})),
+        ]
+    );
+    let a: Vec<(Value, Value, Value)> = result
+        .series
+        .iter()
+        .filter(|p| p.key["svc"] == json!("a"))
+        .map(|p| {
+            (
+                p.time.clone(),
+                p.values["COUNT"].clone(),
+                p.values["CONCURRENCY"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        a,
+        vec![
+            (json!(0), json!(2), json!(2)),
+            (json!(60), json!(1), json!(2)),
+            (json!(120), Value::Null, json!(1)),
+        ]
+    );
+    assert_eq!(result.totals["CONCURRENCY"], json!(3));
+    let error = run(
+        &engine,
+        r#"{"calculations": [{"op": "CONCURRENCY"}], "orders": [{"op": "CONCURRENCY"}]}"#,
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().starts_with("orders[0].op:"), "{error}");
+}
