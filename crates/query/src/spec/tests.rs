@@ -357,3 +357,66 @@ async fn concurrency_counts_spans_in_flight_per_bucket() {
     .unwrap_err();
     assert!(error.to_string().starts_with("orders[0].op:"), "{error}");
 }
+
+/// 200,000 distinct breakdown values aggregate within a small memory pool, and
+/// only the top groups (and their series) come back.
+#[tokio::test]
+async fn a_200k_value_breakdown_runs_in_a_bounded_pool() {
+    const GROUPS: i64 = 200_000;
+    let source = TestSource::new();
+    let names: Vec<String> = (0..GROUPS).map(|i| format!("customer-{i:06}")).collect();
+    // Customer i has i % 7 + 1 events' worth of sample rate, at most 7.
+    let batch = batch(vec![
+        (
+            "timestamp",
+            times((0..GROUPS).map(|i| (i % 600) * SECOND).collect()),
+        ),
+        (
+            "customer",
+            strings(names.iter().map(|n| Some(n.as_str())).collect()),
+        ),
+        (
+            "meta.sample_rate",
+            ints((0..GROUPS).map(|i| Some(i % 7 + 1)).collect()),
+        ),
+    ]);
+    source.put(
+        "default",
+        "spans",
+        schema(&[
+            ("customer", FieldType::String),
+            ("meta.sample_rate", FieldType::Int),
+        ]),
+        Vec::new(),
+        vec![batch],
+    );
+    let config = crate::QueryConfig {
+        target_partitions: 2,
+        memory_limit_bytes: 64 << 20,
+        ..crate::QueryConfig::default()
+    };
+    let engine = QueryEngine::with_source(source, config).unwrap();
+    let result = run(
+        &engine,
+        &format!(
+            r#"{{{SPEC_TIME}, "breakdowns": ["customer"], "limit": 3,
+              "calculations": [{{"op": "COUNT"}}, {{"op": "MAX", "column": "meta.sample_rate"}}]}}"#
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        groups(&result)
+            .iter()
+            .map(|(k, v)| (k["customer"].clone(), v["COUNT"].clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (json!("customer-000006"), json!(7)),
+            (json!("customer-000013"), json!(7)),
+            (json!("customer-000020"), json!(7)),
+        ]
+    );
+    assert_eq!(result.totals["MAX(meta.sample_rate)"], json!(7));
+    assert_eq!(result.series.len(), 3);
+    assert_eq!(result.stats.rows_matched, GROUPS as u64);
+}
