@@ -519,3 +519,37 @@ def test_query_data_api_shapes(loaded):
     assert again.status_code == 200 and again.json() == created
     assert server.get(f"/1/query_results/{DATASET}/nope").status_code == 404
     assert server.post(f"/1/query_results/{DATASET}", json.dumps({"query_id": "nope"})).status_code == 404
+
+
+@pytest.mark.parametrize("column", ["duration_ms", "status"])
+def test_heatmap_bucket_counts(loaded, column):
+    server, db = loaded
+    granularity = 1800
+    spec = {"calculations": [{"op": "HEATMAP", "column": column}], "granularity": granularity,
+            "filters": [{"column": "service", "op": "!=", "value": "web"}]}
+    result = query(server, spec)
+    [heatmap] = result["heatmaps"]
+    assert heatmap["name"] == f"HEATMAP({column})"
+    buckets = heatmap["buckets"]
+    assert [b["index"] for b in buckets] == list(range(len(buckets)))
+    assert all(a["upper"] == b["lower"] for a, b in zip(buckets, buckets[1:]))
+    where = f"{column} IS NOT NULL AND (service IS NULL OR service != 'web')"
+    lo, hi = db.execute(f"SELECT min({column}), max({column}) FROM oracle WHERE {where}").fetchone()
+    assert buckets[0]["lower"] <= lo and hi <= buckets[-1]["upper"]
+    g_ns = granularity * 1_000_000_000
+    want_cells: dict = {}
+    want_totals: dict = {}
+    for b in buckets:
+        upper_op = "<=" if b["index"] == len(buckets) - 1 else "<"
+        rows = db.execute(
+            f"""SELECT (ts_ns // {g_ns}) * {granularity} AS t, SUM(sample_rate) FROM oracle
+                WHERE {where} AND {column} >= {b['lower']!r} AND {column} {upper_op} {b['upper']!r}
+                GROUP BY t"""
+        ).fetchall()
+        for t, count in rows:
+            want_cells[(t, b["index"])] = count
+            want_totals[b["index"]] = want_totals.get(b["index"], 0) + count
+    got_cells = {(c["time"], c["bucket"]): c["count"] for c in heatmap["cells"]}
+    assert got_cells == want_cells
+    assert {t["bucket"]: t["count"] for t in heatmap["totals"]} == want_totals
+    assert heatmap["times"] == list(range(BASE_S, END_S, granularity))

@@ -62,6 +62,40 @@ pub fn json_values(array: &ArrayRef) -> Result<Vec<Value>, QueryError> {
             let values = array.as_primitive::<TimestampNanosecondType>();
             nulls(&|i| Value::String(rfc3339(values.value(i))))
         }
+        DataType::List(_) => {
+            let lists = array.as_list::<i32>();
+            let mut out = Vec::with_capacity(len);
+            for i in 0..len {
+                out.push(if lists.is_null(i) {
+                    Value::Null
+                } else {
+                    Value::Array(json_values(&lists.value(i))?)
+                });
+            }
+            out
+        }
+        DataType::Struct(fields) => {
+            let structs = array.as_struct();
+            let columns = structs
+                .columns()
+                .iter()
+                .map(json_values)
+                .collect::<Result<Vec<_>, _>>()?;
+            (0..len)
+                .map(|i| {
+                    if structs.is_null(i) {
+                        return Value::Null;
+                    }
+                    Value::Object(
+                        fields
+                            .iter()
+                            .zip(&columns)
+                            .map(|(field, values)| (field.name().clone(), values[i].clone()))
+                            .collect(),
+                    )
+                })
+                .collect()
+        }
         DataType::Dictionary(_, values) => {
             let plain = cast(array, values)?;
             json_values(&plain)?

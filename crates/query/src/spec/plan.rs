@@ -17,14 +17,15 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, IntervalMonthDayNano};
 use datafusion::common::{NullEquality, ScalarValue, TableReference};
 use datafusion::functions::expr_fn::date_bin;
-use datafusion::functions::expr_fn::nullif;
+use datafusion::functions::expr_fn::{least, nullif};
 use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
+use datafusion::functions_nested::expr_fn::range;
 use datafusion::functions_window::expr_fn::lag;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder, SortExpr, cast, lit, when,
+    Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder, SortExpr, cast, lit, try_cast, when,
 };
 use datafusion::prelude::{DataFrame, SessionContext};
-use quarry_schema::{SAMPLE_RATE, TIMESTAMP};
+use quarry_schema::{SAMPLE_RATE, TIMESTAMP, TRACE_ID};
 
 use super::columns::{Columns, column, is_numeric};
 use super::error::SpecError;
@@ -32,7 +33,10 @@ use super::filters::{filters_predicate, seconds_to_ns, time_literal, time_predic
 use super::ops::{CalcOp, Comparison};
 use super::sketches;
 use super::validate::{OrderKey, ValidSpec};
-use crate::QueryError;
+use crate::{DATASET_COLUMN, QueryError};
+
+/// Span id column read by exemplars.
+const SPAN_ID: &str = "trace.span_id";
 
 /// Start of the row's time bucket, nanoseconds since the epoch.
 pub const TIME: &str = "__quarry_time";
@@ -82,7 +86,62 @@ pub struct Plan {
     pub base: DataFrame,
     /// Per calculation; `None` for HEATMAP (not a per-group value).
     pub calcs: Vec<Option<CalcPlan>>,
+    /// HEATMAP calculations: (calculation index, whether the column holds ints).
+    pub heatmaps: Vec<(usize, bool)>,
+    /// The exemplars of a group, over the base columns (none without the function).
+    pub exemplars: Option<Expr>,
+    /// Exemplars of a heatmap cell, given the value column.
+    exemplar_of: Option<ExemplarColumns>,
 }
+
+/// Base columns an exemplar reads besides its value.
+#[derive(Debug, Clone)]
+struct ExemplarColumns {
+    trace_id: Expr,
+    span_id: Expr,
+    dataset: Expr,
+}
+
+impl ExemplarColumns {
+    fn expr(&self, value: Expr) -> Option<Expr> {
+        sketches::exemplars(
+            value,
+            column(TIMESTAMP),
+            self.trace_id.clone(),
+            self.span_id.clone(),
+            self.dataset.clone(),
+        )
+    }
+}
+
+/// Exemplars of a group or cell.
+pub const EXEMPLARS: &str = "__quarry_exemplars";
+const TRACE_ID_INPUT: &str = "__quarry_trace_id";
+const SPAN_ID_INPUT: &str = "__quarry_span_id";
+const DATASET_INPUT: &str = "__quarry_dataset";
+
+/// Name of the smallest value of HEATMAP calculation `index`, in the totals.
+pub fn heatmap_min(index: usize) -> String {
+    format!("__quarry_hmin{index}")
+}
+
+/// Name of the largest value of HEATMAP calculation `index`, in the totals.
+pub fn heatmap_max(index: usize) -> String {
+    format!("__quarry_hmax{index}")
+}
+
+/// End of a span, ns (its start when it has no `duration_ms`).
+pub const SPAN_END: &str = "__quarry_span_end";
+const SPAN_BUCKETS: &str = "__quarry_span_buckets";
+/// Spans in flight in a time bucket.
+pub const CONCURRENCY: &str = "__quarry_concurrency";
+/// Span duration column read by CONCURRENCY.
+const DURATION: &str = "duration_ms";
+
+/// Value bucket of a heatmap cell.
+pub const BUCKET: &str = "__quarry_bucket";
+/// Weighted events of a heatmap cell.
+pub const CELL_COUNT: &str = "__quarry_count";
 
 /// Compiles `spec` over `dataset` (a dataset name or `__all__`).
 pub async fn compile(
@@ -107,6 +166,7 @@ pub async fn compile(
     }
     projection.push(weight(&columns, spec.usage_mode).alias(WEIGHT));
     let mut calcs = Vec::with_capacity(spec.calculations.len());
+    let mut heatmaps = Vec::new();
     for (index, calculation) in spec.calculations.iter().enumerate() {
         let field = format!("calculations[{index}].column");
         if let Some(name) = &calculation.column {
@@ -122,6 +182,20 @@ pub async fn compile(
                 )
                 .into());
             }
+            if calculation.op == CalcOp::Heatmap {
+                let integers = matches!(
+                    super::columns::value_type(&data_type),
+                    DataType::Int8
+                        | DataType::Int16
+                        | DataType::Int32
+                        | DataType::Int64
+                        | DataType::UInt8
+                        | DataType::UInt16
+                        | DataType::UInt32
+                        | DataType::UInt64
+                );
+                heatmaps.push((index, integers));
+            }
             let expr = match calculation.op {
                 CalcOp::Min | CalcOp::Max | CalcOp::CountDistinct => expr,
                 _ => cast(expr, DataType::Float64),
@@ -129,6 +203,56 @@ pub async fn compile(
             projection.push(expr.alias(input(index)));
         }
         calcs.push(calc_plan(index, calculation.op));
+    }
+    // Exemplars read ids and the dataset only when the function exists.
+    let exemplar_of = ExemplarColumns {
+        trace_id: column(TRACE_ID_INPUT),
+        span_id: column(SPAN_ID_INPUT),
+        dataset: column(DATASET_INPUT),
+    };
+    let exemplar_value = spec
+        .calculations
+        .iter()
+        .position(|c| c.op.needs_numbers())
+        .map_or(lit(ScalarValue::Float64(None)), |index| {
+            cast(column(&input(index)), DataType::Float64)
+        });
+    let exemplars = exemplar_of.expr(exemplar_value);
+    let exemplar_of = exemplars.is_some().then_some(exemplar_of);
+    if exemplar_of.is_some() {
+        let text = |name: &str| {
+            if columns.is_plain_column(name) {
+                cast(column(name), DataType::Utf8)
+            } else {
+                lit(ScalarValue::Utf8(None))
+            }
+        };
+        projection.push(text(TRACE_ID).alias(TRACE_ID_INPUT));
+        projection.push(text(SPAN_ID).alias(SPAN_ID_INPUT));
+        let dataset_name = if columns.is_plain_column(DATASET_COLUMN) {
+            text(DATASET_COLUMN)
+        } else {
+            lit(dataset)
+        };
+        projection.push(dataset_name.alias(DATASET_INPUT));
+    }
+    if spec
+        .calculations
+        .iter()
+        .any(|c| c.op == CalcOp::Concurrency)
+    {
+        let start = cast(column(TIMESTAMP), DataType::Int64);
+        let end = if columns.is_plain_column(DURATION) {
+            let nanos = cast(column(DURATION), DataType::Float64) * lit(1e6);
+            start.clone()
+                + datafusion::functions::expr_fn::coalesce(vec![
+                    try_cast(nanos, DataType::Int64),
+                    lit(0i64),
+                ])
+        } else {
+            start
+        };
+        projection.push(end.alias(SPAN_END));
     }
     let mut base = table.filter(predicate)?.select(projection)?;
     for (index, calculation) in spec.calculations.iter().enumerate() {
@@ -139,7 +263,14 @@ pub async fn compile(
             base = base.with_column(&rate(index), rate_expr(index, spec.breakdowns.len())?)?;
         }
     }
-    Ok(Plan { spec, base, calcs })
+    Ok(Plan {
+        spec,
+        base,
+        calcs,
+        heatmaps,
+        exemplars,
+        exemplar_of,
+    })
 }
 
 /// The dataset's table; `DatasetNotFound` when the environment has none such.
@@ -224,8 +355,8 @@ fn calc_plan(index: usize, op: CalcOp) -> Option<CalcPlan> {
         CalcOp::RateSum => single(sum(column(&rate(index)))),
         CalcOp::RateAvg => single(avg(column(&rate(index)))),
         CalcOp::RateMax => single(max(column(&rate(index)))),
-        // A later commit: concurrency.
-        CalcOp::Concurrency => single(lit(ScalarValue::Float64(None))),
+        // Not a row aggregate: see [`Plan::concurrency`]; filled in afterwards.
+        CalcOp::Concurrency => single(max(lit(ScalarValue::Int64(None)))),
     })
 }
 
@@ -263,10 +394,15 @@ impl Plan {
         let keys = self.keys();
         let mut selected = keys.clone();
         selected.extend(self.finals());
+        let mut partials = self.partials();
+        if let Some(exemplars) = &self.exemplars {
+            partials.push(exemplars.clone().alias(EXEMPLARS));
+            selected.push(column(EXEMPLARS));
+        }
         let mut frame = self
             .base
             .clone()
-            .aggregate(keys, self.partials())?
+            .aggregate(keys, partials)?
             .select(selected)?;
         let havings = self.spec.havings.iter().map(|having| {
             let target = column(&value(having.calculation));
@@ -304,6 +440,79 @@ impl Plan {
         Ok(frame.limit(0, Some(self.spec.limit))?)
     }
 
+    /// The base rows of `groups` only (all rows without breakdowns).
+    fn top_rows(
+        &self,
+        context: &SessionContext,
+        groups: &[RecordBatch],
+    ) -> Result<DataFrame, QueryError> {
+        let rows = self.base.clone();
+        if self.spec.breakdowns.is_empty() {
+            return Ok(rows);
+        }
+        let wanted: Vec<String> = (0..self.spec.breakdowns.len())
+            .map(|index| format!("__quarry_top{index}"))
+            .collect();
+        let top = context.read_batches(groups.iter().cloned())?.select(
+            self.keys()
+                .into_iter()
+                .zip(&wanted)
+                .map(|(key, name)| key.alias(name.as_str()))
+                .collect::<Vec<_>>(),
+        )?;
+        let left: Vec<String> = (0..wanted.len()).map(key).collect();
+        let (state, plan) = rows.into_parts();
+        // A null key is a group of its own: nulls must match nulls.
+        let joined = LogicalPlanBuilder::from(plan)
+            .join_detailed(
+                top.logical_plan().clone(),
+                JoinType::LeftSemi,
+                (
+                    left.iter()
+                        .map(datafusion::common::Column::new_unqualified)
+                        .collect::<Vec<_>>(),
+                    wanted
+                        .iter()
+                        .map(datafusion::common::Column::new_unqualified)
+                        .collect::<Vec<_>>(),
+                ),
+                None,
+                NullEquality::NullEqualsNull,
+            )?
+            .build()?;
+        Ok(DataFrame::new(state, joined))
+    }
+
+    /// Spans in flight per time bucket (and group, with `by_group`), weighted:
+    /// each span counts in every bucket from its start's to its end's (clipped to
+    /// the range). Columns: [`TIME`], the keys (with `by_group`), [`CONCURRENCY`].
+    pub fn concurrency(
+        &self,
+        context: &SessionContext,
+        groups: &[RecordBatch],
+        by_group: bool,
+    ) -> Result<DataFrame, QueryError> {
+        let step = seconds_to_ns(self.spec.granularity_secs);
+        let last = least(vec![column(SPAN_END), lit(self.spec.end_ns - 1)]);
+        let last_bucket = (last / lit(step)) * lit(step);
+        let buckets = range(column(TIME), last_bucket + lit(step), lit(step));
+        let keys = if by_group { self.keys() } else { Vec::new() };
+        let mut selected = keys.clone();
+        selected.push(column(WEIGHT));
+        selected.push(buckets.alias(SPAN_BUCKETS));
+        let rows = if by_group {
+            self.top_rows(context, groups)?
+        } else {
+            self.base.clone()
+        };
+        let mut group_by = vec![column(SPAN_BUCKETS).alias(TIME)];
+        group_by.extend(keys);
+        Ok(rows
+            .select(selected)?
+            .unnest_columns(&[SPAN_BUCKETS])?
+            .aggregate(group_by, vec![sum(column(WEIGHT)).alias(CONCURRENCY)])?)
+    }
+
     /// One point per time bucket of each of `groups` (the collected result of
     /// [`Plan::groups`]), sorted by time.
     pub fn series(
@@ -311,40 +520,7 @@ impl Plan {
         context: &SessionContext,
         groups: &[RecordBatch],
     ) -> Result<DataFrame, QueryError> {
-        let mut rows = self.base.clone();
-        if !self.spec.breakdowns.is_empty() {
-            let wanted: Vec<String> = (0..self.spec.breakdowns.len())
-                .map(|index| format!("__quarry_top{index}"))
-                .collect();
-            let top = context.read_batches(groups.iter().cloned())?.select(
-                self.keys()
-                    .into_iter()
-                    .zip(&wanted)
-                    .map(|(key, name)| key.alias(name.as_str()))
-                    .collect::<Vec<_>>(),
-            )?;
-            let left: Vec<String> = (0..wanted.len()).map(key).collect();
-            let (state, plan) = rows.into_parts();
-            // A null key is a group of its own: nulls must match nulls.
-            let joined = LogicalPlanBuilder::from(plan)
-                .join_detailed(
-                    top.logical_plan().clone(),
-                    JoinType::LeftSemi,
-                    (
-                        left.iter()
-                            .map(datafusion::common::Column::new_unqualified)
-                            .collect::<Vec<_>>(),
-                        wanted
-                            .iter()
-                            .map(datafusion::common::Column::new_unqualified)
-                            .collect::<Vec<_>>(),
-                    ),
-                    None,
-                    NullEquality::NullEqualsNull,
-                )?
-                .build()?;
-            rows = DataFrame::new(state, joined);
-        }
+        let rows = self.top_rows(context, groups)?;
         let mut group_by = vec![column(TIME)];
         group_by.extend(self.keys());
         let mut selected = group_by.clone();
@@ -357,12 +533,48 @@ impl Plan {
             .sort(order)?)
     }
 
-    /// The calculations over every matching row.
+    /// The calculations over every matching row, and each heatmap column's range.
     pub fn totals(&self) -> Result<DataFrame, QueryError> {
+        let mut partials = self.partials();
+        let mut finals = self.finals();
+        for (index, _) in &self.heatmaps {
+            partials.push(min(column(&input(*index))).alias(heatmap_min(*index)));
+            partials.push(max(column(&input(*index))).alias(heatmap_max(*index)));
+            finals.push(column(&heatmap_min(*index)));
+            finals.push(column(&heatmap_max(*index)));
+        }
         Ok(self
             .base
             .clone()
-            .aggregate(vec![], self.partials())?
-            .select(self.finals())?)
+            .aggregate(vec![], partials)?
+            .select(finals)?)
+    }
+
+    /// The cells of HEATMAP calculation `index` over `scheme`: time bucket, value
+    /// bucket, weighted count, sorted.
+    pub fn heatmap_cells(
+        &self,
+        index: usize,
+        scheme: &sketches::HeatmapScheme,
+    ) -> Result<DataFrame, QueryError> {
+        let value = column(&input(index));
+        let bucket = sketches::heatmap_bucket(value.clone(), scheme);
+        let mut aggregates = vec![sum(column(WEIGHT)).alias(CELL_COUNT)];
+        if let Some(exemplars) = self
+            .exemplar_of
+            .as_ref()
+            .and_then(|of| of.expr(value.clone()))
+        {
+            aggregates.push(exemplars.alias(EXEMPLARS));
+        }
+        Ok(self
+            .base
+            .clone()
+            .filter(value.is_not_null())?
+            .aggregate(vec![column(TIME), bucket.alias(BUCKET)], aggregates)?
+            .sort(vec![
+                column(TIME).sort(true, false),
+                column(BUCKET).sort(true, false),
+            ])?)
     }
 }

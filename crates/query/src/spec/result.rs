@@ -64,11 +64,12 @@ pub struct SeriesPoint {
 }
 
 /// A reference to one real event.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Exemplar {
     /// Its dataset.
     pub dataset: Option<String>,
     /// Its time, RFC 3339.
+    #[serde(default)]
     pub timestamp: String,
     /// `trace.trace_id`.
     pub trace_id: Option<String>,

@@ -229,3 +229,194 @@ async fn without_breakdowns_there_is_one_group_even_with_no_rows() {
     assert_eq!(groups(&result), vec![(json!({}), json!({"COUNT": 0}))]);
     assert!(result.series.is_empty());
 }
+
+#[tokio::test]
+async fn a_heatmap_counts_weighted_values_per_time_and_value_bucket() {
+    let engine = engine_with_spans();
+    let result = run(
+        &engine,
+        &format!(
+            r#"{{{SPEC_TIME}, "granularity": 60, "calculations": [{{"op": "HEATMAP", "column": "duration_ms"}}, {{"op": "COUNT"}}]}}"#
+        ),
+    )
+    .await
+    .unwrap();
+    let heatmap = &result.heatmaps[0];
+    assert_eq!(heatmap.name, "HEATMAP(duration_ms)");
+    assert_eq!(heatmap.times.len(), 10);
+    assert_eq!(
+        result.groups[0].values.len(),
+        1,
+        "HEATMAP has no group value"
+    );
+    let first = heatmap.buckets.first().unwrap();
+    let last = heatmap.buckets.last().unwrap();
+    assert!(
+        first.lower <= 1.0 && last.upper >= 30.0,
+        "{first:?} {last:?}"
+    );
+    // Weighted: 10 (1) + 20 (2) + 30 (1) + 5 (4) + 1 (1); the null duration is not counted.
+    let total: f64 = heatmap.totals.iter().map(|t| t.count).sum();
+    assert_eq!(total, 9.0);
+    let cells: f64 = heatmap.cells.iter().map(|c| c.count).sum();
+    assert_eq!(cells, 9.0);
+    let bucket_of = |value: f64| {
+        heatmap
+            .buckets
+            .iter()
+            .position(|b| {
+                b.lower <= value && (value < b.upper || b.index == heatmap.buckets.len() - 1)
+            })
+            .unwrap()
+    };
+    let at_zero: Vec<(usize, f64)> = heatmap
+        .cells
+        .iter()
+        .filter(|c| c.time == json!(0))
+        .map(|c| (c.bucket, c.count))
+        .collect();
+    let mut want = vec![(bucket_of(10.0), 1.0), (bucket_of(20.0), 2.0)];
+    want.sort_by_key(|w| w.0);
+    assert_eq!(at_zero, want);
+}
+
+#[tokio::test]
+async fn concurrency_counts_spans_in_flight_per_bucket() {
+    let source = TestSource::new();
+    // (start second, duration ms, service): a 150 s span overlaps buckets 0, 60, 120.
+    let rows: Vec<(i64, f64, &str)> = vec![
+        (10, 150_000.0, "a"),
+        (20, 1_000.0, "a"),
+        (70, 5_000.0, "a"),
+        (75, 1_000.0, "b"),
+    ];
+    let batch = batch(vec![
+        (
+            "timestamp",
+            times(rows.iter().map(|r| r.0 * SECOND).collect()),
+        ),
+        (
+            "duration_ms",
+            floats(rows.iter().map(|r| Some(r.1)).collect()),
+        ),
+        ("svc", strings(rows.iter().map(|r| Some(r.2)).collect())),
+    ]);
+    source.put(
+        "default",
+        "spans",
+        schema(&[
+            ("duration_ms", FieldType::Float),
+            ("svc", FieldType::String),
+        ]),
+        Vec::new(),
+        vec![batch],
+    );
+    let engine = engine(&source);
+    let result = run(
+        &engine,
+        &format!(
+            r#"{{{SPEC_TIME}, "granularity": 60, "breakdowns": ["svc"],
+              "calculations": [{{"op": "COUNT"}}, {{"op": "CONCURRENCY"}}]}}"#
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        groups(&result),
+        vec![
+            (json!({"svc": "a"}), json!({"COUNT": 3, "CONCURRENCY": 2})),
+            (json!({"svc": "b"}), json!({"COUNT": 1, "CONCURRENCY": 1})),
+        ]
+    );
+    let a: Vec<(Value, Value, Value)> = result
+        .series
+        .iter()
+        .filter(|p| p.key["svc"] == json!("a"))
+        .map(|p| {
+            (
+                p.time.clone(),
+                p.values["COUNT"].clone(),
+                p.values["CONCURRENCY"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        a,
+        vec![
+            (json!(0), json!(2), json!(2)),
+            (json!(60), json!(1), json!(2)),
+            (json!(120), Value::Null, json!(1)),
+        ]
+    );
+    assert_eq!(result.totals["CONCURRENCY"], json!(3));
+    let error = run(
+        &engine,
+        r#"{"calculations": [{"op": "CONCURRENCY"}], "orders": [{"op": "CONCURRENCY"}]}"#,
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().starts_with("orders[0].op:"), "{error}");
+}
+
+/// 200,000 distinct breakdown values aggregate within a small memory pool, and
+/// only the top groups (and their series) come back.
+#[tokio::test]
+async fn a_200k_value_breakdown_runs_in_a_bounded_pool() {
+    const GROUPS: i64 = 200_000;
+    let source = TestSource::new();
+    let names: Vec<String> = (0..GROUPS).map(|i| format!("customer-{i:06}")).collect();
+    // Customer i has i % 7 + 1 events' worth of sample rate, at most 7.
+    let batch = batch(vec![
+        (
+            "timestamp",
+            times((0..GROUPS).map(|i| (i % 600) * SECOND).collect()),
+        ),
+        (
+            "customer",
+            strings(names.iter().map(|n| Some(n.as_str())).collect()),
+        ),
+        (
+            "meta.sample_rate",
+            ints((0..GROUPS).map(|i| Some(i % 7 + 1)).collect()),
+        ),
+    ]);
+    source.put(
+        "default",
+        "spans",
+        schema(&[
+            ("customer", FieldType::String),
+            ("meta.sample_rate", FieldType::Int),
+        ]),
+        Vec::new(),
+        vec![batch],
+    );
+    let config = crate::QueryConfig {
+        target_partitions: 2,
+        memory_limit_bytes: 64 << 20,
+        ..crate::QueryConfig::default()
+    };
+    let engine = QueryEngine::with_source(source, config).unwrap();
+    let result = run(
+        &engine,
+        &format!(
+            r#"{{{SPEC_TIME}, "breakdowns": ["customer"], "limit": 3,
+              "calculations": [{{"op": "COUNT"}}, {{"op": "MAX", "column": "meta.sample_rate"}}]}}"#
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        groups(&result)
+            .iter()
+            .map(|(k, v)| (k["customer"].clone(), v["COUNT"].clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (json!("customer-000006"), json!(7)),
+            (json!("customer-000013"), json!(7)),
+            (json!("customer-000020"), json!(7)),
+        ]
+    );
+    assert_eq!(result.totals["MAX(meta.sample_rate)"], json!(7));
+    assert_eq!(result.series.len(), 3);
+    assert_eq!(result.stats.rows_matched, GROUPS as u64);
+}

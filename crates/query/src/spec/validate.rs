@@ -377,6 +377,13 @@ fn find_calculation(
             "a HEATMAP has no single value to use here",
         ));
     }
+    if op == CalcOp::Concurrency {
+        // Its group value is a maximum over time buckets, computed after ranking.
+        return Err(SpecError::new(
+            op_field,
+            "CONCURRENCY cannot rank or filter groups",
+        ));
+    }
     let name = calculation_name(op, column);
     calculations
         .iter()
@@ -428,7 +435,9 @@ fn orders(
         out.push(ValidOrder { key, descending });
     }
     if out.is_empty()
-        && let Some(first) = calculations.iter().position(|c| c.op != CalcOp::Heatmap)
+        && let Some(first) = calculations
+            .iter()
+            .position(|c| !matches!(c.op, CalcOp::Heatmap | CalcOp::Concurrency))
     {
         out.push(ValidOrder {
             key: OrderKey::Calculation(first),
