@@ -11,6 +11,9 @@ pub enum QueryError {
     /// The SQL does not parse or does not plan (unknown column, type mismatch, ...).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A query spec field is invalid; the message starts with the field's JSON path.
+    #[error("{0}")]
+    InvalidSpec(String),
     /// The query names a dataset the environment does not have.
     #[error("dataset not found: {0}")]
     DatasetNotFound(String),

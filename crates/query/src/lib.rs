@@ -32,6 +32,7 @@ mod segment_files;
 mod segment_pruning;
 mod segment_stats;
 mod source;
+pub mod spec;
 mod table;
 #[cfg(test)]
 mod test_support;

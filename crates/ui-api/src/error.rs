@@ -116,9 +116,9 @@ impl From<IngestError> for ApiError {
             | IngestError::ColumnBudgetExceeded { .. }
             | IngestError::InvalidTime(_)
             | IngestError::InvalidSampleRate(_) => ApiError::BadRequest(message),
-            IngestError::UnsupportedEncoding(_) | IngestError::UnsupportedContentType(_) => {
-                ApiError::UnsupportedMediaType(message)
-            }
+            IngestError::UnsupportedEncoding(_)
+            | IngestError::UnsupportedContentType(_)
+            | IngestError::UnsupportedOtlpContentType(_) => ApiError::UnsupportedMediaType(message),
             IngestError::BodyTooLarge { .. } | IngestError::EventTooLarge { .. } => {
                 ApiError::PayloadTooLarge(message)
             }
@@ -150,7 +150,9 @@ impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         let message = error.to_string();
         match error {
-            QueryError::InvalidQuery(_) => ApiError::BadRequest(message),
+            QueryError::InvalidQuery(_) | QueryError::InvalidSpec(_) => {
+                ApiError::BadRequest(message)
+            }
             QueryError::DatasetNotFound(_) => ApiError::NotFound(message),
             QueryError::ResourcesExhausted(_) => ApiError::Overloaded(message),
             QueryError::Execution(_) => ApiError::Internal(message),

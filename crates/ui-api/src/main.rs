@@ -8,6 +8,7 @@ mod error;
 mod metrics;
 mod names;
 mod routes;
+mod saved_queries;
 mod server;
 #[cfg(test)]
 mod testing;

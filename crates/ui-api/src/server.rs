@@ -25,7 +25,8 @@ use crate::config::{self, Config};
 use crate::demo::{self, DemoConfig};
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
-use crate::routes::{admin, bubbleup, events, ops, schema, sql, traces, web};
+use crate::routes::{admin, bubbleup, events, ops, query, query_data, schema, sql, traces, web};
+use crate::saved_queries::SavedQueries;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -47,6 +48,8 @@ pub struct AppState {
     pub metrics: Arc<ApiMetrics>,
     /// False once shutdown has begun (reported by `/readyz`).
     pub ready: Arc<AtomicBool>,
+    /// Saved queries and results of the Query Data API.
+    pub saved_queries: Arc<SavedQueries>,
 }
 
 impl AppState {
@@ -64,6 +67,7 @@ impl AppState {
             ingest_permits: Arc::new(Semaphore::new(config.max_concurrent_ingest)),
             metrics: Arc::new(ApiMetrics::default()),
             ready: Arc::new(AtomicBool::new(true)),
+            saved_queries: Arc::new(SavedQueries::default()),
         })
     }
 }
@@ -89,6 +93,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/seal", post(admin::seal))
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
         .route("/api/v1/bubbleup/{dataset}", post(bubbleup::bubbleup))
+        .route("/api/v1/query/{dataset}", post(query::query))
+        .route("/api/v1/query/{dataset}/events", post(query::events))
+        .route("/1/queries/{dataset}", post(query_data::create_query))
+        .route(
+            "/1/query_results/{dataset}",
+            post(query_data::create_result),
+        )
+        .route(
+            "/1/query_results/{dataset}/{id}",
+            get(query_data::get_result),
+        )
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));
     let routes = Router::new()
         .merge(api)

@@ -229,7 +229,7 @@ export function QueryPage({ search }: { search: string }) {
             )}
             <button type="button" class="icon" aria-label="Close" title="Close (Esc)" onClick={() => { setPanel(null); setBox(null); }}>×</button>
           </div>
-          {panel.kind === "exemplars" && <ExemplarList exemplars={panel.exemplars} />}
+          {panel.kind === "exemplars" && <ExemplarList exemplars={panel.exemplars} fallback={panel.events} />}
           {panel.kind === "events" && <EventsView target={panel.target} />}
           {panel.kind === "bubbleup" && (
             <>

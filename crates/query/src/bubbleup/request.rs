@@ -1,15 +1,13 @@
 //! The BubbleUp request: the base query (time range and simple filters) and the
 //! selection, turned into DataFusion expressions.
 //!
-//! Only the filter ops BubbleUp needs today are compiled here (`=`, `!=`, `>`,
-//! `>=`, `<`, `<=`, `exists`, `does-not-exist`, `in`, `not-in`); the query-spec
-//! compiler's full filter set can replace [`base_filter`] without changing
-//! [`super::bubbleup`]. Other query-spec fields (calculations, breakdowns, ...)
-//! are accepted and ignored.
+//! Filters and calculated fields compile with the query-spec compiler
+//! ([`crate::spec`]), so every filter op of a query works here too. Other
+//! query-spec fields (calculations, breakdowns, ...) are accepted and ignored.
 
 use std::collections::BTreeMap;
 
-use datafusion::common::{ScalarValue, TableReference};
+use datafusion::common::{DFSchema, ScalarValue, TableReference};
 use datafusion::logical_expr::{Expr, lit};
 use datafusion::prelude::{DataFrame, SessionContext};
 use quarry_schema::{TIMESTAMP, TIMESTAMP_TZ};
@@ -18,6 +16,8 @@ use serde_json::Value;
 
 use super::analyze::{BubbleUpOptions, BubbleUpResult, bubbleup};
 use super::columns::column;
+pub use crate::spec::Filter;
+use crate::spec::{CalculatedField, Columns, filters_predicate, validate_filters};
 use crate::{QueryEngine, QueryError};
 
 /// Nanoseconds per second.
@@ -48,6 +48,9 @@ pub struct BaseQuery {
     pub filters: Vec<Filter>,
     /// `AND` (default) or `OR`.
     pub filter_combination: Option<String>,
+    /// Calculated fields usable in the filters.
+    #[serde(default)]
+    pub calculated_fields: Vec<CalculatedField>,
     /// The selection, when not given at the top level.
     pub selection: Option<Selection>,
 }
@@ -60,17 +63,6 @@ pub enum TimeValue {
     Seconds(f64),
     /// RFC 3339.
     Text(String),
-}
-
-/// One filter of the base query.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Filter {
-    /// Column name.
-    pub column: String,
-    /// Operator.
-    pub op: String,
-    /// Operand (absent for `exists` / `does-not-exist`; an array for `in`).
-    pub value: Option<Value>,
 }
 
 /// The selection: a box (column value range and/or time range) or one group.
@@ -174,72 +166,27 @@ impl BaseQuery {
         })
     }
 
-    /// The filter of the base rows (time range and filters), if any.
-    pub fn base_filter(&self, now_ns: i64) -> Result<Option<Expr>, QueryError> {
+    /// The filter of the base rows (time range and filters) over `schema`, if any.
+    pub fn base_filter(&self, schema: &DFSchema, now_ns: i64) -> Result<Option<Expr>, QueryError> {
         let (start, end) = self.time_range_ns(now_ns)?;
-        let combine_or = match self.filter_combination.as_deref() {
-            None => false,
-            Some(text) if text.eq_ignore_ascii_case("and") => false,
-            Some(text) if text.eq_ignore_ascii_case("or") => true,
-            Some(other) => {
-                return Err(invalid(format!(
-                    "query.filter_combination: {other:?} is not AND or OR"
-                )));
-            }
-        };
-        let filters = self
-            .filters
+        let (filters, combine_or) = validate_filters(
+            &self.filters,
+            self.filter_combination.as_deref(),
+            "query.filters",
+            "query.filter_combination",
+        )?;
+        let fields: Vec<(String, String)> = self
+            .calculated_fields
             .iter()
-            .enumerate()
-            .map(|(index, filter)| filter.expr(&format!("query.filters[{index}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let combined = filters
-            .into_iter()
-            .reduce(|a, b| if combine_or { a.or(b) } else { a.and(b) });
+            .map(|field| (field.name.clone(), field.expression.clone()))
+            .collect();
+        let columns = Columns::new(schema, &fields).map_err(|error| {
+            crate::spec::SpecError::new(format!("query.{}", error.field), error.message)
+        })?;
+        let combined = filters_predicate(&filters, combine_or, &columns)?;
         Ok(match (time_bounds(start, end), combined) {
             (Some(time), Some(filters)) => Some(time.and(filters)),
             (one, other) => one.or(other),
-        })
-    }
-}
-
-impl Filter {
-    fn expr(&self, field: &str) -> Result<Expr, QueryError> {
-        let target = column(&self.column);
-        let operand = || {
-            self.value
-                .as_ref()
-                .ok_or_else(|| invalid(format!("{field}.value is required for {}", self.op)))
-                .and_then(|value| literal(value, &format!("{field}.value")))
-        };
-        let list = || -> Result<Vec<Expr>, QueryError> {
-            match &self.value {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|item| literal(item, &format!("{field}.value")))
-                    .collect(),
-                _ => Err(invalid(format!(
-                    "{field}.value must be an array for {}",
-                    self.op
-                ))),
-            }
-        };
-        Ok(match self.op.as_str() {
-            "=" => target.eq(operand()?),
-            "!=" => target.not_eq(operand()?),
-            ">" => target.gt(operand()?),
-            ">=" => target.gt_eq(operand()?),
-            "<" => target.lt(operand()?),
-            "<=" => target.lt_eq(operand()?),
-            "exists" => target.is_not_null(),
-            "does-not-exist" => target.is_null(),
-            "in" => target.in_list(list()?, false),
-            "not-in" => target.in_list(list()?, true),
-            other => {
-                return Err(invalid(format!(
-                    "{field}.op: {other:?} is not supported here (=, !=, >, >=, <, <=, exists, does-not-exist, in, not-in)"
-                )));
-            }
         })
     }
 }
@@ -317,7 +264,8 @@ pub async fn plan_request(
         return Err(QueryError::DatasetNotFound(dataset.to_owned()));
     }
     let mut base = context.table(reference).await?;
-    if let Some(filter) = request.query.base_filter(now_ns)? {
+    let schema = base.schema().clone();
+    if let Some(filter) = request.query.base_filter(&schema, now_ns)? {
         base = base.filter(filter)?;
     }
     Ok((base, selection))
@@ -371,26 +319,35 @@ mod tests {
 
     #[test]
     fn filters_compile_and_bad_ones_name_their_field() {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = DFSchema::try_from(Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Int64, true),
+            Field::new("c", DataType::Utf8, true),
+        ]))
+        .unwrap();
         let query: BaseQuery = serde_json::from_value(json!({
             "filters": [
                 {"column": "a", "op": "=", "value": "x"},
                 {"column": "b", "op": "in", "value": [1, 2]},
-                {"column": "c", "op": "exists"}
+                {"column": "c", "op": "exists"},
+                {"column": "c", "op": "contains", "value": "z"}
             ],
             "calculations": [{"op": "COUNT"}]
         }))
         .unwrap();
-        let text = query.base_filter(0).unwrap().unwrap().to_string();
+        let text = query.base_filter(&schema, 0).unwrap().unwrap().to_string();
         assert!(text.contains("a = Utf8(\"x\")"), "{text}");
         assert!(text.contains("b IN ([Int64(1), Int64(2)])"), "{text}");
         assert!(text.contains("c IS NOT NULL"), "{text}");
+        assert!(text.contains("contains"), "{text}");
 
         let bad: BaseQuery = serde_json::from_value(json!({
-            "filters": [{"column": "a", "op": "contains", "value": "x"}]
+            "filters": [{"column": "a", "op": "like", "value": "x"}]
         }))
         .unwrap();
-        let error = bad.base_filter(0).unwrap_err().to_string();
-        assert!(error.contains("query.filters[0].op"), "{error}");
+        let error = bad.base_filter(&schema, 0).unwrap_err().to_string();
+        assert!(error.starts_with("query.filters[0].op"), "{error}");
     }
 
     #[test]

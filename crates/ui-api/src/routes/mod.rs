@@ -4,6 +4,8 @@ pub mod admin;
 pub mod bubbleup;
 pub mod events;
 pub mod ops;
+pub mod query;
+pub mod query_data;
 pub mod schema;
 pub mod sql;
 pub mod traces;

@@ -1,0 +1,580 @@
+//! A checked spec compiled to DataFusion plans.
+//!
+//! ```text
+//!  dataset ─► filter(time range AND filters) ─► project: time bucket, breakdown
+//!             keys, weight, calculation inputs   (the "base" frame)
+//!     ├─► aggregate(keys) ─► finals ─► havings ─► orders ─► limit   = groups
+//!     ├─► semi-join(top group keys) ─► aggregate(time, keys) ─► finals = series
+//!     └─► aggregate() ─► finals                                      = totals
+//! ```
+//!
+//! Each calculation becomes one or more partial aggregates (AVG is a weighted
+//! sum over a weight sum) and one final expression over them, so groups, series
+//! and totals share one definition. Internal column names start with
+//! `__quarry_` so they never meet a dataset column.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, IntervalMonthDayNano};
+use datafusion::common::{NullEquality, ScalarValue, TableReference};
+use datafusion::functions::expr_fn::date_bin;
+use datafusion::functions::expr_fn::{least, nullif};
+use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
+use datafusion::functions_nested::expr_fn::range;
+use datafusion::functions_window::expr_fn::lag;
+use datafusion::logical_expr::{
+    Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder, SortExpr, cast, lit, try_cast, when,
+};
+use datafusion::prelude::{DataFrame, SessionContext};
+use quarry_schema::{SAMPLE_RATE, TIMESTAMP, TRACE_ID};
+
+use super::columns::{Columns, column, is_numeric};
+use super::error::SpecError;
+use super::filters::{filters_predicate, seconds_to_ns, time_literal, time_predicate};
+use super::ops::{CalcOp, Comparison};
+use super::sketches;
+use super::validate::{OrderKey, ValidSpec};
+use crate::{DATASET_COLUMN, QueryError};
+
+/// Span id column read by exemplars.
+const SPAN_ID: &str = "trace.span_id";
+
+/// Start of the row's time bucket, nanoseconds since the epoch.
+pub const TIME: &str = "__quarry_time";
+/// The row's weight: `meta.sample_rate` (1 when missing, or in usage mode).
+pub const WEIGHT: &str = "__quarry_weight";
+/// Rows behind an aggregate, unweighted.
+pub const ROWS: &str = "__quarry_rows";
+
+/// Name of breakdown key `index`.
+pub fn key(index: usize) -> String {
+    format!("__quarry_key{index}")
+}
+
+/// Name of the input column of calculation `index`.
+pub fn input(index: usize) -> String {
+    format!("__quarry_in{index}")
+}
+
+/// Name of the final value of calculation `index`.
+pub fn value(index: usize) -> String {
+    format!("__quarry_value{index}")
+}
+
+/// Name of the per-event rate of calculation `index` (RATE_*).
+pub fn rate(index: usize) -> String {
+    format!("__quarry_rate{index}")
+}
+
+fn partial(index: usize, part: usize) -> String {
+    format!("__quarry_part{index}_{part}")
+}
+
+/// How one calculation is aggregated.
+#[derive(Debug, Clone)]
+pub struct CalcPlan {
+    /// Partial aggregates, aliased.
+    pub partials: Vec<Expr>,
+    /// The final value over the partials, aliased [`value`].
+    pub final_expr: Expr,
+}
+
+/// The compiled query.
+pub struct Plan {
+    /// The checked spec.
+    pub spec: ValidSpec,
+    /// Filtered rows with the internal columns.
+    pub base: DataFrame,
+    /// Per calculation; `None` for HEATMAP (not a per-group value).
+    pub calcs: Vec<Option<CalcPlan>>,
+    /// HEATMAP calculations: (calculation index, whether the column holds ints).
+    pub heatmaps: Vec<(usize, bool)>,
+    /// The exemplars of a group, over the base columns (none without the function).
+    pub exemplars: Option<Expr>,
+    /// Exemplars of a heatmap cell, given the value column.
+    exemplar_of: Option<ExemplarColumns>,
+}
+
+/// Base columns an exemplar reads besides its value.
+#[derive(Debug, Clone)]
+struct ExemplarColumns {
+    trace_id: Expr,
+    span_id: Expr,
+    dataset: Expr,
+}
+
+impl ExemplarColumns {
+    fn expr(&self, value: Expr) -> Option<Expr> {
+        sketches::exemplars(
+            value,
+            column(TIMESTAMP),
+            self.trace_id.clone(),
+            self.span_id.clone(),
+            self.dataset.clone(),
+        )
+    }
+}
+
+/// Exemplars of a group or cell.
+pub const EXEMPLARS: &str = "__quarry_exemplars";
+const TRACE_ID_INPUT: &str = "__quarry_trace_id";
+const SPAN_ID_INPUT: &str = "__quarry_span_id";
+const DATASET_INPUT: &str = "__quarry_dataset";
+
+/// Name of the smallest value of HEATMAP calculation `index`, in the totals.
+pub fn heatmap_min(index: usize) -> String {
+    format!("__quarry_hmin{index}")
+}
+
+/// Name of the largest value of HEATMAP calculation `index`, in the totals.
+pub fn heatmap_max(index: usize) -> String {
+    format!("__quarry_hmax{index}")
+}
+
+/// End of a span, ns (its start when it has no `duration_ms`).
+pub const SPAN_END: &str = "__quarry_span_end";
+const SPAN_BUCKETS: &str = "__quarry_span_buckets";
+/// Spans in flight in a time bucket.
+pub const CONCURRENCY: &str = "__quarry_concurrency";
+/// Span duration column read by CONCURRENCY.
+const DURATION: &str = "duration_ms";
+
+/// Value bucket of a heatmap cell.
+pub const BUCKET: &str = "__quarry_bucket";
+/// Weighted events of a heatmap cell.
+pub const CELL_COUNT: &str = "__quarry_count";
+
+/// Compiles `spec` over `dataset` (a dataset name or `__all__`).
+pub async fn compile(
+    context: &SessionContext,
+    dataset: &str,
+    spec: ValidSpec,
+) -> Result<Plan, QueryError> {
+    let table = base_table(context, dataset).await?;
+    let schema = table.schema().clone();
+    let columns = Columns::new(&schema, &spec.calculated_fields)?;
+    let mut predicate = time_predicate(spec.start_ns, spec.end_ns);
+    if let Some(filters) = filters_predicate(&spec.filters, spec.combine_or, &columns)? {
+        predicate = predicate.and(filters);
+    }
+    let mut projection = vec![
+        time_bucket(spec.granularity_secs).alias(TIME),
+        column(TIMESTAMP),
+    ];
+    for (index, name) in spec.breakdowns.iter().enumerate() {
+        let expr = columns.resolve(name, &format!("breakdowns[{index}]"))?;
+        projection.push(expr.alias(key(index)));
+    }
+    projection.push(weight(&columns, spec.usage_mode).alias(WEIGHT));
+    let mut calcs = Vec::with_capacity(spec.calculations.len());
+    let mut heatmaps = Vec::new();
+    for (index, calculation) in spec.calculations.iter().enumerate() {
+        let field = format!("calculations[{index}].column");
+        if let Some(name) = &calculation.column {
+            let expr = columns.resolve(name, &field)?;
+            let data_type = columns.data_type(&expr, &field)?;
+            if calculation.op.needs_numbers() && !is_numeric(&data_type) {
+                return Err(SpecError::new(
+                    field,
+                    format!(
+                        "{} needs a numeric column; {name:?} is {data_type}",
+                        calculation.op
+                    ),
+                )
+                .into());
+            }
+            if calculation.op == CalcOp::Heatmap {
+                let integers = matches!(
+                    super::columns::value_type(&data_type),
+                    DataType::Int8
+                        | DataType::Int16
+                        | DataType::Int32
+                        | DataType::Int64
+                        | DataType::UInt8
+                        | DataType::UInt16
+                        | DataType::UInt32
+                        | DataType::UInt64
+                );
+                heatmaps.push((index, integers));
+            }
+            let expr = match calculation.op {
+                CalcOp::Min | CalcOp::Max | CalcOp::CountDistinct => expr,
+                _ => cast(expr, DataType::Float64),
+            };
+            projection.push(expr.alias(input(index)));
+        }
+        calcs.push(calc_plan(index, calculation.op));
+    }
+    // Exemplars read ids and the dataset only when the function exists.
+    let exemplar_of = ExemplarColumns {
+        trace_id: column(TRACE_ID_INPUT),
+        span_id: column(SPAN_ID_INPUT),
+        dataset: column(DATASET_INPUT),
+    };
+    let exemplar_value = spec
+        .calculations
+        .iter()
+        .position(|c| c.op.needs_numbers())
+        .map_or(lit(ScalarValue::Float64(None)), |index| {
+            cast(column(&input(index)), DataType::Float64)
+        });
+    let exemplars = exemplar_of.expr(exemplar_value);
+    let exemplar_of = exemplars.is_some().then_some(exemplar_of);
+    if exemplar_of.is_some() {
+        let text = |name: &str| {
+            if columns.is_plain_column(name) {
+                cast(column(name), DataType::Utf8)
+            } else {
+                lit(ScalarValue::Utf8(None))
+            }
+        };
+        projection.push(text(TRACE_ID).alias(TRACE_ID_INPUT));
+        projection.push(text(SPAN_ID).alias(SPAN_ID_INPUT));
+        let dataset_name = if columns.is_plain_column(DATASET_COLUMN) {
+            text(DATASET_COLUMN)
+        } else {
+            lit(dataset)
+        };
+        projection.push(dataset_name.alias(DATASET_INPUT));
+    }
+    if spec
+        .calculations
+        .iter()
+        .any(|c| c.op == CalcOp::Concurrency)
+    {
+        let start = cast(column(TIMESTAMP), DataType::Int64);
+        let end = if columns.is_plain_column(DURATION) {
+            let nanos = cast(column(DURATION), DataType::Float64) * lit(1e6);
+            start.clone()
+                + datafusion::functions::expr_fn::coalesce(vec![
+                    try_cast(nanos, DataType::Int64),
+                    lit(0i64),
+                ])
+        } else {
+            start
+        };
+        projection.push(end.alias(SPAN_END));
+    }
+    let mut base = table.filter(predicate)?.select(projection)?;
+    for (index, calculation) in spec.calculations.iter().enumerate() {
+        if matches!(
+            calculation.op,
+            CalcOp::RateAvg | CalcOp::RateSum | CalcOp::RateMax
+        ) {
+            base = base.with_column(&rate(index), rate_expr(index, spec.breakdowns.len())?)?;
+        }
+    }
+    Ok(Plan {
+        spec,
+        base,
+        calcs,
+        heatmaps,
+        exemplars,
+        exemplar_of,
+    })
+}
+
+/// The dataset's table; `DatasetNotFound` when the environment has none such.
+pub async fn base_table(context: &SessionContext, dataset: &str) -> Result<DataFrame, QueryError> {
+    let reference = TableReference::bare(dataset);
+    if !context.table_exist(reference.clone())? {
+        return Err(QueryError::DatasetNotFound(dataset.to_owned()));
+    }
+    Ok(context.table(reference).await?)
+}
+
+/// Buckets are aligned to whole multiples of the granularity since the epoch.
+fn time_bucket(granularity_secs: i64) -> Expr {
+    let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
+        IntervalMonthDayNano::new(0, 0, seconds_to_ns(granularity_secs)),
+    )));
+    cast(
+        date_bin(stride, column(TIMESTAMP), time_literal(0)),
+        DataType::Int64,
+    )
+}
+
+/// Per-second change of the calculation's column since the previous event of the
+/// same group (null when either value is missing or no time passed).
+fn rate_expr(index: usize, breakdowns: usize) -> Result<Expr, QueryError> {
+    let keys: Vec<Expr> = (0..breakdowns).map(|i| column(&key(i))).collect();
+    let order = vec![column(TIMESTAMP).sort(true, false)];
+    let previous = |expr: Expr| {
+        lag(expr, Some(1), None)
+            .partition_by(keys.clone())
+            .order_by(order.clone())
+            .build()
+    };
+    let value = column(&input(index));
+    let nanos = cast(column(TIMESTAMP), DataType::Int64);
+    let seconds = cast(nanos.clone() - previous(nanos)?, DataType::Float64) / lit(1e9);
+    Ok((value.clone() - previous(value)?) / nullif(seconds, lit(0.0)))
+}
+
+fn weight(columns: &Columns, usage_mode: bool) -> Expr {
+    if usage_mode || !columns.is_plain_column(SAMPLE_RATE) {
+        return lit(1i64);
+    }
+    let rate = column(SAMPLE_RATE);
+    // Sample rates are ints >= 1 on ingest; a missing one means unsampled.
+    when(rate.clone().is_null(), lit(1i64))
+        .otherwise(cast(rate, DataType::Int64))
+        .unwrap_or_else(|_| lit(1i64))
+}
+
+fn calc_plan(index: usize, op: CalcOp) -> Option<CalcPlan> {
+    let v = || column(&input(index));
+    let w = || column(WEIGHT);
+    let wf = || cast(column(WEIGHT), DataType::Float64);
+    let p = |part: usize| column(&partial(index, part));
+    let single = |aggregate: Expr| CalcPlan {
+        partials: vec![aggregate.alias(partial(index, 0))],
+        final_expr: p(0).alias(value(index)),
+    };
+    Some(match op {
+        CalcOp::Heatmap => return None,
+        CalcOp::Count => CalcPlan {
+            partials: vec![sum(w()).alias(partial(index, 0))],
+            final_expr: datafusion::functions::expr_fn::coalesce(vec![p(0), lit(0i64)])
+                .alias(value(index)),
+        },
+        CalcOp::Sum => single(sum(v() * wf())),
+        CalcOp::Avg => CalcPlan {
+            partials: vec![
+                sum(v() * wf()).alias(partial(index, 0)),
+                sum(when(v().is_not_null(), wf()).end().unwrap_or_else(|_| wf()))
+                    .alias(partial(index, 1)),
+            ],
+            final_expr: (p(0) / p(1)).alias(value(index)),
+        },
+        CalcOp::Min => single(min(v())),
+        CalcOp::Max => single(max(v())),
+        CalcOp::CountDistinct => single(count_distinct(v())),
+        CalcOp::Percentile(percentile) => {
+            single(sketches::percentile(v(), wf(), percentile.quantile))
+        }
+        CalcOp::RateSum => single(sum(column(&rate(index)))),
+        CalcOp::RateAvg => single(avg(column(&rate(index)))),
+        CalcOp::RateMax => single(max(column(&rate(index)))),
+        // Not a row aggregate: see [`Plan::concurrency`]; filled in afterwards.
+        CalcOp::Concurrency => single(max(lit(ScalarValue::Int64(None)))),
+    })
+}
+
+impl Plan {
+    fn partials(&self) -> Vec<Expr> {
+        let mut out: Vec<Expr> = self
+            .calcs
+            .iter()
+            .flatten()
+            .flat_map(|calc| calc.partials.iter().cloned())
+            .collect();
+        out.push(count(lit(1i64)).alias(ROWS));
+        out
+    }
+
+    fn finals(&self) -> Vec<Expr> {
+        let mut out: Vec<Expr> = self
+            .calcs
+            .iter()
+            .flatten()
+            .map(|calc| calc.final_expr.clone())
+            .collect();
+        out.push(column(ROWS));
+        out
+    }
+
+    fn keys(&self) -> Vec<Expr> {
+        (0..self.spec.breakdowns.len())
+            .map(|index| column(&key(index)))
+            .collect()
+    }
+
+    /// The top groups over the whole range: havings, then orders, then limit.
+    pub fn groups(&self) -> Result<DataFrame, QueryError> {
+        let keys = self.keys();
+        let mut selected = keys.clone();
+        selected.extend(self.finals());
+        let mut partials = self.partials();
+        if let Some(exemplars) = &self.exemplars {
+            partials.push(exemplars.clone().alias(EXEMPLARS));
+            selected.push(column(EXEMPLARS));
+        }
+        let mut frame = self
+            .base
+            .clone()
+            .aggregate(keys, partials)?
+            .select(selected)?;
+        let havings = self.spec.havings.iter().map(|having| {
+            let target = column(&value(having.calculation));
+            let operand = lit(having.value);
+            match having.op {
+                Comparison::Eq => target.eq(operand),
+                Comparison::NotEq => target.not_eq(operand),
+                Comparison::Gt => target.gt(operand),
+                Comparison::GtEq => target.gt_eq(operand),
+                Comparison::Lt => target.lt(operand),
+                Comparison::LtEq => target.lt_eq(operand),
+            }
+        });
+        if let Some(predicate) = havings.reduce(Expr::and) {
+            frame = frame.filter(predicate)?;
+        }
+        let mut orders: Vec<SortExpr> = self
+            .spec
+            .orders
+            .iter()
+            .map(|order| {
+                let target = match order.key {
+                    OrderKey::Calculation(index) => column(&value(index)),
+                    OrderKey::Breakdown(index) => column(&key(index)),
+                };
+                // Groups without a value sort last either way.
+                target.sort(!order.descending, false)
+            })
+            .collect();
+        // Ties break on the keys, so the same data always gives the same groups.
+        orders.extend(self.keys().into_iter().map(|key| key.sort(true, false)));
+        if !orders.is_empty() {
+            frame = frame.sort(orders)?;
+        }
+        Ok(frame.limit(0, Some(self.spec.limit))?)
+    }
+
+    /// The base rows of `groups` only (all rows without breakdowns).
+    fn top_rows(
+        &self,
+        context: &SessionContext,
+        groups: &[RecordBatch],
+    ) -> Result<DataFrame, QueryError> {
+        let rows = self.base.clone();
+        if self.spec.breakdowns.is_empty() {
+            return Ok(rows);
+        }
+        let wanted: Vec<String> = (0..self.spec.breakdowns.len())
+            .map(|index| format!("__quarry_top{index}"))
+            .collect();
+        let top = context.read_batches(groups.iter().cloned())?.select(
+            self.keys()
+                .into_iter()
+                .zip(&wanted)
+                .map(|(key, name)| key.alias(name.as_str()))
+                .collect::<Vec<_>>(),
+        )?;
+        let left: Vec<String> = (0..wanted.len()).map(key).collect();
+        let (state, plan) = rows.into_parts();
+        // A null key is a group of its own: nulls must match nulls.
+        let joined = LogicalPlanBuilder::from(plan)
+            .join_detailed(
+                top.logical_plan().clone(),
+                JoinType::LeftSemi,
+                (
+                    left.iter()
+                        .map(datafusion::common::Column::new_unqualified)
+                        .collect::<Vec<_>>(),
+                    wanted
+                        .iter()
+                        .map(datafusion::common::Column::new_unqualified)
+                        .collect::<Vec<_>>(),
+                ),
+                None,
+                NullEquality::NullEqualsNull,
+            )?
+            .build()?;
+        Ok(DataFrame::new(state, joined))
+    }
+
+    /// Spans in flight per time bucket (and group, with `by_group`), weighted:
+    /// each span counts in every bucket from its start's to its end's (clipped to
+    /// the range). Columns: [`TIME`], the keys (with `by_group`), [`CONCURRENCY`].
+    pub fn concurrency(
+        &self,
+        context: &SessionContext,
+        groups: &[RecordBatch],
+        by_group: bool,
+    ) -> Result<DataFrame, QueryError> {
+        let step = seconds_to_ns(self.spec.granularity_secs);
+        let last = least(vec![column(SPAN_END), lit(self.spec.end_ns - 1)]);
+        let last_bucket = (last / lit(step)) * lit(step);
+        let buckets = range(column(TIME), last_bucket + lit(step), lit(step));
+        let keys = if by_group { self.keys() } else { Vec::new() };
+        let mut selected = keys.clone();
+        selected.push(column(WEIGHT));
+        selected.push(buckets.alias(SPAN_BUCKETS));
+        let rows = if by_group {
+            self.top_rows(context, groups)?
+        } else {
+            self.base.clone()
+        };
+        let mut group_by = vec![column(SPAN_BUCKETS).alias(TIME)];
+        group_by.extend(keys);
+        Ok(rows
+            .select(selected)?
+            .unnest_columns(&[SPAN_BUCKETS])?
+            .aggregate(group_by, vec![sum(column(WEIGHT)).alias(CONCURRENCY)])?)
+    }
+
+    /// One point per time bucket of each of `groups` (the collected result of
+    /// [`Plan::groups`]), sorted by time.
+    pub fn series(
+        &self,
+        context: &SessionContext,
+        groups: &[RecordBatch],
+    ) -> Result<DataFrame, QueryError> {
+        let rows = self.top_rows(context, groups)?;
+        let mut group_by = vec![column(TIME)];
+        group_by.extend(self.keys());
+        let mut selected = group_by.clone();
+        selected.extend(self.finals());
+        let mut order = vec![column(TIME).sort(true, false)];
+        order.extend(self.keys().into_iter().map(|key| key.sort(true, false)));
+        Ok(rows
+            .aggregate(group_by, self.partials())?
+            .select(selected)?
+            .sort(order)?)
+    }
+
+    /// The calculations over every matching row, and each heatmap column's range.
+    pub fn totals(&self) -> Result<DataFrame, QueryError> {
+        let mut partials = self.partials();
+        let mut finals = self.finals();
+        for (index, _) in &self.heatmaps {
+            partials.push(min(column(&input(*index))).alias(heatmap_min(*index)));
+            partials.push(max(column(&input(*index))).alias(heatmap_max(*index)));
+            finals.push(column(&heatmap_min(*index)));
+            finals.push(column(&heatmap_max(*index)));
+        }
+        Ok(self
+            .base
+            .clone()
+            .aggregate(vec![], partials)?
+            .select(finals)?)
+    }
+
+    /// The cells of HEATMAP calculation `index` over `scheme`: time bucket, value
+    /// bucket, weighted count, sorted.
+    pub fn heatmap_cells(
+        &self,
+        index: usize,
+        scheme: &sketches::HeatmapScheme,
+    ) -> Result<DataFrame, QueryError> {
+        let value = column(&input(index));
+        let bucket = sketches::heatmap_bucket(value.clone(), scheme);
+        let mut aggregates = vec![sum(column(WEIGHT)).alias(CELL_COUNT)];
+        if let Some(exemplars) = self
+            .exemplar_of
+            .as_ref()
+            .and_then(|of| of.expr(value.clone()))
+        {
+            aggregates.push(exemplars.alias(EXEMPLARS));
+        }
+        Ok(self
+            .base
+            .clone()
+            .filter(value.is_not_null())?
+            .aggregate(vec![column(TIME), bucket.alias(BUCKET)], aggregates)?
+            .sort(vec![
+                column(TIME).sort(true, false),
+                column(BUCKET).sort(true, false),
+            ])?)
+    }
+}

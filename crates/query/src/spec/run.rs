@@ -1,0 +1,350 @@
+//! Runs a compiled query and assembles its [`QueryResult`].
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use datafusion::prelude::SessionContext;
+
+use arrow::array::RecordBatch;
+use serde_json::{Map, Value};
+
+use super::json::{json_values, seconds};
+use super::model::QuerySpec;
+use super::ops::CalcOp;
+use super::plan::{
+    BUCKET, CELL_COUNT, CONCURRENCY, EXEMPLARS, Plan, ROWS, TIME, compile, heatmap_max,
+    heatmap_min, key, value,
+};
+use super::result::{
+    BucketTotal, CalculationInfo, Exemplar, Group, Heatmap, HeatmapBucket, HeatmapCell,
+    QueryResult, SeriesPoint, Stats,
+};
+use super::sketches::heatmap_scheme;
+use super::validate::NANOS_PER_SECOND;
+use super::validate::ValidSpec;
+use crate::{QueryEngine, QueryError};
+
+/// Runs `spec` over `dataset` (or `__all__`) of environment `env`; `now_ns` is
+/// the time a spec without start or end ends at.
+pub async fn run_query(
+    engine: &QueryEngine,
+    env: &str,
+    dataset: &str,
+    spec: &QuerySpec,
+    now_ns: i64,
+) -> Result<QueryResult, QueryError> {
+    let started = Instant::now();
+    let valid = ValidSpec::new(spec, now_ns)?;
+    let context = engine.session(env)?;
+    let plan = compile(&context, dataset, valid).await?;
+
+    let totals = plan.totals()?.collect().await?;
+    let groups_batches = plan.groups()?.collect().await?;
+    let series = plan.series(&context, &groups_batches)?.collect().await?;
+
+    let totals_rows = Rows::new(&totals)?;
+    let mut heatmaps = Vec::with_capacity(plan.heatmaps.len());
+    for (index, integers) in &plan.heatmaps {
+        heatmaps.push(heatmap(&plan, &totals_rows, *index, *integers).await?);
+    }
+    let rows_matched = totals_rows
+        .column(ROWS)
+        .and_then(|values| values.first())
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let mut groups = group_list(&plan, &groups_batches)?;
+    let mut series = series_list(&plan, &series)?;
+    let mut totals = totals_rows.values(&plan, 0);
+    if plan
+        .spec
+        .calculations
+        .iter()
+        .any(|c| c.op == CalcOp::Concurrency)
+    {
+        fill_concurrency(
+            &plan,
+            &context,
+            &groups_batches,
+            &mut groups,
+            &mut series,
+            &mut totals,
+        )
+        .await?;
+    }
+    let spec = &plan.spec;
+    Ok(QueryResult {
+        source: "raw".into(),
+        start_time: seconds(spec.start_ns),
+        end_time: seconds(spec.end_ns),
+        granularity: spec.granularity_secs,
+        calculations: spec
+            .calculations
+            .iter()
+            .map(|c| CalculationInfo {
+                name: c.name.clone(),
+                op: c.op.name().to_owned(),
+                column: c.column.clone(),
+            })
+            .collect(),
+        breakdowns: spec.breakdowns.clone(),
+        groups,
+        series,
+        totals,
+        heatmaps,
+        stats: Stats {
+            rows_matched,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        },
+    })
+}
+
+/// Collected batches as JSON columns by name.
+struct Rows {
+    names: Vec<String>,
+    columns: Vec<Vec<Value>>,
+    len: usize,
+}
+
+impl Rows {
+    fn new(batches: &[RecordBatch]) -> Result<Rows, QueryError> {
+        let mut rows = Rows {
+            names: Vec::new(),
+            columns: Vec::new(),
+            len: 0,
+        };
+        let Some(first) = batches.first() else {
+            return Ok(rows);
+        };
+        rows.names = first
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        rows.columns = vec![Vec::new(); rows.names.len()];
+        for batch in batches {
+            for (index, array) in batch.columns().iter().enumerate() {
+                rows.columns[index].extend(json_values(array)?);
+            }
+            rows.len += batch.num_rows();
+        }
+        Ok(rows)
+    }
+
+    fn column(&self, name: &str) -> Option<&[Value]> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|index| self.columns[index].as_slice())
+    }
+
+    fn get(&self, name: &str, row: usize) -> Value {
+        self.column(name)
+            .and_then(|values| values.get(row))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Calculation name -> value of `row`.
+    fn values(&self, plan: &Plan, row: usize) -> Map<String, Value> {
+        plan.spec
+            .calculations
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.op != CalcOp::Heatmap)
+            .map(|(index, c)| (c.name.clone(), self.get(&value(index), row)))
+            .collect()
+    }
+
+    /// Breakdown column -> value of `row`.
+    fn key(&self, plan: &Plan, row: usize) -> Map<String, Value> {
+        plan.spec
+            .breakdowns
+            .iter()
+            .enumerate()
+            .map(|(index, name)| (name.clone(), self.get(&key(index), row)))
+            .collect()
+    }
+}
+
+fn group_list(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<Group>, QueryError> {
+    let rows = Rows::new(batches)?;
+    Ok((0..rows.len)
+        .map(|row| Group {
+            key: rows.key(plan, row),
+            values: rows.values(plan, row),
+            exemplars: exemplars_of(&rows.get(EXEMPLARS, row)),
+        })
+        .collect())
+}
+
+/// Exemplars from their JSON list (empty when absent or malformed).
+fn exemplars_of(value: &Value) -> Vec<Exemplar> {
+    serde_json::from_value(value.clone()).unwrap_or_default()
+}
+
+fn series_list(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<SeriesPoint>, QueryError> {
+    let rows = Rows::new(batches)?;
+    Ok((0..rows.len)
+        .map(|row| SeriesPoint {
+            time: rows
+                .get(TIME, row)
+                .as_i64()
+                .map(seconds)
+                .unwrap_or(Value::Null),
+            key: rows.key(plan, row),
+            values: rows.values(plan, row),
+        })
+        .collect())
+}
+
+/// Every time bucket start of the range, epoch seconds.
+fn bucket_times(plan: &Plan) -> Vec<Value> {
+    let step = plan.spec.granularity_secs * NANOS_PER_SECOND;
+    let first = plan.spec.start_ns.div_euclid(step) * step;
+    (0..)
+        .map(|i| first + i * step)
+        .take_while(|start| *start < plan.spec.end_ns)
+        .map(seconds)
+        .collect()
+}
+
+/// The heatmap of calculation `index`, its buckets chosen from the column's range.
+async fn heatmap(
+    plan: &Plan,
+    totals: &Rows,
+    index: usize,
+    integers: bool,
+) -> Result<Heatmap, QueryError> {
+    let calculation = &plan.spec.calculations[index];
+    let range = (
+        totals.get(&heatmap_min(index), 0).as_f64(),
+        totals.get(&heatmap_max(index), 0).as_f64(),
+    );
+    let scheme = match range {
+        (Some(min), Some(max)) => heatmap_scheme(min, max, integers),
+        _ => None,
+    };
+    let mut result = Heatmap {
+        name: calculation.name.clone(),
+        column: calculation.column.clone().unwrap_or_default(),
+        scale: scheme.as_ref().map_or("linear", |s| s.scale).to_owned(),
+        buckets: Vec::new(),
+        times: bucket_times(plan),
+        cells: Vec::new(),
+        totals: Vec::new(),
+    };
+    let Some(scheme) = scheme else {
+        return Ok(result);
+    };
+    result.buckets = scheme
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(index, (lower, upper))| HeatmapBucket {
+            index,
+            lower: *lower,
+            upper: *upper,
+        })
+        .collect();
+    let cells = Rows::new(&plan.heatmap_cells(index, &scheme)?.collect().await?)?;
+    let mut totals_by_bucket = vec![0.0; scheme.buckets.len()];
+    for row in 0..cells.len {
+        let (Some(time), Some(bucket), Some(count)) = (
+            cells.get(TIME, row).as_i64(),
+            cells.get(BUCKET, row).as_u64(),
+            cells.get(CELL_COUNT, row).as_f64(),
+        ) else {
+            continue;
+        };
+        let bucket = bucket as usize;
+        if let Some(total) = totals_by_bucket.get_mut(bucket) {
+            *total += count;
+        }
+        result.cells.push(HeatmapCell {
+            time: seconds(time),
+            bucket,
+            count,
+            exemplars: exemplars_of(&cells.get(EXEMPLARS, row)),
+        });
+    }
+    result.totals = totals_by_bucket
+        .into_iter()
+        .enumerate()
+        .filter(|(_, count)| *count > 0.0)
+        .map(|(bucket, count)| BucketTotal { bucket, count })
+        .collect();
+    Ok(result)
+}
+
+/// A group key as a map key.
+fn key_text(key: &Map<String, Value>) -> String {
+    Value::Object(key.clone()).to_string()
+}
+
+/// CONCURRENCY per series point (adding points for buckets where spans are only
+/// in flight), per group (the largest bucket value) and in the totals.
+async fn fill_concurrency(
+    plan: &Plan,
+    context: &SessionContext,
+    groups_batches: &[RecordBatch],
+    groups: &mut [Group],
+    series: &mut Vec<SeriesPoint>,
+    totals: &mut Map<String, Value>,
+) -> Result<(), QueryError> {
+    let name = CalcOp::Concurrency.name();
+    let per_bucket = Rows::new(
+        &plan
+            .concurrency(context, groups_batches, true)?
+            .collect()
+            .await?,
+    )?;
+    let mut group_max: HashMap<String, i64> = HashMap::new();
+    let mut points: HashMap<(i64, String), usize> = series
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some(((p.time.as_i64()?, key_text(&p.key)), i)))
+        .collect();
+    let empty_values: Map<String, Value> = plan
+        .spec
+        .calculations
+        .iter()
+        .filter(|c| c.op != CalcOp::Heatmap)
+        .map(|c| (c.name.clone(), Value::Null))
+        .collect();
+    for row in 0..per_bucket.len {
+        let (Some(time), Some(count)) = (
+            per_bucket.get(TIME, row).as_i64(),
+            per_bucket.get(CONCURRENCY, row).as_i64(),
+        ) else {
+            continue;
+        };
+        let key = per_bucket.key(plan, row);
+        let text = key_text(&key);
+        let best = group_max.entry(text.clone()).or_insert(0);
+        *best = (*best).max(count);
+        let time_s = time / NANOS_PER_SECOND;
+        let index = *points.entry((time_s, text)).or_insert_with(|| {
+            series.push(SeriesPoint {
+                time: seconds(time),
+                key,
+                values: empty_values.clone(),
+            });
+            series.len() - 1
+        });
+        series[index].values.insert(name.into(), Value::from(count));
+    }
+    // Points added for in-flight-only buckets go to their place in time.
+    series.sort_by_key(|p| p.time.as_i64().unwrap_or(i64::MIN));
+    for group in groups.iter_mut() {
+        let value = group_max.get(&key_text(&group.key)).copied().unwrap_or(0);
+        group.values.insert(name.into(), Value::from(value));
+    }
+    let overall = Rows::new(&plan.concurrency(context, &[], false)?.collect().await?)?;
+    let peak = overall
+        .column(CONCURRENCY)
+        .map(|values| values.iter().filter_map(Value::as_i64).max().unwrap_or(0))
+        .unwrap_or(0);
+    totals.insert(name.into(), Value::from(peak));
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! `POST /api/v1/query/{dataset}`: a Honeycomb query spec in, groups, series,
+//! totals, heatmaps and exemplars out (see docs/query.md).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use quarry_query::spec::{
+    DrillDownRequest, EventsPage, QueryResult, QuerySpec, drill_down, run_query,
+};
+
+use crate::auth::Environment;
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Now, in nanoseconds since the epoch: where a spec without start or end ends.
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// A spec from a request body; errors name the bad field. Any Content-Type is
+/// accepted, as for SQL.
+pub fn parse_spec(body: &[u8]) -> Result<QuerySpec, ApiError> {
+    QuerySpec::from_json(body).map_err(|error| ApiError::BadRequest(error.to_string()))
+}
+
+/// Runs the spec over `dataset` (or `__all__`).
+pub async fn query(
+    State(state): State<AppState>,
+    Environment(environment): Environment,
+    dataset: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Json<QueryResult>, ApiError> {
+    let Path(dataset) = dataset?;
+    let spec = parse_spec(&body)?;
+    let result = run_query(&state.engine, &environment, &dataset, &spec, now_ns()).await?;
+    Ok(Json(result))
+}
+
+/// One page of the raw events behind a group or heatmap cell of the query.
+pub async fn events(
+    State(state): State<AppState>,
+    Environment(environment): Environment,
+    dataset: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Json<EventsPage>, ApiError> {
+    let Path(dataset) = dataset?;
+    let request = DrillDownRequest::from_json(&body)
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let page = drill_down(&state.engine, &environment, &dataset, &request, now_ns()).await?;
+    Ok(Json(page))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::TestApp;
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_spec_over_events_just_sent_counts_them_by_group() {
+        let app = TestApp::start(|_| {}).await;
+        let events: Vec<_> = (0..10)
+            .map(|i| json!({"data": {"svc": if i < 7 { "a" } else { "b" }, "ms": i}, "samplerate": 2}))
+            .collect();
+        let reply = app
+            .post_json("/1/batch/api", &serde_json::to_string(&events).unwrap())
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let reply = app
+            .post_json(
+                "/api/v1/query/api",
+                r#"{"breakdowns": ["svc"], "calculations": [{"op": "COUNT"}, {"op": "MAX", "column": "ms"}]}"#,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let result = reply.json();
+        assert_eq!(result["groups"][0]["key"], json!({"svc": "a"}));
+        assert_eq!(
+            result["groups"][0]["values"],
+            json!({"COUNT": 14, "MAX(ms)": 6})
+        );
+        assert_eq!(
+            result["groups"][1]["values"],
+            json!({"COUNT": 6, "MAX(ms)": 9})
+        );
+        assert_eq!(result["totals"]["COUNT"], json!(20));
+        assert_eq!(result["source"], json!("raw"));
+
+        let bad = app
+            .post_json("/api/v1/query/api", r#"{"calculations": [{"op": "P99"}]}"#)
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            bad.json(),
+            json!({"error": "calculations[0].column: P99 needs a column"})
+        );
+        let bad = app
+            .post_json("/api/v1/query/api", r#"{"limit": "ten"}"#)
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert!(
+            bad.json()["error"].as_str().unwrap().starts_with("limit: "),
+            "{}",
+            bad.text()
+        );
+        let missing = app.post_json("/api/v1/query/nope", "{}").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    }
+}
