@@ -12,28 +12,56 @@ const PAGE = 50;
 /** Fields shown first in the events table, when present. */
 const LEADING = ["service.name", "name", "duration_ms", "http.route", "http.status_code", "error", "trace.trace_id"];
 const MAX_COLUMNS = 9;
+/** Raw events shown when a point or cell has no exemplars. */
+const FALLBACK_EXEMPLARS = 5;
 
 function TraceLink({ traceId }: { traceId: string }) {
   const href = traceUrl(traceId);
   return <a href={href} data-testid="trace-link" onClick={(e) => linkClick(e as MouseEvent, href)}>{traceId.slice(0, 16)}…</a>;
 }
 
-export function ExemplarList({ exemplars }: { exemplars: Exemplar[] }) {
-  if (!exemplars.length) return <p class="muted">No exemplars were kept for this selection.</p>;
+/** Exemplars of a point or cell. When the server kept none, the first raw events
+ * behind it stand in for them, so there is always a way to a trace. */
+export function ExemplarList({ exemplars, fallback }: { exemplars: Exemplar[]; fallback?: EventsTarget }) {
+  const task = useTask<Exemplar[]>();
+  useEffect(() => {
+    if (exemplars.length || !fallback) return;
+    const column = fallback.cell?.column ?? fallback.query.calculations.find((c) => c.column)?.column;
+    void task.run(async (signal) => {
+      const page = await api.events(fallback.dataset,
+        { query: fallback.query, group: fallback.group, cell: fallback.cell, limit: FALLBACK_EXEMPLARS, cursor: null }, signal);
+      return page.events.map((e) => ({
+        dataset: typeof e.fields["meta.dataset"] === "string" ? (e.fields["meta.dataset"] as string) : fallback.dataset,
+        timestamp: e.timestamp,
+        trace_id: typeof e.fields["trace.trace_id"] === "string" ? (e.fields["trace.trace_id"] as string) : null,
+        span_id: typeof e.fields["trace.span_id"] === "string" ? (e.fields["trace.span_id"] as string) : null,
+        value: column && typeof e.fields[column] === "number" ? (e.fields[column] as number) : null,
+      }));
+    });
+  }, [exemplars, fallback]);
+  const shown = exemplars.length ? exemplars : task.data ?? [];
   return (
-    <table class="data" data-testid="exemplars">
-      <thead><tr><th>time</th><th>dataset</th><th class="num">value</th><th>trace</th></tr></thead>
-      <tbody>
-        {exemplars.map((e, i) => (
-          <tr key={i}>
-            <td>{e.timestamp}</td>
-            <td>{e.dataset ?? ""}</td>
-            <td class="num">{formatNumber(e.value)}</td>
-            <td>{e.trace_id ? <TraceLink traceId={e.trace_id} /> : <span class="muted">no trace</span>}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+    <>
+      <Progress running={task.running} onCancel={task.cancel} label="Finding events" />
+      <ErrorBox error={task.error} />
+      {!exemplars.length && shown.length > 0 && <p class="muted small">No exemplars were kept here; these are its latest events.</p>}
+      {!shown.length && !task.running && <p class="muted">No exemplars were kept for this selection.</p>}
+      {shown.length > 0 && (
+        <table class="data" data-testid="exemplars">
+          <thead><tr><th>time</th><th>dataset</th><th class="num">value</th><th>trace</th></tr></thead>
+          <tbody>
+            {shown.map((e, i) => (
+              <tr key={i}>
+                <td>{e.timestamp}</td>
+                <td>{e.dataset ?? ""}</td>
+                <td class="num">{formatNumber(e.value)}</td>
+                <td>{e.trace_id ? <TraceLink traceId={e.trace_id} /> : <span class="muted">no trace</span>}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
   );
 }
 

@@ -192,7 +192,7 @@ export function QueryPage({ search }: { search: string }) {
                 if (!pinned) return;
                 setPanel({
                   kind: "exemplars",
-                  title: `${heatmap.column} ${formatNumber(bounds.min)}–${formatNumber(bounds.max)} at ${formatClock(bounds.start_time, true)} (${formatNumber(cell.count)} events)`,
+                  title: `${heatmap.column} ${formatNumber(bounds.min)}–${formatNumber(bounds.max)} at ${formatClock(bounds.start_time, true)} (${formatNumber(cell.count)} event${cell.count === 1 ? "" : "s"})`,
                   exemplars: cell.exemplars ?? [],
                   events: { dataset: ran.dataset, query: pinned, group: null, cell: bounds },
                 });
@@ -229,7 +229,7 @@ export function QueryPage({ search }: { search: string }) {
             )}
             <button type="button" class="icon" aria-label="Close" title="Close (Esc)" onClick={() => { setPanel(null); setBox(null); }}>×</button>
           </div>
-          {panel.kind === "exemplars" && <ExemplarList exemplars={panel.exemplars} />}
+          {panel.kind === "exemplars" && <ExemplarList exemplars={panel.exemplars} fallback={panel.events} />}
           {panel.kind === "events" && <EventsView target={panel.target} />}
           {panel.kind === "bubbleup" && (
             <>
