@@ -144,7 +144,7 @@ def test_segment_layout(loaded):
     rows, delta = measured(server, f'SELECT count(*) AS c FROM "{DATASET}"')
     assert rows == [{"c": len(events)}]
     assert delta[METRIC_CONSIDERED] == SEALED_HOURS, delta
-    segments = list((server.data_dir / "objects").rglob("*.parquet"))
+    segments = list((server.data_dir / "objects" / "segments").rglob("*.parquet"))
     assert len(segments) == SEALED_HOURS, segments
 
 
