@@ -188,7 +188,7 @@ pub fn span_of(event: &Event, serial: u64) -> Option<Span> {
             0 => Value::StringValue(format!("value-{}", (serial + pad) % 1000)),
             1 => Value::IntValue(i64::try_from((serial * 7 + pad) % 100_000).unwrap_or(0)),
             2 => Value::DoubleValue(((serial + pad) % 1000) as f64 / 8.0),
-            _ => Value::BoolValue((serial + pad) % 3 == 0),
+            _ => Value::BoolValue((serial + pad).is_multiple_of(3)),
         };
         span.attributes
             .push(kv(&format!("bench.attr_{pad}"), value));
