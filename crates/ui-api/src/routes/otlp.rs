@@ -143,3 +143,78 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(str::trim)
         .filter(|value| !value.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestApp;
+    use axum::body::Body;
+    use axum::http::Request;
+    use serde_json::Value;
+
+    const LOGS: &str = r#"{"resourceLogs":[{"resource":{"attributes":[
+        {"key":"service.name","value":{"stringValue":"api"}}]},
+        "scopeLogs":[{"logRecords":[{"timeUnixNano":"1714564800000000000","severityNumber":13,
+        "body":{"stringValue":"slow"},"attributes":[{"key":"ms","value":{"intValue":"250"}}]}]}]}]}"#;
+
+    #[tokio::test]
+    async fn otlp_json_logs_on_the_api_port() {
+        let app = TestApp::start(|_| {}).await;
+        let reply = app.post_json("/v1/logs", LOGS).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(reply.json(), json!({}));
+        let rows = app
+            .sql(r#"SELECT severity, body, ms, "meta.signal_type" AS s FROM api"#)
+            .await;
+        assert_eq!(
+            rows,
+            json!([{ "severity": "warn", "body": "slow", "ms": 250, "s": "log" }])
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_follow_the_request_encoding() {
+        let app = TestApp::start(|_| {}).await;
+        let reply = app.post_json("/v1/traces", "{not json").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        let body: Value = reply.json();
+        assert_eq!(body["code"], 3);
+        assert!(
+            body["error"].as_str().unwrap().contains("OTLP/JSON"),
+            "{body}"
+        );
+
+        let request = Request::post("/v1/traces")
+            .header("content-type", "application/x-protobuf")
+            .body(Body::from(vec![0x0a, 0xff, 0xff]))
+            .unwrap();
+        let reply = app.send(request).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(reply.headers["content-type"], "application/x-protobuf");
+        let status = RpcStatus::decode(&reply.body[..]).unwrap();
+        assert_eq!(status.code, 3);
+
+        let request = Request::post("/v1/metrics")
+            .header("content-type", "text/csv")
+            .body(Body::from("a,b"))
+            .unwrap();
+        assert_eq!(
+            app.send(request).await.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+
+    #[tokio::test]
+    async fn overload_is_429_with_retry_after() {
+        let app = TestApp::start(|config| config.max_concurrent_ingest = 1).await;
+        let held = std::sync::Arc::clone(&app.state.ingest_permits)
+            .try_acquire_owned()
+            .unwrap();
+        let reply = app.post_json("/v1/logs", LOGS).await;
+        assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(reply.headers["retry-after"], "1");
+        assert_eq!(reply.json()["code"], 8);
+        drop(held);
+        assert_eq!(app.post_json("/v1/logs", LOGS).await.status, StatusCode::OK);
+    }
+}

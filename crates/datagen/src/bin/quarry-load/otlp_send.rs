@@ -40,6 +40,8 @@ const MAX_ATTEMPTS: u32 = 300;
 /// The OTLP/gRPC trace export method.
 const TRACE_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
 /// One request ready to send.
 struct Prepared {
     body: Bytes,
@@ -67,7 +69,7 @@ struct Produced {
 #[derive(Clone)]
 enum Transport {
     Http {
-        client: Client<HttpConnector, Full<Bytes>>,
+        client: Box<HttpClient>,
         uri: String,
     },
     Grpc {
@@ -104,9 +106,11 @@ pub async fn send_all(args: &Args, generator: Generator) -> Result<Summary, Data
             Transport::Grpc { channel }
         }
         _ => Transport::Http {
-            client: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(concurrency)
-                .build_http(),
+            client: Box::new(
+                Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(concurrency)
+                    .build_http(),
+            ),
             uri: format!("{}/v1/traces", args.url.trim_end_matches('/')),
         },
     };
@@ -299,7 +303,7 @@ async fn send(
 
 /// One OTLP/HTTP attempt.
 async fn post(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &HttpClient,
     uri: &str,
     key: &str,
     gzip: bool,
