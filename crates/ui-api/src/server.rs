@@ -159,6 +159,11 @@ fn with_common_layers<S: Clone + Send + Sync + 'static>(
         .layer(TraceLayer::new_for_http())
 }
 
+/// Unknown paths on the OTLP/HTTP port (which serves no web UI): a JSON 404.
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }

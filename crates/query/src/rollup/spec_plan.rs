@@ -79,11 +79,7 @@ pub async fn rollup_plan(
         })
         .collect();
     Ok(Some((
-        Plan {
-            spec: spec.clone(),
-            base,
-            calcs,
-        },
+        Plan::aggregates_only(spec.clone(), base, calcs),
         relation.source,
     )))
 }

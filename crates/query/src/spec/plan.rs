@@ -94,6 +94,25 @@ pub struct Plan {
     exemplar_of: Option<ExemplarColumns>,
 }
 
+impl Plan {
+    /// A plan of per-group values only: no heatmaps and no exemplars (what a
+    /// rollup, which keeps no raw events, can answer).
+    pub(crate) fn aggregates_only(
+        spec: ValidSpec,
+        base: DataFrame,
+        calcs: Vec<Option<CalcPlan>>,
+    ) -> Plan {
+        Plan {
+            spec,
+            base,
+            calcs,
+            heatmaps: Vec::new(),
+            exemplars: None,
+            exemplar_of: None,
+        }
+    }
+}
+
 /// Base columns an exemplar reads besides its value.
 #[derive(Debug, Clone)]
 struct ExemplarColumns {

@@ -33,6 +33,7 @@ pub fn code_of(error: &ApiError) -> Code {
         | ApiError::MethodNotAllowed => Code::InvalidArgument,
         ApiError::Unauthorized => Code::Unauthenticated,
         ApiError::NotFound(_) => Code::NotFound,
+        ApiError::Conflict(_) => Code::AlreadyExists,
         ApiError::Overloaded(_) => Code::ResourceExhausted,
         ApiError::Unavailable(_) => Code::Unavailable,
         ApiError::Internal(_) | ApiError::Config(_) | ApiError::Startup(_) => Code::Internal,
