@@ -1,18 +1,17 @@
 //! Where percentiles, heatmap buckets and exemplars come from.
 //!
-//! Kept in one place so the sketch-based functions (`quarry_quantile`,
-//! `quarry_heatmap_bucket`, `quarry_exemplars`) replace the placeholders here
-//! without touching the compiler. Until then: percentiles use DataFusion's
-//! weighted t-digest, heatmap buckets are 50 equal-width (or equal-ratio, for
-//! data spanning two decades) buckets over `[min, max]`, and there are no
-//! exemplars.
+//! Kept in one place so the compiler does not depend on how they are computed.
+//! Percentiles come from `quarry_quantile` (a weighted relative-error sketch,
+//! within 1%, see docs/functions.md) and exemplars from `quarry_exemplars`.
+//! Heatmap buckets are still 50 equal-width (or equal-ratio, for data spanning
+//! two decades) buckets over `[min, max]`, BubbleUp's histogram rule.
 
 use arrow::datatypes::DataType;
 use datafusion::functions::math::expr_fn::{floor, ln};
-use datafusion::functions_aggregate::expr_fn::approx_percentile_cont_with_weight;
 use datafusion::logical_expr::{Expr, lit, try_cast, when};
 
 use crate::bubbleup::columns::{Comparison, Scale, histogram_edges};
+use crate::functions::{exemplars_expr, quantile_expr};
 
 /// Buckets of a placeholder heatmap.
 const HEATMAP_BUCKETS: usize = 50;
@@ -20,7 +19,7 @@ const HEATMAP_BUCKETS: usize = 50;
 /// The weighted `quantile` (0..=1) of `value` (Float64), each row counting
 /// `weight` (Float64) times.
 pub fn percentile(value: Expr, weight: Expr, quantile: f64) -> Expr {
-    approx_percentile_cont_with_weight(value.sort(true, false), weight, lit(quantile), None)
+    quantile_expr(value, weight, quantile)
 }
 
 /// The value buckets of one heatmap.
@@ -78,13 +77,13 @@ pub fn heatmap_bucket(value: Expr, scheme: &HeatmapScheme) -> Expr {
     .unwrap_or_else(|_| lit(0i64))
 }
 
-/// Up to three events of the group (`None` until `quarry_exemplars` exists).
+/// Up to three events of the group: the slowest, then two picked by span-id hash.
 pub fn exemplars(
-    _value: Expr,
-    _timestamp: Expr,
-    _trace_id: Expr,
-    _span_id: Expr,
-    _dataset: Expr,
+    value: Expr,
+    timestamp: Expr,
+    trace_id: Expr,
+    span_id: Expr,
+    dataset: Expr,
 ) -> Option<Expr> {
-    None
+    Some(exemplars_expr(value, timestamp, trace_id, span_id, dataset))
 }
