@@ -556,3 +556,15 @@ def test_heatmap_bucket_counts(loaded, column):
     assert got_cells == want_cells
     assert {t["bucket"]: t["count"] for t in heatmap["totals"]} == want_totals
     assert heatmap["times"] == list(range(BASE_S, END_S, granularity))
+
+
+def test_a_breakdown_over_no_matching_rows_is_an_empty_answer(loaded):
+    server, _ = loaded
+    spec = {
+        "calculations": [{"op": "COUNT"}],
+        "breakdowns": ["service"],
+        "filters": [{"column": "service", "op": "=", "value": "no-such-service"}],
+    }
+    result = query(server, spec)
+    assert result["groups"] == []
+    assert result["series"] == []

@@ -54,7 +54,13 @@ pub async fn run_query(
 
     let totals = plan.totals()?.collect().await?;
     let groups_batches = plan.groups()?.collect().await?;
-    let series = plan.series(&context, &groups_batches)?.collect().await?;
+    // No group, no series: skipping the join also spares `top_rows` an empty
+    // key table (which has no key columns to join on).
+    let series = if groups_batches.iter().all(|batch| batch.num_rows() == 0) {
+        Vec::new()
+    } else {
+        plan.series(&context, &groups_batches)?.collect().await?
+    };
 
     let totals_rows = Rows::new(&totals)?;
     let mut heatmaps = Vec::with_capacity(plan.heatmaps.len());
