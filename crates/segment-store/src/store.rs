@@ -25,6 +25,8 @@ pub struct Store {
     pub(crate) inner: Arc<Inner>,
     pub(crate) wal: WalHandle,
     sealer: Mutex<Option<JoinHandle<()>>>,
+    /// The compaction / retention / orphan-sweep loop.
+    maintainer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// State shared by the store, the WAL writer thread (as [`WalSink`]) and the sealer.
@@ -42,6 +44,10 @@ pub(crate) struct Inner {
     pub crash_after_seal_commit: bool,
     /// Counts manifest changes (seals, rollup changes); rollup maintenance waits on it.
     pub changes: tokio::sync::watch::Sender<u64>,
+    /// Serializes compaction and retention passes (background loop and direct calls).
+    pub maintenance_lock: tokio::sync::Mutex<()>,
+    /// Wakes the maintenance loop (at shutdown).
+    pub maintenance_wakeup: Notify,
 }
 
 impl Inner {
@@ -148,6 +154,8 @@ impl Store {
             seal_lock: tokio::sync::Mutex::new(()),
             shutting_down: false.into(),
             changes: tokio::sync::watch::Sender::new(0),
+            maintenance_lock: tokio::sync::Mutex::new(()),
+            maintenance_wakeup: Notify::new(),
         });
 
         let mut index = WalIndex::default();
@@ -198,11 +206,14 @@ impl Store {
             inner: inner.clone(),
             wal,
             sealer: Mutex::new(None),
+            maintainer: Mutex::new(None),
         });
         // WAL files whose entries were all sealed before a crash go now.
         store.delete_sealed_wal_files()?;
         let sealer = tokio::spawn(crate::sealer::run(Arc::downgrade(&store)));
         *store.sealer.lock() = Some(sealer);
+        let maintainer = tokio::spawn(crate::maintenance::run(Arc::downgrade(&store)));
+        *store.maintainer.lock() = Some(maintainer);
         Ok(store)
     }
 
@@ -326,6 +337,13 @@ impl Store {
         if let Some(sealer) = sealer {
             // Let a seal in progress finish; the loop exits at its next turn.
             let _ = sealer.await;
+        }
+        // One permit is stored if the loop is busy: it sees the flag before sleeping.
+        self.inner.maintenance_wakeup.notify_one();
+        let maintainer = self.maintainer.lock().take();
+        if let Some(maintainer) = maintainer {
+            // A merge in progress finishes (or is abandoned uncommitted: crash-safe).
+            let _ = maintainer.await;
         }
         self.wal.shutdown().await;
         Ok(())
