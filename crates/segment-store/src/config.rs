@@ -71,6 +71,10 @@ pub struct CompactionConfig {
     /// Files under `segments/` and `rollups/` that no manifest entry names are
     /// deleted once older than this (a crash between upload and commit leaves them).
     pub orphan_grace: Duration,
+    /// Files that compaction or retention removed from the manifest are deleted
+    /// this long after the commit, so queries that started before it can still
+    /// read them (zero: at once).
+    pub deletion_delay: Duration,
 }
 
 /// How long sealed data is kept.
@@ -135,6 +139,9 @@ pub const DEFAULT_COMPACTION_MAX_INPUT_BYTES: u64 = 128 << 20;
 /// Default age before an unreferenced file is swept: far longer than any upload
 /// takes to be committed.
 pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+/// Default delay between a commit that removes files and their deletion: longer
+/// than queries run.
+pub const DEFAULT_DELETION_DELAY: Duration = Duration::from_secs(300);
 /// Default pause between background retention passes.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -148,6 +155,7 @@ impl Default for CompactionConfig {
             max_input_rows: DEFAULT_COMPACTION_MAX_INPUT_ROWS,
             max_input_bytes: DEFAULT_COMPACTION_MAX_INPUT_BYTES,
             orphan_grace: DEFAULT_ORPHAN_GRACE,
+            deletion_delay: DEFAULT_DELETION_DELAY,
         }
     }
 }

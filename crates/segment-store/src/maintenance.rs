@@ -67,12 +67,18 @@ pub async fn run(store: Weak<Store>) {
             }
             next_retention = Some(Instant::now() + inner.config.retention.interval);
         }
+        let next_deletion = strong.delete_due_files(false).await;
         drop(strong);
-        let wake = [Some(next_sweep), next_compaction, next_retention]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(next_sweep);
+        let wake = [
+            Some(next_sweep),
+            next_compaction,
+            next_retention,
+            next_deletion,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(next_sweep);
         tokio::select! {
             () = inner.maintenance_wakeup.notified() => {}
             () = tokio::time::sleep_until(wake) => {}

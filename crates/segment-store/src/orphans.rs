@@ -55,7 +55,9 @@ impl Store {
         if candidates.is_empty() {
             return Ok(0);
         }
-        let referenced = self.referenced_files().await;
+        let mut referenced = self.referenced_files().await;
+        // Removed from the manifest but still readable by queries for a while.
+        referenced.extend(self.retired_paths());
         let orphans: Vec<String> = candidates
             .into_iter()
             .map(|object| object.location.to_string())

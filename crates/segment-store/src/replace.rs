@@ -71,6 +71,53 @@ impl Store {
         Ok(Some(Replaced { rollup_files }))
     }
 
+    /// Deletes files a commit removed from the manifest once the deletion delay
+    /// has passed (queries that began before the commit may still read them). A
+    /// crash before then leaves them to the orphan sweep.
+    pub(crate) async fn retire_files(&self, paths: Vec<String>) {
+        let delay = self.inner.config.compaction.deletion_delay;
+        if delay.is_zero() {
+            self.delete_unreferenced(paths).await;
+            return;
+        }
+        let due = tokio::time::Instant::now() + delay;
+        self.inner
+            .pending_deletions
+            .lock()
+            .extend(paths.into_iter().map(|path| (due, path)));
+        // The maintenance loop recomputes when to wake up.
+        self.inner.maintenance_wakeup.notify_one();
+    }
+
+    /// Deletes the retired files whose delay has passed (all of them with `all`);
+    /// returns when the next one is due.
+    pub(crate) async fn delete_due_files(&self, all: bool) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let (due, next) = {
+            let mut pending = self.inner.pending_deletions.lock();
+            let count = pending
+                .iter()
+                .take_while(|(due, _)| all || *due <= now)
+                .count();
+            let due: Vec<String> = pending.drain(..count).map(|(_, path)| path).collect();
+            (due, pending.front().map(|(due, _)| *due))
+        };
+        if !due.is_empty() {
+            self.delete_unreferenced(due).await;
+        }
+        next
+    }
+
+    /// Paths waiting for their deletion delay (the orphan sweep leaves them alone).
+    pub(crate) fn retired_paths(&self) -> Vec<String> {
+        self.inner
+            .pending_deletions
+            .lock()
+            .iter()
+            .map(|(_, path)| path.clone())
+            .collect()
+    }
+
     /// Deletes objects no manifest entry names any more. Best effort: a failure is
     /// logged and the orphan sweep deletes the file later. Returns how many went.
     pub(crate) async fn delete_unreferenced(&self, paths: Vec<String>) -> u64 {

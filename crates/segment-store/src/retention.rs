@@ -78,7 +78,7 @@ impl Store {
                 .map(|segment| segment.path.clone())
                 .chain(replaced.rollup_files.into_iter().map(|file| file.path))
                 .collect();
-            self.delete_unreferenced(obsolete).await;
+            self.retire_files(obsolete).await;
         }
         Ok(report)
     }

@@ -46,8 +46,11 @@ pub(crate) struct Inner {
     pub changes: tokio::sync::watch::Sender<u64>,
     /// Serializes compaction and retention passes (background loop and direct calls).
     pub maintenance_lock: tokio::sync::Mutex<()>,
-    /// Wakes the maintenance loop (at shutdown).
+    /// Wakes the maintenance loop (files to delete, or shutdown).
     pub maintenance_wakeup: Notify,
+    /// Files removed from the manifest, with when to delete them (in that order:
+    /// the delay is constant).
+    pub pending_deletions: Mutex<std::collections::VecDeque<(tokio::time::Instant, String)>>,
 }
 
 impl Inner {
@@ -156,6 +159,7 @@ impl Store {
             changes: tokio::sync::watch::Sender::new(0),
             maintenance_lock: tokio::sync::Mutex::new(()),
             maintenance_wakeup: Notify::new(),
+            pending_deletions: Mutex::new(Default::default()),
         });
 
         let mut index = WalIndex::default();
@@ -345,6 +349,8 @@ impl Store {
             // A merge in progress finishes (or is abandoned uncommitted: crash-safe).
             let _ = maintainer.await;
         }
+        // No query runs any more: files waiting for the deletion delay go now.
+        self.delete_due_files(true).await;
         self.wal.shutdown().await;
         Ok(())
     }

@@ -21,6 +21,7 @@ pub async fn open_store(dir: &Path, configure: impl FnOnce(&mut StoreConfig)) ->
     let mut config = StoreConfig::new(dir.join("wal"));
     config.seal_max_age = std::time::Duration::from_secs(3600);
     config.compaction.enabled = false;
+    config.compaction.deletion_delay = std::time::Duration::ZERO;
     configure(&mut config);
     Store::open(
         config,

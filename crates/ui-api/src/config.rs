@@ -165,6 +165,7 @@ struct CompactionSection {
     max_input_rows: Option<u64>,
     max_input_bytes: Option<u64>,
     orphan_grace_secs: Option<u64>,
+    deletion_delay_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +217,10 @@ fn apply_compaction(store: &mut StoreConfig, section: CompactionSection) -> Resu
     set(
         &mut compaction.orphan_grace,
         section.orphan_grace_secs.map(Duration::from_secs),
+    );
+    set(
+        &mut compaction.deletion_delay,
+        section.deletion_delay_secs.map(Duration::from_secs),
     );
     Ok(())
 }
@@ -637,6 +642,7 @@ mod tests {
             max_input_rows = 10
             max_input_bytes = 2000
             orphan_grace_secs = 0
+            deletion_delay_secs = 9
             [retention]
             max_age = "30d"
             interval_secs = 7
@@ -658,6 +664,7 @@ mod tests {
             (2, 1000, 10, 2000)
         );
         assert_eq!(compaction.orphan_grace, Duration::ZERO);
+        assert_eq!(compaction.deletion_delay, Duration::from_secs(9));
         let retention = &config.store.retention;
         assert_eq!(retention.max_age, Some(Duration::from_secs(30 * 86400)));
         assert_eq!(retention.interval, Duration::from_secs(7));
