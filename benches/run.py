@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from suite import engines, facts, load, questions, report  # noqa: E402
+from suite import engines, facts, load, questions, report, rollups  # noqa: E402
 from suite.server import QuarryServer  # noqa: E402
 
 DEFAULT_TARGET_DIR = Path.home() / ".cache" / "quarry" / "target"
@@ -210,6 +210,7 @@ def main() -> int:
     log(f"data dir {data_dir}; {args.events:,} events; quarry {args.quarry_bin}")
     server = QuarryServer(args.quarry_bin, data_dir, work / "quarry.log", args.durability).start()
     notes = list(args.note)
+    rollup = None
     try:
         scenario = load.describe(args.load_bin, args, end_time_s)
         datasets = [s["name"] for s in scenario["services"]]
@@ -221,6 +222,14 @@ def main() -> int:
         log(f"storage: {storage['bytes_per_event']:.1f} bytes per event, "
             f"raw JSON / disk {storage['raw_json_to_disk_ratio']:.1f}x")
         queries, versions = ask_questions(args, server, data_dir, ing, datasets)
+        if "quarry" in args.engines.split(","):
+            log("waiting for the default trace rollups to cover every sealed segment")
+            waited = rollups.wait_rollups(server.url, datasets)
+            log(f"rollups complete {waited:.1f} s after the seal's answer; timing rollup vs raw")
+            rollup = rollups.measure(server.url, datasets, end_time_s, args.runs)
+            rollup["wait_seconds"] = waited
+            log(f"rollup {rollup['rollup']['warm_median_ms']:.1f} ms, raw {rollup['raw']['warm_median_ms']:.1f} ms "
+                f"({rollup['speedup']:.1f}x), {rollup['agreement']}")
         total = sum(row[1] for row in queries["count_p99_by_service"]["engines"]
                     .get("quarry", {}).get("answer", []))
         if total != ing["accepted"]:
@@ -265,6 +274,7 @@ def main() -> int:
         "otlp_ingest": otlp,
         "storage": storage,
         "queries": queries,
+        "rollup": rollup,
         "notes": notes,
     }
     result["ratios"] = report.ratios(queries)

@@ -365,3 +365,62 @@ def test_generated_specs_answer_the_same_from_rollups_and_raw_rows(quarry):
     status = wait_complete(server, EQ_DATASET, "by_service")
     assert status["segments_done"] == status["segments_total"]
     assert_specs_agree(server, EQ_DATASET, specs[:20], "rollup:by_service")
+
+
+PCT_ROLLUP = {
+    "name": "latency",
+    "granularity": 60,
+    "dimensions": ["service", "status"],
+    "measures": [{"op": "COUNT"}, {"op": "PERCENTILES", "column": "ms"}],
+}
+PERCENTILE_OPS = ["P01", "P10", "P50", "P90", "P95", "P99", "P999"]
+# Raw percentiles and rollup sketches each land within 1% of a true value at the
+# rank (docs/functions.md); the oracle test holds the raw side to that bound, so
+# the two may differ by at most about 2%.
+SKETCH_AGREEMENT = 0.0201
+
+
+def within_sketch_bound(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= SKETCH_AGREEMENT * max(abs(a), abs(b)) + 1e-12
+
+
+def test_percentiles_from_rollup_sketches_stay_within_the_stated_bound(quarry):
+    server = quarry(config={"rollup_defaults": {"traces": False}})
+    dataset = "rollup-pct"
+    for hour in range(3):
+        server.send_batch_ok(dataset, generated_events(50 + hour, 600, START_S + hour * 3600, 3600))
+        server.seal()
+    assert create(server, dataset, PCT_ROLLUP).status_code == 201
+    wait_complete(server, dataset, "latency")
+    server.send_batch_ok(dataset, generated_events(77, 200, START_S, 3 * 3600))  # buffered
+    rng = random.Random(11)
+    compared = 0
+    for _ in range(30):
+        ops = rng.sample(PERCENTILE_OPS, rng.randint(1, 3))
+        start = START_S + 60 * rng.randrange(60)
+        spec = {
+            "calculations": [{"op": "COUNT"}] + [{"op": op, "column": "ms"} for op in ops],
+            "breakdowns": rng.choice([[], ["service"], ["status"]]),
+            "filters": rng.choice([[], [{"column": "status", "op": "!=", "value": 404}]]),
+            "start_time": start,
+            "end_time": start + 60 * rng.randint(30, 120),
+            "granularity": rng.choice([60, 600]),
+        }
+        rolled = query(server, dataset, spec)
+        raw = query(server, dataset, {**spec, "source": "raw"})
+        assert rolled["source"] == "rollup:latency", spec
+        raw_groups = {json.dumps(g["key"], sort_keys=True): g["values"] for g in raw["groups"]}
+        groups = {json.dumps(g["key"], sort_keys=True): g["values"] for g in rolled["groups"]}
+        assert raw_groups.keys() == groups.keys(), spec
+        for key, values in raw_groups.items():
+            assert values["COUNT"] == groups[key]["COUNT"], (spec, key)
+            for op in ops:
+                name = f"{op}(ms)"
+                assert within_sketch_bound(values[name], groups[key][name]), (spec, key, name, values[name], groups[key][name])
+                compared += 1
+        for op in ops:
+            name = f"{op}(ms)"
+            assert within_sketch_bound(raw["totals"][name], rolled["totals"][name]), (spec, name)
+    assert compared > 100

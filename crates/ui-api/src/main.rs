@@ -23,6 +23,12 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 
+/// mimalloc instead of glibc's malloc: ingest and query allocate many short-lived
+/// buffers of very different sizes from several threads, where glibc spent over
+/// half of the server's CPU in its own bookkeeping (see benches/results/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Log filter when `RUST_LOG` is not set.
 const DEFAULT_LOG_FILTER: &str = "info";
 

@@ -18,6 +18,7 @@ use prost::Message;
 use quarry_schema::DatasetSchema;
 
 use super::sink::{Datasets, Sink, UNKNOWN_SERVICE};
+use super::series;
 use super::traces::SIGNAL_TYPE;
 use super::values::{
     put_attributes, put_bool, put_float, put_int, put_json_numbers, put_resource, put_scope,
@@ -48,6 +49,7 @@ pub fn map_metrics(
         rows.event.clear();
         let resource_rate = put_resource(&mut rows.event, resource_metrics.resource.as_ref());
         let resource_mark = rows.event.checkpoint();
+        let resource = series::resource_digest(resource_metrics.resource.as_ref());
         for scope_metrics in &resource_metrics.scope_metrics {
             rows.event.restore(resource_mark);
             let sample_rate =
@@ -56,6 +58,8 @@ pub fn map_metrics(
                 slot,
                 mark: rows.event.checkpoint(),
                 sample_rate,
+                resource,
+                scope: series::scope_digest(scope_metrics.scope.as_ref()),
             };
             for metric in &scope_metrics.metrics {
                 rows.metric(metric, &scope);
@@ -69,6 +73,9 @@ struct Scope {
     slot: usize,
     mark: Checkpoint,
     sample_rate: Option<i64>,
+    /// Series identity of the resource and of the scope (see [`series`]).
+    resource: u64,
+    scope: u64,
 }
 
 struct Rows<'s> {
@@ -153,6 +160,8 @@ impl Rows<'_> {
             .unwrap_or(DEFAULT_SAMPLE_RATE);
         put_text(event, "metric.name", &metric.name);
         put_text(event, "metric.kind", kind);
+        let series = series::series_id(scope.resource, scope.scope, &metric.name, point.attributes);
+        put_text(event, "metric.series_id", &series);
         if !metric.description.is_empty() {
             put_text(event, "metric.description", &metric.description);
         }

@@ -23,6 +23,7 @@
 mod json;
 mod logs;
 mod metrics;
+mod series;
 mod sink;
 #[cfg(test)]
 mod test_support;

@@ -85,6 +85,7 @@ fn needs_raw_rows(spec: &ValidSpec) -> bool {
                     | CalcOp::RateAvg
                     | CalcOp::RateSum
                     | CalcOp::RateMax
+                    | CalcOp::Last
             )
         })
 }

@@ -94,6 +94,8 @@ pub enum CalcOp {
     RateSum,
     /// Largest per-second rate of change.
     RateMax,
+    /// The value of the latest event with one (Quarry's gauge reading).
+    Last,
 }
 
 impl CalcOp {
@@ -112,6 +114,7 @@ impl CalcOp {
             "RATE_AVG" => CalcOp::RateAvg,
             "RATE_SUM" => CalcOp::RateSum,
             "RATE_MAX" => CalcOp::RateMax,
+            "LAST" => CalcOp::Last,
             other => CalcOp::Percentile(*PERCENTILES.iter().find(|p| p.name == other)?),
         })
     }
@@ -131,12 +134,18 @@ impl CalcOp {
             CalcOp::RateAvg => "RATE_AVG",
             CalcOp::RateSum => "RATE_SUM",
             CalcOp::RateMax => "RATE_MAX",
+            CalcOp::Last => "LAST",
         }
     }
 
     /// Whether the op reads a column.
     pub fn needs_column(self) -> bool {
         !matches!(self, CalcOp::Count | CalcOp::Concurrency)
+    }
+
+    /// Whether the op is a RATE_* (per-event rates over a window function).
+    pub fn is_rate(self) -> bool {
+        matches!(self, CalcOp::RateAvg | CalcOp::RateSum | CalcOp::RateMax)
     }
 
     /// Whether the op reads numbers only.
@@ -167,7 +176,7 @@ pub fn calc_op_names() -> String {
         "MIN",
     ];
     names.extend(PERCENTILES.iter().map(|p| p.name));
-    names.extend(["RATE_AVG", "RATE_SUM", "RATE_MAX"]);
+    names.extend(["RATE_AVG", "RATE_SUM", "RATE_MAX", "LAST"]);
     names.join(", ")
 }
 

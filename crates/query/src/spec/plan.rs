@@ -18,7 +18,9 @@ use arrow::datatypes::{DataType, IntervalMonthDayNano};
 use datafusion::common::{NullEquality, ScalarValue, TableReference};
 use datafusion::functions::expr_fn::date_bin;
 use datafusion::functions::expr_fn::{least, nullif};
-use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
+use datafusion::functions_aggregate::expr_fn::{
+    avg, count, count_distinct, last_value, max, min, sum,
+};
 use datafusion::functions_nested::expr_fn::range;
 use datafusion::functions_window::expr_fn::lag;
 use datafusion::logical_expr::{
@@ -157,6 +159,16 @@ pub const CONCURRENCY: &str = "__quarry_concurrency";
 /// Span duration column read by CONCURRENCY.
 const DURATION: &str = "duration_ms";
 
+/// OTLP metric columns (see docs/otlp.md) and their internal names in a rate's input.
+const METRIC_SERIES: &str = "metric.series_id";
+const METRIC_MONOTONIC: &str = "metric.monotonic";
+const METRIC_START: &str = "metric.start_time_unix_nano";
+const METRIC_TEMPORALITY: &str = "metric.temporality";
+const SERIES_INPUT: &str = "__quarry_series";
+const MONOTONIC_INPUT: &str = "__quarry_monotonic";
+const START_INPUT: &str = "__quarry_start";
+const DELTA_INPUT: &str = "__quarry_delta";
+
 /// Value bucket of a heatmap cell.
 pub const BUCKET: &str = "__quarry_bucket";
 /// Weighted events of a heatmap cell.
@@ -216,7 +228,7 @@ pub async fn compile(
                 heatmaps.push((index, integers));
             }
             let expr = match calculation.op {
-                CalcOp::Min | CalcOp::Max | CalcOp::CountDistinct => expr,
+                CalcOp::Min | CalcOp::Max | CalcOp::CountDistinct | CalcOp::Last => expr,
                 _ => cast(expr, DataType::Float64),
             };
             projection.push(expr.alias(input(index)));
@@ -273,12 +285,13 @@ pub async fn compile(
         };
         projection.push(end.alias(SPAN_END));
     }
+    let rates = spec.calculations.iter().any(|c| c.op.is_rate());
+    if rates {
+        projection.extend(rate_inputs(&columns));
+    }
     let mut base = table.filter(predicate)?.select(projection)?;
     for (index, calculation) in spec.calculations.iter().enumerate() {
-        if matches!(
-            calculation.op,
-            CalcOp::RateAvg | CalcOp::RateSum | CalcOp::RateMax
-        ) {
+        if calculation.op.is_rate() {
             base = base.with_column(&rate(index), rate_expr(index, spec.breakdowns.len())?)?;
         }
     }
@@ -313,20 +326,66 @@ fn time_bucket(granularity_secs: i64) -> Expr {
 }
 
 /// Per-second change of the calculation's column since the previous event of the
-/// same group (null when either value is missing or no time passed).
+/// same group and metric series (null when either value is missing or no time passed).
+/// Monotonic sums count a drop, or a later series start, as a reset: the increase is
+/// then the new value. Delta sums are their own increase since their start time.
 fn rate_expr(index: usize, breakdowns: usize) -> Result<Expr, QueryError> {
-    let keys: Vec<Expr> = (0..breakdowns).map(|i| column(&key(i))).collect();
+    let mut partition: Vec<Expr> = (0..breakdowns).map(|i| column(&key(i))).collect();
+    partition.push(column(SERIES_INPUT));
     let order = vec![column(TIMESTAMP).sort(true, false)];
     let previous = |expr: Expr| {
         lag(expr, Some(1), None)
-            .partition_by(keys.clone())
+            .partition_by(partition.clone())
             .order_by(order.clone())
             .build()
     };
     let value = column(&input(index));
     let nanos = cast(column(TIMESTAMP), DataType::Int64);
-    let seconds = cast(nanos.clone() - previous(nanos)?, DataType::Float64) / lit(1e9);
-    Ok((value.clone() - previous(value)?) / nullif(seconds, lit(0.0)))
+    let start = column(START_INPUT);
+    let seconds_since = |from: Expr| {
+        nullif(
+            cast(nanos.clone() - from, DataType::Float64) / lit(1e9),
+            lit(0.0),
+        )
+    };
+    let previous_value = previous(value.clone())?;
+    let reset = column(MONOTONIC_INPUT).and(
+        value
+            .clone()
+            .lt(previous_value.clone())
+            .or(start.clone().gt(previous(start.clone())?)),
+    );
+    let increase = when(
+        datafusion::functions::expr_fn::coalesce(vec![reset, lit(false)]),
+        value.clone(),
+    )
+    .otherwise(value.clone() - previous_value)?;
+    let cumulative = increase / seconds_since(previous(nanos.clone())?);
+    Ok(when(column(DELTA_INPUT), value / seconds_since(start)).otherwise(cumulative)?)
+}
+
+/// The metric columns a rate reads, projected under internal names (constants
+/// where the table has no such column, e.g. a dataset of spans).
+fn rate_inputs(columns: &Columns) -> Vec<Expr> {
+    let typed = |name: &str, data_type: DataType, otherwise: Expr| {
+        if columns.is_plain_column(name) {
+            cast(column(name), data_type)
+        } else {
+            otherwise
+        }
+    };
+    let temporality = typed(METRIC_TEMPORALITY, DataType::Utf8, lit(ScalarValue::Utf8(None)));
+    vec![
+        typed(METRIC_SERIES, DataType::Utf8, lit(ScalarValue::Utf8(None))).alias(SERIES_INPUT),
+        datafusion::functions::expr_fn::coalesce(vec![
+            typed(METRIC_MONOTONIC, DataType::Boolean, lit(false)),
+            lit(false),
+        ])
+        .alias(MONOTONIC_INPUT),
+        typed(METRIC_START, DataType::Int64, lit(ScalarValue::Int64(None))).alias(START_INPUT),
+        datafusion::functions::expr_fn::coalesce(vec![temporality.eq(lit("delta")), lit(false)])
+            .alias(DELTA_INPUT),
+    ]
 }
 
 fn weight(columns: &Columns, usage_mode: bool) -> Expr {
@@ -374,6 +433,14 @@ fn calc_plan(index: usize, op: CalcOp) -> Option<CalcPlan> {
         CalcOp::RateSum => single(sum(column(&rate(index)))),
         CalcOp::RateAvg => single(avg(column(&rate(index)))),
         CalcOp::RateMax => single(max(column(&rate(index)))),
+        // The latest row with a value: rows without one sort first.
+        CalcOp::Last => single(last_value(
+            v(),
+            vec![
+                v().is_not_null().sort(true, false),
+                column(TIMESTAMP).sort(true, false),
+            ],
+        )),
         // Not a row aggregate: see [`Plan::concurrency`]; filled in afterwards.
         CalcOp::Concurrency => single(max(lit(ScalarValue::Int64(None)))),
     })
