@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 
+import requests
+
 from harness import Quarry, metric_delta, rfc3339_to_ns, to_toml
 from test_rollups import (
     EQ_ROLLUP,
@@ -183,3 +185,49 @@ def test_compaction_and_retention_keep_rollup_answers_equal_to_raw_answers(quarr
     server.restart()
     assert row_count(server) == kept_rows
     assert_specs_agree(server, DATASET, specs[:20], ROLLUP_SOURCE)
+
+
+FAULT = "QUARRY_FAULT_CRASH_IN_COMPACTION"
+# Seconds the server may take to abort after the fault point.
+CRASH_TIMEOUT_S = 30.0
+
+
+def test_a_crash_before_or_after_a_compaction_commit_loses_and_duplicates_nothing(quarry):
+    for point, segments_after_crash, orphans in [("before-commit", 3, 1), ("after-commit", 1, 3)]:
+        server = quarry(config=QUIET)
+        for seal in range(3):
+            server.send_batch_ok(DATASET, generated_events(seal, 300, START_S, 3600))
+            server.seal()
+        assert create(server, DATASET, EQ_ROLLUP).status_code == 201
+        wait_complete(server, DATASET, ROLLUP)
+        specs = generated_specs(5, 20)
+        raw_before = raw_answers(server, specs)
+
+        server.restart(env={FAULT: point})
+        try:
+            resp = server.post("/api/v1/admin/compact", b"")
+            raise AssertionError(f"{point}: compaction answered {resp.status_code}: {resp.text}")
+        except requests.RequestException:
+            pass  # the process aborted mid-request, as intended
+        assert server.wait_exit(CRASH_TIMEOUT_S) is not None, f"{point}: no crash"
+
+        server.start()
+        # Before the commit: the old segments, plus an output file nobody reads.
+        # After it: the merged segment, plus inputs nobody reads any more.
+        status = wait_complete(server, DATASET, ROLLUP)
+        assert status["segments_total"] == segments_after_crash, (point, status)
+        assert len(data_files(server, "segments")) == segments_after_crash + orphans, point
+        assert row_count(server) == 900, point
+        assert_specs_agree(server, DATASET, specs, ROLLUP_SOURCE)
+        assert_raw_unchanged(raw_before, raw_answers(server, specs), specs)
+
+        # Once past the grace period, the sweep deletes exactly the unread files.
+        for path in data_files(server, "segments"):
+            then = time.time() - 2 * DAY_S
+            os.utime(path, (then, then))
+        report = admin(server, "compact")
+        assert report["orphan_files_deleted"] == orphans, (point, report)
+        assert len(data_files(server, "segments")) == 1, point
+        assert row_count(server) == 900, point
+        assert_raw_unchanged(raw_before, raw_answers(server, specs), specs)
+        server.stop()

@@ -42,6 +42,39 @@ const READ_BATCH_ROWS: usize = 8192;
 /// A merge needs at least two inputs.
 const MIN_MERGE_INPUTS: usize = 2;
 
+/// Where [`crate::FAULT_CRASH_IN_COMPACTION`] aborts a merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CrashPoint {
+    /// The output is uploaded, the manifest not changed.
+    BeforeCommit,
+    /// The manifest names the output; the inputs are not deleted.
+    AfterCommit,
+}
+
+impl CrashPoint {
+    pub(crate) fn from_env() -> Option<CrashPoint> {
+        match std::env::var(crate::FAULT_CRASH_IN_COMPACTION)
+            .ok()?
+            .as_str()
+        {
+            "before-commit" => Some(CrashPoint::BeforeCommit),
+            "after-commit" => Some(CrashPoint::AfterCommit),
+            _ => None,
+        }
+    }
+
+    fn crash_if(store: &Store, point: CrashPoint) {
+        if store.inner.compaction_fault == Some(point) {
+            tracing::error!(
+                ?point,
+                "{} is set: aborting in a compaction",
+                crate::FAULT_CRASH_IN_COMPACTION
+            );
+            std::process::abort();
+        }
+    }
+}
+
 /// What one compaction pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactionReport {
@@ -165,6 +198,7 @@ impl Store {
                 .await?;
         }
         let added: Vec<SegmentMeta> = outputs.into_iter().map(|output| output.meta).collect();
+        CrashPoint::crash_if(self, CrashPoint::BeforeCommit);
         // A failed commit may still have landed (the put's answer was lost): the
         // outputs are then referenced after a restart, so they are never deleted
         // here; the orphan sweep removes them if they stay unreferenced.
@@ -175,6 +209,7 @@ impl Store {
                 .await;
             return Ok(());
         };
+        CrashPoint::crash_if(self, CrashPoint::AfterCommit);
         let bytes_in: u64 = inputs.iter().map(|input| input.size_bytes).sum();
         let bytes_out: u64 = added.iter().map(|meta| meta.size_bytes).sum();
         report.merges += 1;

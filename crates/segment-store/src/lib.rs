@@ -119,3 +119,8 @@ pub struct StoreMetrics {
 /// Environment variable that makes the process abort right after a seal's manifest
 /// commit, before buffers and WAL files are released (crash-recovery tests).
 pub const FAULT_CRASH_AFTER_SEAL_COMMIT: &str = "QUARRY_FAULT_CRASH_AFTER_SEAL_COMMIT";
+
+/// Environment variable that makes the process abort in a compaction merge, right
+/// before (`before-commit`) or right after (`after-commit`) its manifest commit
+/// (crash-recovery tests).
+pub const FAULT_CRASH_IN_COMPACTION: &str = "QUARRY_FAULT_CRASH_IN_COMPACTION";

@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub seal_lock: tokio::sync::Mutex<()>,
     pub shutting_down: std::sync::atomic::AtomicBool,
     pub crash_after_seal_commit: bool,
+    /// Where a compaction merge aborts the process (crash-recovery tests).
+    pub compaction_fault: Option<crate::compaction::CrashPoint>,
     /// Counts manifest changes (seals, rollup changes); rollup maintenance waits on it.
     pub changes: tokio::sync::watch::Sender<u64>,
     /// Serializes compaction and retention passes (background loop and direct calls).
@@ -148,6 +150,7 @@ impl Store {
         let inner = Arc::new(Inner {
             crash_after_seal_commit: std::env::var_os(FAULT_CRASH_AFTER_SEAL_COMMIT)
                 .is_some_and(|v| v == "1"),
+            compaction_fault: crate::compaction::CrashPoint::from_env(),
             config,
             object_store,
             datasets: RwLock::new(datasets),
