@@ -17,8 +17,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 use quarry_schema::DatasetSchema;
 
-use super::series;
 use super::sink::{Datasets, Sink, UNKNOWN_SERVICE};
+use super::series;
 use super::traces::SIGNAL_TYPE;
 use super::values::{
     put_attributes, put_bool, put_float, put_int, put_json_numbers, put_resource, put_scope,

@@ -78,10 +78,7 @@ mod tests {
         let ab = [kv("a", "1"), kv("b", "2")];
         let ba = [kv("b", "2"), kv("a", "1")];
         assert_eq!(attributes_digest(&ab), attributes_digest(&ba));
-        assert_ne!(
-            attributes_digest(&ab),
-            attributes_digest(&[kv("a", "1"), kv("b", "3")])
-        );
+        assert_ne!(attributes_digest(&ab), attributes_digest(&[kv("a", "1"), kv("b", "3")]));
         assert_ne!(attributes_digest(&ab), attributes_digest(&[kv("a", "1")]));
     }
 
@@ -100,15 +97,12 @@ mod tests {
     #[test]
     fn the_hash_is_stable_across_versions() {
         // Stored ids must keep matching new points after an upgrade.
-        assert_eq!(
-            series_id(0, 0, "requests", &[]),
-            format!("{:016x}", {
-                let mut bytes = vec![0u8; 16];
-                bytes.extend_from_slice(&XxHash64::oneshot(0, &[]).to_le_bytes());
-                bytes.extend_from_slice(b"requests");
-                XxHash64::oneshot(0, &bytes)
-            })
-        );
+        assert_eq!(series_id(0, 0, "requests", &[]), format!("{:016x}", {
+            let mut bytes = vec![0u8; 16];
+            bytes.extend_from_slice(&XxHash64::oneshot(0, &[]).to_le_bytes());
+            bytes.extend_from_slice(b"requests");
+            XxHash64::oneshot(0, &bytes)
+        }));
         assert_eq!(XxHash64::oneshot(0, b""), 0xef46_db37_51d8_e999);
     }
 }

@@ -374,11 +374,7 @@ fn rate_inputs(columns: &Columns) -> Vec<Expr> {
             otherwise
         }
     };
-    let temporality = typed(
-        METRIC_TEMPORALITY,
-        DataType::Utf8,
-        lit(ScalarValue::Utf8(None)),
-    );
+    let temporality = typed(METRIC_TEMPORALITY, DataType::Utf8, lit(ScalarValue::Utf8(None)));
     vec![
         typed(METRIC_SERIES, DataType::Utf8, lit(ScalarValue::Utf8(None))).alias(SERIES_INPUT),
         datafusion::functions::expr_fn::coalesce(vec![
