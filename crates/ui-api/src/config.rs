@@ -393,6 +393,9 @@ fn resolve(file: FileConfig, args: &ServeArgs) -> Result<Config, ApiError> {
     );
     apply_compaction(&mut store, compaction)?;
     apply_retention(&mut store, retention)?;
+    if let Some(max_age) = &args.retention_max_age {
+        store.retention.max_age = max_age_of("--retention-max-age", max_age)?;
+    }
 
     let mut limits = Limits::default();
     set(
@@ -676,6 +679,23 @@ mod tests {
         assert_eq!(
             retention.max_age_for("other"),
             Some(Duration::from_secs(30 * 86400))
+        );
+
+        let flag = ServeArgs {
+            retention_max_age: Some("forever".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            from_toml(text, &flag).unwrap().store.retention.max_age,
+            None
+        );
+        let flag = ServeArgs {
+            retention_max_age: Some("2h".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            from_toml("", &flag).unwrap().store.retention.max_age,
+            Some(Duration::from_secs(7200))
         );
 
         let defaults = from_toml("", &ServeArgs::default()).unwrap();
