@@ -93,6 +93,21 @@ impl DatasetState {
         std::mem::take(&mut self.sealing_bytes)
     }
 
+    /// Whether every path names one of the dataset's committed segments.
+    pub fn has_segments(&self, paths: &[String]) -> bool {
+        crate::manifest::has_segments(&self.segments, paths)
+    }
+
+    /// Applies a committed [`crate::manifest::Action::ReplaceSegments`]; returns the
+    /// rollup files no longer referenced.
+    pub fn replace_segments(
+        &mut self,
+        removed: &[String],
+        added: Vec<SegmentMeta>,
+    ) -> Vec<SegmentMeta> {
+        crate::manifest::replace_segments(&mut self.segments, &mut self.rollups, removed, added)
+    }
+
     /// Puts rows back in front of the buffer after a failed seal.
     pub fn abort_seal(&mut self) {
         let mut rows = std::mem::take(&mut self.sealing);

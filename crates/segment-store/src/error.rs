@@ -27,6 +27,9 @@ pub enum StoreError {
     ObjectStore(#[from] object_store::Error),
     #[error("manifest: {0}")]
     Manifest(String),
+    /// Segments could not be merged (nothing was committed).
+    #[error("compaction: {0}")]
+    Compaction(String),
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]

@@ -22,21 +22,30 @@
 //! idempotent: every WAL entry carries a sequence number and the manifest records,
 //! per dataset, the highest sequence already sealed into segments.
 
+mod compaction;
 mod config;
 mod dataset;
 mod error;
+mod maintenance;
 mod manifest;
 mod names;
+mod orphans;
+mod replace;
+mod retention;
 pub mod rollup;
 mod rollup_store;
 mod sealer;
 mod segment_meta;
 pub mod segment_writer;
 mod store;
+#[cfg(test)]
+mod test_support;
 pub mod wal;
 
+pub use compaction::CompactionReport;
 pub use config::*;
 pub use error::{Result, StoreError};
+pub use retention::RetentionReport;
 pub use rollup::{
     MeasureOp, Rollup, RollupDefinition, RollupFilter, RollupMeasure, RollupSegment, RollupSet,
 };
@@ -87,8 +96,31 @@ pub struct StoreMetrics {
     pub replayed_rows: AtomicU64,
     /// Bytes of Arrow data held in buffers (including rows being sealed): a gauge.
     pub buffered_bytes: AtomicU64,
+    /// Merges committed by compaction.
+    pub compactions: AtomicU64,
+    /// Segments merged away by compaction (its inputs).
+    pub segments_compacted: AtomicU64,
+    /// File bytes of compaction's inputs.
+    pub compaction_bytes_read: AtomicU64,
+    /// File bytes of compaction's outputs.
+    pub compaction_bytes_written: AtomicU64,
+    /// Segments dropped by retention.
+    pub segments_expired: AtomicU64,
+    /// Rows of the segments dropped by retention.
+    pub rows_expired: AtomicU64,
+    /// File bytes of the segments dropped by retention.
+    pub bytes_expired: AtomicU64,
+    /// Rollup segments removed with their sources (by compaction or retention).
+    pub rollup_segments_removed: AtomicU64,
+    /// Unreferenced files deleted by the orphan sweep.
+    pub orphan_files_deleted: AtomicU64,
 }
 
 /// Environment variable that makes the process abort right after a seal's manifest
 /// commit, before buffers and WAL files are released (crash-recovery tests).
 pub const FAULT_CRASH_AFTER_SEAL_COMMIT: &str = "QUARRY_FAULT_CRASH_AFTER_SEAL_COMMIT";
+
+/// Environment variable that makes the process abort in a compaction merge, right
+/// before (`before-commit`) or right after (`after-commit`) its manifest commit
+/// (crash-recovery tests).
+pub const FAULT_CRASH_IN_COMPACTION: &str = "QUARRY_FAULT_CRASH_IN_COMPACTION";

@@ -11,7 +11,7 @@
 //! planner needs (see [`SegmentMeta`]), so planning opens no Parquet footer.
 //! The format is JSON, versioned by [`FORMAT_VERSION`], readable by a person.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -24,8 +24,9 @@ use crate::rollup::{Rollup, RollupSegment, RollupSet};
 use crate::wal::DatasetKey;
 use crate::{Result, SegmentMeta, StoreError};
 
-/// Version of the manifest format written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the manifest format written by this build (2 added
+/// [`Action::ReplaceSegments`]; version 1 logs read unchanged).
+pub const FORMAT_VERSION: u32 = 2;
 const LOG_DIR: &str = "_manifest/log";
 const CHECKPOINT_DIR: &str = "_manifest/checkpoint";
 /// Log entries kept behind the newest checkpoint (for inspection after an incident).
@@ -76,8 +77,20 @@ pub enum Action {
         dataset: String,
         name: String,
     },
-    /// Rollup rows computed from raw segments; ignored when the rollup is gone or a
-    /// source is already rolled up (so a repeated commit never double-counts).
+    /// Raw segments removed (compaction's inputs, retention's expired segments) and
+    /// segments added (compaction's output), atomically. The rollup segments
+    /// computed from a removed segment go too: their sources' rows are either gone
+    /// (retention) or pending again in the added segment (compaction).
+    ReplaceSegments {
+        env: String,
+        dataset: String,
+        removed: Vec<String>,
+        #[serde(default)]
+        added: Vec<SegmentMeta>,
+    },
+    /// Rollup rows computed from raw segments; ignored when the rollup is gone, a
+    /// source is already rolled up (so a repeated commit never double-counts) or a
+    /// source is no longer a segment of the dataset (compacted or expired meanwhile).
     AddRollupSegment {
         env: String,
         dataset: String,
@@ -253,8 +266,25 @@ impl Manifest {
                     rollup_id,
                     segment,
                 } => {
-                    if let Some(record) = self.datasets.get_mut(&(env, dataset)) {
+                    if let Some(record) = self.datasets.get_mut(&(env, dataset))
+                        && has_segments(&record.segments, &segment.sources)
+                    {
                         record.rollups.add_segment(&rollup_id, segment);
+                    }
+                }
+                Action::ReplaceSegments {
+                    env,
+                    dataset,
+                    removed,
+                    added,
+                } => {
+                    if let Some(record) = self.datasets.get_mut(&(env, dataset)) {
+                        replace_segments(
+                            &mut record.segments,
+                            &mut record.rollups,
+                            &removed,
+                            added,
+                        );
                     }
                 }
             }
@@ -312,6 +342,27 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// Whether every path in `paths` names one of `segments`.
+pub(crate) fn has_segments(segments: &[Arc<SegmentMeta>], paths: &[String]) -> bool {
+    let present: HashSet<&str> = segments.iter().map(|s| s.path.as_str()).collect();
+    paths.iter().all(|path| present.contains(path.as_str()))
+}
+
+/// Applies a [`Action::ReplaceSegments`] to a dataset's segments and rollups (the
+/// manifest's record and the live state alike); returns the rollup files that are
+/// no longer referenced.
+pub(crate) fn replace_segments(
+    segments: &mut Vec<Arc<SegmentMeta>>,
+    rollups: &mut RollupSet,
+    removed: &[String],
+    added: Vec<SegmentMeta>,
+) -> Vec<SegmentMeta> {
+    let removed: HashSet<&str> = removed.iter().map(String::as_str).collect();
+    segments.retain(|segment| !removed.contains(segment.path.as_str()));
+    segments.extend(added.into_iter().map(Arc::new));
+    rollups.remove_sources(&removed)
 }
 
 fn check_version(version: u32) -> Result<()> {

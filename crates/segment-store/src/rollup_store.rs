@@ -201,12 +201,13 @@ impl Store {
         let segment = RollupSegment { file, sources };
         let mut manifest = self.inner.manifest.lock().await;
         // Checked again under the manifest lock: the rollup may have been dropped
-        // or replaced while the file was written.
-        let accepted = state
-            .state
-            .lock()
-            .rollups
-            .accepts(rollup_id, &segment.sources);
+        // or replaced while the file was written, and compaction or retention may
+        // have removed a source (its rows are then elsewhere, or gone).
+        let accepted = {
+            let state = state.state.lock();
+            state.rollups.accepts(rollup_id, &segment.sources)
+                && state.has_segments(&segment.sources)
+        };
         if accepted {
             manifest
                 .commit(vec![Action::AddRollupSegment {

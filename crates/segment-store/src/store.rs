@@ -25,6 +25,8 @@ pub struct Store {
     pub(crate) inner: Arc<Inner>,
     pub(crate) wal: WalHandle,
     sealer: Mutex<Option<JoinHandle<()>>>,
+    /// The compaction / retention / orphan-sweep loop.
+    maintainer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// State shared by the store, the WAL writer thread (as [`WalSink`]) and the sealer.
@@ -40,8 +42,17 @@ pub(crate) struct Inner {
     pub seal_lock: tokio::sync::Mutex<()>,
     pub shutting_down: std::sync::atomic::AtomicBool,
     pub crash_after_seal_commit: bool,
+    /// Where a compaction merge aborts the process (crash-recovery tests).
+    pub compaction_fault: Option<crate::compaction::CrashPoint>,
     /// Counts manifest changes (seals, rollup changes); rollup maintenance waits on it.
     pub changes: tokio::sync::watch::Sender<u64>,
+    /// Serializes compaction and retention passes (background loop and direct calls).
+    pub maintenance_lock: tokio::sync::Mutex<()>,
+    /// Wakes the maintenance loop (files to delete, or shutdown).
+    pub maintenance_wakeup: Notify,
+    /// Files removed from the manifest, with when to delete them (in that order:
+    /// the delay is constant).
+    pub pending_deletions: Mutex<std::collections::VecDeque<(tokio::time::Instant, String)>>,
 }
 
 impl Inner {
@@ -139,6 +150,7 @@ impl Store {
         let inner = Arc::new(Inner {
             crash_after_seal_commit: std::env::var_os(FAULT_CRASH_AFTER_SEAL_COMMIT)
                 .is_some_and(|v| v == "1"),
+            compaction_fault: crate::compaction::CrashPoint::from_env(),
             config,
             object_store,
             datasets: RwLock::new(datasets),
@@ -148,6 +160,9 @@ impl Store {
             seal_lock: tokio::sync::Mutex::new(()),
             shutting_down: false.into(),
             changes: tokio::sync::watch::Sender::new(0),
+            maintenance_lock: tokio::sync::Mutex::new(()),
+            maintenance_wakeup: Notify::new(),
+            pending_deletions: Mutex::new(Default::default()),
         });
 
         let mut index = WalIndex::default();
@@ -198,11 +213,14 @@ impl Store {
             inner: inner.clone(),
             wal,
             sealer: Mutex::new(None),
+            maintainer: Mutex::new(None),
         });
         // WAL files whose entries were all sealed before a crash go now.
         store.delete_sealed_wal_files()?;
         let sealer = tokio::spawn(crate::sealer::run(Arc::downgrade(&store)));
         *store.sealer.lock() = Some(sealer);
+        let maintainer = tokio::spawn(crate::maintenance::run(Arc::downgrade(&store)));
+        *store.maintainer.lock() = Some(maintainer);
         Ok(store)
     }
 
@@ -327,6 +345,15 @@ impl Store {
             // Let a seal in progress finish; the loop exits at its next turn.
             let _ = sealer.await;
         }
+        // One permit is stored if the loop is busy: it sees the flag before sleeping.
+        self.inner.maintenance_wakeup.notify_one();
+        let maintainer = self.maintainer.lock().take();
+        if let Some(maintainer) = maintainer {
+            // A merge in progress finishes (or is abandoned uncommitted: crash-safe).
+            let _ = maintainer.await;
+        }
+        // No query runs any more: files waiting for the deletion delay go now.
+        self.delete_due_files(true).await;
         self.wal.shutdown().await;
         Ok(())
     }

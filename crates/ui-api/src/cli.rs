@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// disables this port [default: 127.0.0.1:4318]
     #[arg(long, value_name = "ADDR")]
     pub otlp_http: Option<String>,
+    /// Drop sealed data older than this (`30d`, `12h`, ... or `forever`); overrides
+    /// `[retention] max_age` (per-dataset overrides stay) [default: forever]
+    #[arg(long, value_name = "DURATION")]
+    pub retention_max_age: Option<String>,
 }
 
 /// Data directory of `quarry demo`: never the default one of `quarry serve`.

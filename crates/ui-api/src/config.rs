@@ -5,7 +5,7 @@
 //! storage and limits sections are the engine crates' own (`StoreConfig::new`,
 //! `Limits::default`), so they are stated once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -112,6 +112,8 @@ struct FileConfig {
     auth: AuthSection,
     rollups: Vec<RollupSection>,
     rollup_defaults: RollupDefaultsSection,
+    compaction: CompactionSection,
+    retention: RetentionSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +153,110 @@ struct LimitsSection {
 #[serde(deny_unknown_fields, default)]
 struct AuthSection {
     api_keys: HashMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CompactionSection {
+    enabled: Option<bool>,
+    interval_secs: Option<u64>,
+    min_segments: Option<usize>,
+    small_segment_bytes: Option<u64>,
+    max_input_rows: Option<u64>,
+    max_input_bytes: Option<u64>,
+    orphan_grace_secs: Option<u64>,
+    deletion_delay_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RetentionSection {
+    /// A duration ("30d", "12h") or "forever".
+    max_age: Option<String>,
+    interval_secs: Option<u64>,
+    /// Dataset name -> a duration or "forever".
+    datasets: BTreeMap<String, String>,
+}
+
+/// The value of a maximum age that keeps data forever.
+const FOREVER: &str = "forever";
+/// A merge needs at least two segments.
+const MIN_COMPACTION_SEGMENTS: usize = 2;
+
+/// Applies `[compaction]` over the store's defaults.
+fn apply_compaction(store: &mut StoreConfig, section: CompactionSection) -> Result<(), ApiError> {
+    let compaction = &mut store.compaction;
+    set(&mut compaction.enabled, section.enabled);
+    set(
+        &mut compaction.interval,
+        positive("compaction.interval_secs", section.interval_secs)?.map(Duration::from_secs),
+    );
+    if let Some(min) = section.min_segments {
+        if min < MIN_COMPACTION_SEGMENTS {
+            return Err(ApiError::Config(format!(
+                "compaction.min_segments must be at least {MIN_COMPACTION_SEGMENTS}"
+            )));
+        }
+        compaction.min_segments = min;
+    }
+    set(
+        &mut compaction.small_segment_bytes,
+        positive(
+            "compaction.small_segment_bytes",
+            section.small_segment_bytes,
+        )?,
+    );
+    set(
+        &mut compaction.max_input_rows,
+        positive("compaction.max_input_rows", section.max_input_rows)?,
+    );
+    set(
+        &mut compaction.max_input_bytes,
+        positive("compaction.max_input_bytes", section.max_input_bytes)?,
+    );
+    set(
+        &mut compaction.orphan_grace,
+        section.orphan_grace_secs.map(Duration::from_secs),
+    );
+    set(
+        &mut compaction.deletion_delay,
+        section.deletion_delay_secs.map(Duration::from_secs),
+    );
+    Ok(())
+}
+
+/// Applies `[retention]` over the store's defaults.
+fn apply_retention(store: &mut StoreConfig, section: RetentionSection) -> Result<(), ApiError> {
+    let retention = &mut store.retention;
+    if let Some(max_age) = &section.max_age {
+        retention.max_age = max_age_of("retention.max_age", max_age)?;
+    }
+    set(
+        &mut retention.interval,
+        positive("retention.interval_secs", section.interval_secs)?.map(Duration::from_secs),
+    );
+    for (dataset, max_age) in &section.datasets {
+        let key = format!("retention.datasets.{dataset:?}");
+        retention
+            .dataset_max_age
+            .insert(dataset.clone(), max_age_of(&key, max_age)?);
+    }
+    Ok(())
+}
+
+/// A maximum age: a positive duration (`humantime` syntax: "30d", "12h 30m") or
+/// "forever" (`None`).
+fn max_age_of(key: &str, text: &str) -> Result<Option<Duration>, ApiError> {
+    if text.trim().eq_ignore_ascii_case(FOREVER) {
+        return Ok(None);
+    }
+    match humantime::parse_duration(text.trim()) {
+        Ok(age) if !age.is_zero() => Ok(Some(age)),
+        Ok(_) => Err(ApiError::Config(format!("{key} must be greater than 0"))),
+        Err(error) => Err(ApiError::Config(format!(
+            "{key}: {text:?} is not a duration like \"30d\" or \"12h\", nor \"{FOREVER}\": {error}"
+        ))),
+    }
 }
 
 /// One `[[rollups]]` entry: a rollup definition (docs/rollups.md) and its dataset.
@@ -238,6 +344,8 @@ fn resolve(file: FileConfig, args: &ServeArgs) -> Result<Config, ApiError> {
         auth,
         rollups,
         rollup_defaults,
+        compaction,
+        retention,
     } = file;
     let data_dir = args
         .data_dir
@@ -283,6 +391,11 @@ fn resolve(file: FileConfig, args: &ServeArgs) -> Result<Config, ApiError> {
         &mut store.max_buffered_bytes,
         positive("storage.max_buffered_bytes", storage.max_buffered_bytes)?,
     );
+    apply_compaction(&mut store, compaction)?;
+    apply_retention(&mut store, retention)?;
+    if let Some(max_age) = &args.retention_max_age {
+        store.retention.max_age = max_age_of("--retention-max-age", max_age)?;
+    }
 
     let mut limits = Limits::default();
     set(
@@ -519,6 +632,94 @@ mod tests {
             .is_err()
         );
         assert!(from_toml("[storage]\ndurability = \"never\"\n", &ServeArgs::default()).is_err());
+    }
+
+    #[test]
+    fn compaction_and_retention_sections() {
+        let text = r#"
+            [compaction]
+            enabled = false
+            interval_secs = 5
+            min_segments = 2
+            small_segment_bytes = 1000
+            max_input_rows = 10
+            max_input_bytes = 2000
+            orphan_grace_secs = 0
+            deletion_delay_secs = 9
+            [retention]
+            max_age = "30d"
+            interval_secs = 7
+            [retention.datasets]
+            "debug logs" = "12h 30m"
+            audit = "forever"
+        "#;
+        let config = from_toml(text, &ServeArgs::default()).unwrap();
+        let compaction = &config.store.compaction;
+        assert!(!compaction.enabled);
+        assert_eq!(compaction.interval, Duration::from_secs(5));
+        assert_eq!(
+            (
+                compaction.min_segments,
+                compaction.small_segment_bytes,
+                compaction.max_input_rows,
+                compaction.max_input_bytes
+            ),
+            (2, 1000, 10, 2000)
+        );
+        assert_eq!(compaction.orphan_grace, Duration::ZERO);
+        assert_eq!(compaction.deletion_delay, Duration::from_secs(9));
+        let retention = &config.store.retention;
+        assert_eq!(retention.max_age, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(retention.interval, Duration::from_secs(7));
+        assert_eq!(
+            retention.max_age_for("debug logs"),
+            Some(Duration::from_secs(12 * 3600 + 1800))
+        );
+        assert_eq!(retention.max_age_for("audit"), None);
+        assert_eq!(
+            retention.max_age_for("other"),
+            Some(Duration::from_secs(30 * 86400))
+        );
+
+        let flag = ServeArgs {
+            retention_max_age: Some("forever".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            from_toml(text, &flag).unwrap().store.retention.max_age,
+            None
+        );
+        let flag = ServeArgs {
+            retention_max_age: Some("2h".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            from_toml("", &flag).unwrap().store.retention.max_age,
+            Some(Duration::from_secs(7200))
+        );
+
+        let defaults = from_toml("", &ServeArgs::default()).unwrap();
+        assert_eq!(defaults.store.retention.max_age, None);
+        assert!(defaults.store.compaction.enabled);
+        for (bad, key) in [
+            ("[retention]\nmax_age = \"soon\"\n", "retention.max_age"),
+            ("[retention]\nmax_age = \"0s\"\n", "retention.max_age"),
+            (
+                "[retention.datasets]\nx = \"3 fortnights\"\n",
+                "retention.datasets.\"x\"",
+            ),
+            (
+                "[compaction]\nmin_segments = 1\n",
+                "compaction.min_segments",
+            ),
+            (
+                "[compaction]\ninterval_secs = 0\n",
+                "compaction.interval_secs",
+            ),
+        ] {
+            let error = from_toml(bad, &ServeArgs::default()).unwrap_err();
+            assert!(error.to_string().contains(key), "{bad}: {error}");
+        }
     }
 
     /// The example file documents the defaults: with every key uncommented (but the

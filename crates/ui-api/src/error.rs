@@ -158,6 +158,7 @@ impl From<StoreError> for ApiError {
             | StoreError::WalCorrupt { .. }
             | StoreError::ObjectStore(_)
             | StoreError::Manifest(_)
+            | StoreError::Compaction(_)
             | StoreError::Parquet(_)
             | StoreError::Arrow(_) => ApiError::Internal(message),
             StoreError::ShutDown => ApiError::Unavailable(message),

@@ -136,6 +136,61 @@ pub fn render(store: &StoreMetrics, query: &QueryMetrics, api: &ApiMetrics) -> S
             load(value),
         );
     }
+    let maintenance_counters: [(&str, &AtomicU64, &str); 9] = [
+        (
+            "compactions",
+            &store.compactions,
+            "Compaction merges committed.",
+        ),
+        (
+            "segments_compacted",
+            &store.segments_compacted,
+            "Segments merged away by compaction.",
+        ),
+        (
+            "compaction_bytes_read",
+            &store.compaction_bytes_read,
+            "File bytes of the segments compaction merged.",
+        ),
+        (
+            "compaction_bytes_written",
+            &store.compaction_bytes_written,
+            "File bytes of the segments compaction wrote.",
+        ),
+        (
+            "segments_expired",
+            &store.segments_expired,
+            "Segments dropped by retention.",
+        ),
+        (
+            "rows_expired",
+            &store.rows_expired,
+            "Rows of the segments dropped by retention.",
+        ),
+        (
+            "bytes_expired",
+            &store.bytes_expired,
+            "File bytes of the segments dropped by retention.",
+        ),
+        (
+            "rollup_segments_removed",
+            &store.rollup_segments_removed,
+            "Rollup segment files removed with their source segments.",
+        ),
+        (
+            "orphan_files_deleted",
+            &store.orphan_files_deleted,
+            "Unreferenced data files deleted by the orphan sweep.",
+        ),
+    ];
+    for (field, value, help) in maintenance_counters {
+        counter(
+            &mut out,
+            &format!("quarry_store_{field}_total"),
+            help,
+            load(value),
+        );
+    }
     gauge(
         &mut out,
         "quarry_store_buffered_bytes",

@@ -95,6 +95,8 @@ pub fn router(state: AppState) -> Router {
         .route("/1/columns/{dataset}", get(schema::list_columns))
         .route("/api/v1/sql", post(sql::sql))
         .route("/api/v1/admin/seal", post(admin::seal))
+        .route("/api/v1/admin/compact", post(admin::compact))
+        .route("/api/v1/admin/retention", post(admin::retention))
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
         .route("/api/v1/bubbleup/{dataset}", post(bubbleup::bubbleup))
         .merge(otlp_routes(&state))

@@ -7,7 +7,11 @@
 //!        │ one DataFusion aggregate per segment (partial::rollup_rows)
 //!        ▼
 //!     Store::add_rollup_segment(sources = [segment]) ── refused if already covered
+//!                                                       or no longer a segment
 //! ```
+//! Compaction and retention remove raw segments together with the rollup segments
+//! computed from them; a compacted partition's new segment is pending like a seal's
+//! and is rolled up at the next round (their commit wakes this task).
 //! Exactly-once comes from the store: a segment is pending until a committed rollup
 //! segment lists it, and a second commit for it is ignored. A crash anywhere in
 //! between leaves it pending; the next start does it again.
@@ -193,10 +197,24 @@ async fn roll_up_pending(
             .collect();
         drop(covered);
         for segment in pending {
-            roll_up_segment(store, engine, env, dataset, &snapshot, rollup, segment).await?;
+            let path = segment.path.clone();
+            match roll_up_segment(store, engine, env, dataset, &snapshot, rollup, segment).await {
+                Ok(_) => {}
+                // Compaction or retention removed it (and maybe its file) since the
+                // snapshot: its rows are in a newer pending segment, or gone.
+                Err(_) if !is_segment_of(store, env, dataset, &path) => {}
+                Err(error) => return Err(error),
+            }
         }
     }
     Ok(())
+}
+
+/// Whether `path` is still one of the dataset's segments.
+fn is_segment_of(store: &Store, env: &str, dataset: &str, path: &str) -> bool {
+    store
+        .snapshot(env, dataset)
+        .is_some_and(|snapshot| snapshot.segments.iter().any(|s| s.path == path))
 }
 
 /// Rolls up one raw segment for one rollup and commits the result.

@@ -91,10 +91,15 @@ fn definition() -> RollupDefinition {
 }
 
 async fn open(dir: &std::path::Path) -> Arc<Store> {
+    open_with(dir, |_| {}).await
+}
+
+async fn open_with(dir: &std::path::Path, configure: impl FnOnce(&mut StoreConfig)) -> Arc<Store> {
     let objects = dir.join("objects");
     std::fs::create_dir_all(&objects).unwrap();
     let mut config = StoreConfig::new(dir.join("wal"));
     config.seal_max_age = std::time::Duration::from_secs(3600);
+    configure(&mut config);
     Store::open(
         config,
         Arc::new(LocalFileSystem::new_with_prefix(objects).unwrap()),
@@ -326,6 +331,87 @@ async fn generated_queries_agree_with_raw_rows_across_maintenance_backfill_and_r
         .unwrap();
     let set = store.rollups(ENV, DATASET).unwrap();
     assert_eq!(set.get("by_service").unwrap().segments.len(), 4);
+}
+
+/// Compares every spec raw and from the rollup (and, when given, the raw answers
+/// with earlier ones).
+async fn assert_all_agree(
+    engine: &QueryEngine,
+    specs: &[Value],
+    earlier_raw: Option<&[QueryResult]>,
+    what: &str,
+) {
+    for (index, spec) in specs.iter().enumerate() {
+        let raw = answer(engine, spec, true).await;
+        let rolled = answer(engine, spec, false).await;
+        assert_eq!(rolled.source, "rollup:by_service", "{what}, spec {index}");
+        assert_same(&raw, &rolled, &format!("{what}, spec {index} {spec}"));
+        if let Some(earlier) = earlier_raw {
+            assert_same(&earlier[index], &raw, &format!("{what}, raw spec {index}"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_queries_agree_across_compaction_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), |config| {
+        config.compaction.enabled = false;
+        config.retention.max_age = Some(std::time::Duration::from_secs(3600));
+    })
+    .await;
+    let mut rng = Rng(0xc0_ffee);
+    // Three seals, each into hours 0, 1 and 2: nine small segments, three per hour.
+    for _ in 0..3 {
+        for hour in 0..3 {
+            let rows = events(&mut rng, 400, START_NS + hour * HOUR_NS, HOUR_NS);
+            store.append(ENV, DATASET, rows).await.unwrap();
+        }
+        store.seal_all().await.unwrap();
+    }
+    let engine = new_engine(&store);
+    create_rollup(&store, &engine, ENV, DATASET, definition())
+        .await
+        .unwrap();
+    super::maintain::round(&store, &engine, &RollupSettings::default())
+        .await
+        .unwrap();
+    let specs = generated_specs(&mut rng, 40);
+    let mut before = Vec::new();
+    for spec in &specs {
+        before.push(answer(&engine, spec, true).await);
+    }
+
+    let report = store.compact(Some(2)).await.unwrap();
+    assert_eq!(
+        (report.merges, report.segments_in, report.rows),
+        (3, 9, 3600)
+    );
+    // Right after the commit the merged segments are pending (read raw), then
+    // rolled up again by maintenance: answers agree, and raw answers are unchanged.
+    let status = get_rollup(&store, ENV, DATASET, "by_service").unwrap();
+    assert_eq!((status.segments_done, status.segments_total), (0, 3));
+    assert_all_agree(&engine, &specs, Some(&before), "pending after compaction").await;
+    super::maintain::round(&store, &engine, &RollupSettings::default())
+        .await
+        .unwrap();
+    let status = get_rollup(&store, ENV, DATASET, "by_service").unwrap();
+    assert_eq!((status.segments_done, status.segments_total), (3, 3));
+    assert_all_agree(&engine, &specs, Some(&before), "after compaction").await;
+
+    // One hour of retention at 3:01: hours 0 and 1 (and their rollup rows) go.
+    let report = store
+        .enforce_retention(START_NS + 3 * HOUR_NS + MINUTE_NS)
+        .await
+        .unwrap();
+    assert_eq!((report.segments_dropped, report.rows_dropped), (2, 2400));
+    assert_eq!(report.rollup_files_dropped, 2);
+    let snapshot = store.snapshot(ENV, DATASET).unwrap();
+    assert_eq!(snapshot.segments.len(), 1);
+    assert!(snapshot.segments[0].min_time_ns >= START_NS + 2 * HOUR_NS);
+    assert_all_agree(&engine, &specs, None, "after retention").await;
+    let status = get_rollup(&store, ENV, DATASET, "by_service").unwrap();
+    assert_eq!((status.segments_done, status.segments_total), (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

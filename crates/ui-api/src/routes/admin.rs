@@ -2,6 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use quarry_segment_store::{CompactionReport, RetentionReport};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::auth::Environment;
@@ -17,6 +19,45 @@ pub async fn seal(
 ) -> Result<Json<Value>, ApiError> {
     state.store.seal_all().await?;
     Ok(Json(json!({ "sealed": true })))
+}
+
+/// A merge needs two segments; the admin trigger merges every partition that has them.
+const ADMIN_MIN_SEGMENTS: usize = 2;
+
+/// What `POST /api/v1/admin/compact` did.
+#[derive(Debug, Serialize)]
+pub struct CompactReply {
+    #[serde(flatten)]
+    pub compaction: CompactionReport,
+    /// Unreferenced data files older than the grace period, deleted.
+    pub orphan_files_deleted: u64,
+}
+
+/// `POST /api/v1/admin/compact`: one compaction pass now, merging the small
+/// segments of every partition that has at least two, then the orphan sweep.
+/// Like sealing, it changes where rows live, not what any query returns.
+pub async fn compact(
+    State(state): State<AppState>,
+    _environment: Environment,
+) -> Result<Json<CompactReply>, ApiError> {
+    let compaction = state.store.compact(Some(ADMIN_MIN_SEGMENTS)).await?;
+    let orphan_files_deleted = state.store.sweep_orphans(None).await?;
+    Ok(Json(CompactReply {
+        compaction,
+        orphan_files_deleted,
+    }))
+}
+
+/// `POST /api/v1/admin/retention`: drops now every segment older than its
+/// dataset's configured maximum age (nothing when none is configured).
+pub async fn retention(
+    State(state): State<AppState>,
+    _environment: Environment,
+) -> Result<Json<RetentionReport>, ApiError> {
+    let now_ns = chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .ok_or_else(|| ApiError::Internal("the clock is beyond 2262".into()))?;
+    Ok(Json(state.store.enforce_retention(now_ns).await?))
 }
 
 #[cfg(test)]
@@ -54,6 +95,67 @@ mod tests {
         assert_eq!(
             app.sql("SELECT n FROM logs ORDER BY n").await,
             json!([{ "n": 1 }, { "n": 2 }])
+        );
+    }
+
+    #[tokio::test]
+    async fn compact_and_retention_answer_what_they_did() {
+        let app = TestApp::start(|_| {}).await;
+        for n in 0..3 {
+            let body = format!(r#"[{{"data":{{"n":{n}}},"time":"2020-01-01T00:0{n}:00Z"}}]"#);
+            assert_eq!(
+                app.post_json("/1/batch/logs", &body).await.status,
+                StatusCode::OK
+            );
+            let reply = app
+                .send(
+                    Request::post("/api/v1/admin/seal")
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK);
+        }
+        let reply = app
+            .send(
+                Request::post("/api/v1/admin/compact")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let body = reply.json();
+        assert_eq!(
+            (
+                &body["merges"],
+                &body["segments_in"],
+                &body["segments_out"],
+                &body["rows"]
+            ),
+            (&json!(1), &json!(3), &json!(1), &json!(3))
+        );
+        assert_eq!(body["orphan_files_deleted"], json!(0));
+        assert_eq!(
+            app.sql("SELECT n FROM logs ORDER BY n").await,
+            json!([{ "n": 0 }, { "n": 1 }, { "n": 2 }])
+        );
+        // No retention configured: nothing is dropped.
+        let reply = app
+            .send(
+                Request::post("/api/v1/admin/retention")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(reply.json()["segments_dropped"], json!(0));
+        assert_eq!(
+            app.state
+                .store
+                .metrics()
+                .segments_compacted
+                .load(Ordering::Relaxed),
+            3
         );
     }
 }
