@@ -46,6 +46,8 @@ def parse_args() -> argparse.Namespace:
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", DEFAULT_TARGET_DIR))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=parse_count, default=10_000_000, help="1M quick, 10M default, 100M")
+    p.add_argument("--otlp-events", type=parse_count, default=None,
+                   help="events of the OTLP ingest step (default: --events)")
     p.add_argument("--concurrency", type=int, default=4, help="concurrent quarry-load clients")
     p.add_argument("--batch-size", type=int, default=1000, help="events per batch request")
     p.add_argument("--seed", type=int, default=42)
@@ -260,7 +262,7 @@ def main() -> int:
         "machine": machine,
         "versions": versions,
         "config": {
-            "events": args.events, "concurrency": args.concurrency, "batch_size": args.batch_size,
+            "events": args.events, "otlp_events": args.otlp_events or args.events, "concurrency": args.concurrency, "batch_size": args.batch_size,
             "seed": args.seed, "window": args.window, "runs": args.runs, "gzip": args.gzip,
             "pregenerate": args.pregenerate, "durability": args.durability,
             "threads": os.cpu_count(), "datasets": datasets,

@@ -54,7 +54,7 @@ def otlp_hook_available() -> bool:
 def run_otlp_load(url: str, args, summary_path: Path) -> dict:
     """Runs the OTLP load tool through its hook; returns its summary."""
     cmd = [
-        str(OTLP_HOOK), "--url", url, "--events", str(args.events),
+        str(OTLP_HOOK), "--url", url, "--events", str(args.otlp_events or args.events),
         "--concurrency", str(args.concurrency), "--seed", str(args.seed),
         "--summary-json", str(summary_path),
     ]

@@ -73,6 +73,42 @@ impl Bins {
 
     /// Adds every bin of `other`.
     pub(crate) fn merge(&mut self, other: &Bins) {
+        let Some((other_min, other_max)) = other.key_range() else {
+            return;
+        };
+        // Fast path (merging rollup sketches into a query's accumulator): other's
+        // keys all fall inside this dense array, so no collapse and no resize.
+        if let Repr::Dense {
+            offset,
+            counts,
+            filled,
+        } = &mut self.repr
+            && other_min >= *offset
+            && other_max < *offset + counts.len() as i32
+        {
+            let mut add = |key: i32, weight: f64| {
+                let slot = &mut counts[(key - *offset) as usize];
+                if *slot == 0.0 {
+                    *filled += 1;
+                }
+                *slot += weight;
+            };
+            match &other.repr {
+                Repr::Sparse(pairs) => pairs.iter().for_each(|&(key, weight)| add(key, weight)),
+                Repr::Dense {
+                    offset: from,
+                    counts: weights,
+                    ..
+                } => {
+                    for (i, &weight) in weights.iter().enumerate() {
+                        if weight > 0.0 {
+                            add(from + i as i32, weight);
+                        }
+                    }
+                }
+            }
+            return;
+        }
         // Highest first: the collapse floor is fixed by the first add, so lower
         // keys go straight to their final bin.
         let mut pairs: Vec<(i32, f64)> = other.iter().collect();
@@ -228,15 +264,18 @@ impl Bins {
     }
 
     /// Bins from pairs read back from bytes (ascending, positive weights, span
-    /// already checked by the caller).
+    /// already checked by the caller), in the representation adds would reach.
     pub(crate) fn from_sorted_pairs(pairs: Vec<(i32, f64)>) -> Bins {
-        let mut bins = Bins {
-            repr: Repr::Sparse(Vec::with_capacity(pairs.len())),
+        let repr = match (pairs.first(), pairs.last()) {
+            (Some(first), Some(last))
+                if pairs.len() >= DENSE_MIN_BINS
+                    && i64::from(last.0) - i64::from(first.0) < 2 * pairs.len() as i64 =>
+            {
+                to_dense(&pairs)
+            }
+            _ => Repr::Sparse(pairs),
         };
-        for (key, weight) in pairs {
-            bins.add_raw(key, weight);
-        }
-        bins
+        Bins { repr }
     }
 }
 

@@ -1,9 +1,12 @@
 //! Runs a compiled query and assembles its [`QueryResult`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
+use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 
 use arrow::array::RecordBatch;
 use serde_json::{Map, Value};
@@ -23,6 +26,31 @@ use super::sketches::heatmap_scheme;
 use super::validate::NANOS_PER_SECOND;
 use super::validate::ValidSpec;
 use crate::{QueryEngine, QueryError};
+
+/// Most bytes of rollup rows [`materialized`] holds in memory; beyond it the plan
+/// reads the rollup segments again for each aggregate, as raw plans do.
+const MATERIALIZE_MAX_BYTES: usize = 64 << 20;
+
+/// A rollup plan whose base rows are read once into memory: totals, groups and
+/// series each aggregate the base, and a rollup's rows are few (buckets times
+/// dimension values) while reading them means decoding sketch columns.
+async fn materialized(context: &SessionContext, mut plan: Plan) -> Result<Plan, QueryError> {
+    let schema = Arc::new(plan.base.schema().as_arrow().clone());
+    let mut stream = plan.base.clone().execute_stream().await?;
+    let mut batches = Vec::new();
+    let mut bytes = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        bytes += batch.get_array_memory_size();
+        if bytes > MATERIALIZE_MAX_BYTES {
+            return Ok(plan);
+        }
+        batches.push(batch);
+    }
+    let table = MemTable::try_new(schema, vec![batches])?;
+    plan.base = context.read_table(Arc::new(table))?;
+    Ok(plan)
+}
 
 /// Runs `spec` over `dataset` (or `__all__`) of environment `env`; `now_ns` is
 /// the time a spec without start or end ends at.
@@ -48,7 +76,7 @@ pub async fn run_query(
     )
     .await?;
     let (plan, source) = match rollup {
-        Some(found) => found,
+        Some((plan, source)) => (materialized(&context, plan).await?, source),
         None => (compile(&context, dataset, valid).await?, "raw".to_owned()),
     };
 
