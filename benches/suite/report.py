@@ -200,7 +200,10 @@ def markdown(result: dict) -> str:
         f"| {st['segment_files']} | {st['segment_bytes']:,} | {st['bytes_per_event']:.1f} "
         f"| {st['raw_json_bytes_per_event']:.1f} | {st['raw_json_to_disk_ratio']:.1f}x | {st['seal_seconds']:.2f} |",
         "",
-        "Raw JSON is each event's `data` object as sent; disk is the Parquet segments under `objects/segments/`.",
+        "Raw JSON is each event's `data` object as sent; disk is the Parquet segments under `objects/segments/` "
+        "after sealing; then one compaction pass ran before the questions"
+        + (f" ({st['compaction']['merges']} merges of {st['compaction']['segments_in']} segments into "
+           f"{st['compaction']['segments_out']}, {st['compaction']['seconds']:.1f} s)." if st.get("compaction") else "."),
         "",
         f"## Queries (ms; warm = median of {c['runs']} runs after the cold first run)",
         "",

@@ -36,6 +36,7 @@ class QuarryServer:
             "--otlp-grpc", "127.0.0.1:0",
             "--otlp-http", "127.0.0.1:0",
             "--durability", self.durability,
+            "--config", str(self._config()),
         ]
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), NO_COLOR="1")
         self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -51,6 +52,14 @@ class QuarryServer:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"quarry did not start within {START_TIMEOUT_S} s; see {self.log_path}")
+
+    def _config(self) -> Path:
+        """Files replaced by compaction are deleted at once (not after the usual
+        grace period), so DuckDB and chDB, which read every file under segments/,
+        see exactly the manifest's segments."""
+        path = self.log_path.with_suffix(".toml")
+        path.write_text("[compaction]\ndeletion_delay_secs = 0\n")
+        return path
 
     def _ready(self) -> bool:
         try:
@@ -76,6 +85,12 @@ class QuarryServer:
     def seal(self) -> None:
         response = requests.post(f"{self.url}/api/v1/admin/seal", timeout=600)
         response.raise_for_status()
+
+    def compact(self) -> dict:
+        """One compaction pass now (merges small segments of a partition)."""
+        response = requests.post(f"{self.url}/api/v1/admin/compact", timeout=3600)
+        response.raise_for_status()
+        return response.json()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
