@@ -70,13 +70,31 @@ TEMPERATURE = {"a": [point(0, 20), point(10, 22), point(20, 21)],
                "b": [point(5, 30), point(15, 34)]}
 
 
+def histogram_point(at_s: float, counts: list[int], start_s: float) -> dict:
+    return {"timeUnixNano": str(int((T0 + at_s) * SEC)), "startTimeUnixNano": str(int((T0 + start_s) * SEC)),
+            "count": str(sum(counts)), "bucketCounts": [str(c) for c in counts], "explicitBounds": [10.0, 100.0]}
+
+
+def histogram(name: str, points: list[dict], temporality: int) -> dict:
+    return {"name": name, "histogram": {"aggregationTemporality": temporality, "dataPoints": points}}
+
+
+# `latency` histograms with buckets (-inf, 10], (10, 100], (100, +inf):
+#   host a, cumulative: [10, 0, 0] then [30, 0, 20] -> 20 values <= 10, 20 above 100
+#   host b, delta: [0, 10, 0] -> 10 values in (10, 100]
+LATENCY_A = [histogram_point(0, [10, 0, 0], -300), histogram_point(10, [30, 0, 20], -300)]
+LATENCY_B = [histogram_point(5, [0, 10, 0], 0)]
+
+
 @pytest.fixture(scope="module")
 def loaded(module_quarry):
     server = module_quarry()
     documents = [
         request("a", [counter("requests", REQUESTS["a"]), counter("bytes", BYTES, temporality=1),
-                      counter("queue", QUEUE, monotonic=False), gauge("temperature", TEMPERATURE["a"])]),
-        request("b", [counter("requests", REQUESTS["b"]), gauge("temperature", TEMPERATURE["b"])]),
+                      counter("queue", QUEUE, monotonic=False), gauge("temperature", TEMPERATURE["a"]),
+                      histogram("latency", LATENCY_A, temporality=2)]),
+        request("b", [counter("requests", REQUESTS["b"]), gauge("temperature", TEMPERATURE["b"]),
+                      histogram("latency", LATENCY_B, temporality=1)]),
         request("c", [counter("requests", REQUESTS["c"])]),
     ]
     for document in documents:
@@ -115,11 +133,13 @@ def only(metric: str) -> list[dict]:
 def test_every_row_names_its_series(loaded):
     rows = loaded.rows(f'SELECT "host.name" AS host, "metric.name" AS name, '
                        f'COUNT(DISTINCT "metric.series_id") AS n FROM {DATASET} GROUP BY 1, 2 ORDER BY 1, 2')
-    assert rows == [{"host": "a", "name": "bytes", "n": 1}, {"host": "a", "name": "queue", "n": 1},
+    assert rows == [{"host": "a", "name": "bytes", "n": 1}, {"host": "a", "name": "latency", "n": 1},
+                    {"host": "a", "name": "queue", "n": 1},
                     {"host": "a", "name": "requests", "n": 1}, {"host": "a", "name": "temperature", "n": 1},
-                    {"host": "b", "name": "requests", "n": 1}, {"host": "b", "name": "temperature", "n": 1},
+                    {"host": "b", "name": "latency", "n": 1}, {"host": "b", "name": "requests", "n": 1},
+                    {"host": "b", "name": "temperature", "n": 1},
                     {"host": "c", "name": "requests", "n": 1}]
-    assert loaded.scalar(f'SELECT COUNT(DISTINCT "metric.series_id") FROM {DATASET}') == 7
+    assert loaded.scalar(f'SELECT COUNT(DISTINCT "metric.series_id") FROM {DATASET}') == 9
 
 
 def test_counter_rates_across_resets_by_host(loaded):
@@ -172,3 +192,19 @@ def test_rates_on_plain_events_keep_their_meaning(loaded):
     result = loaded.post("/api/v1/query/plain", json.dumps(body)).json()
     close(result["groups"][0]["values"],
           {"RATE_SUM(sent)": 10.0, "RATE_MAX(sent)": 20.0, "RATE_AVG(sent)": 5.0})
+
+
+def test_percentiles_of_histogram_buckets(loaded):
+    """Counts over the window [20, 10, 20]; linear interpolation inside a bucket."""
+    ops = ["P10", "P50", "P99"]
+    spec = {"calculations": [{"op": op, "column": "metric.bucket_counts"} for op in ops],
+            "filters": only("latency")}
+    values = query(loaded, spec)["groups"][0]["values"]
+    # P10: rank 5 of 50 in (0, 10] holding 20 -> 2.5; P50: rank 25, 5 of the 10 in
+    # (10, 100] -> 55; P99: the overflow bucket -> its lower bound, 100.
+    close(values, {"P10(metric.bucket_counts)": 2.5, "P50(metric.bucket_counts)": 55.0,
+                   "P99(metric.bucket_counts)": 100.0})
+    groups = by_host(query(loaded, {**spec, "breakdowns": ["host.name"]}))
+    # a: [20, 0, 20], rank 20 -> the top of the first bucket; b: [0, 10, 0] -> 55.
+    assert groups["a"]["P50(metric.bucket_counts)"] == pytest.approx(10.0)
+    assert groups["b"]["P50(metric.bucket_counts)"] == pytest.approx(55.0)

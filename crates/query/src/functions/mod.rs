@@ -11,6 +11,7 @@
 //! | `quarry_sketch_quantile(sketch, q)` | scalar | Float64 |
 //! | `quarry_heatmap_bucket(value, scale, first, step, step2, count)` | scalar | Int32 |
 //! | `quarry_exemplars(value, timestamp, trace_id, span_id, dataset)` | aggregate | List<Struct> |
+//! | `quarry_histogram_quantile(series, time_ns, delta, bounds, counts, q)` | aggregate | Float64, OTLP histograms |
 //!
 //! The `*_expr` helpers build the calls as DataFusion expressions.
 
@@ -18,6 +19,7 @@ mod args;
 mod exemplars;
 mod heatmap;
 mod heatmap_bucket;
+mod histogram_quantile;
 mod sketch_aggregates;
 mod sketch_quantile;
 mod sketch_rows;
@@ -34,6 +36,7 @@ use datafusion::logical_expr::{AggregateUDF, Expr, ScalarUDF, lit};
 pub use exemplars::{EXEMPLARS, ExemplarsUdaf, MAX_EXEMPLARS, exemplar_fields, exemplars_type};
 pub use heatmap::{HeatmapBucket, HeatmapScale, HeatmapScheme, LOG_SCALE_MIN_RATIO, MAX_BUCKETS};
 pub use heatmap_bucket::{HEATMAP_BUCKET, HeatmapBucketUdf};
+pub use histogram_quantile::{HISTOGRAM_QUANTILE, HistogramQuantile};
 pub use quarry_sketch::{DEFAULT_RELATIVE_ACCURACY, QuantileSketch};
 pub use sketch_aggregates::{QUANTILE, SKETCH, SKETCH_MERGE, SketchAggregate};
 pub use sketch_quantile::{SKETCH_QUANTILE, SketchQuantile};
@@ -46,6 +49,8 @@ static SKETCH_MERGE_UDAF: LazyLock<Arc<AggregateUDF>> =
     LazyLock::new(|| Arc::new(AggregateUDF::from(SketchAggregate::sketch_merge())));
 static EXEMPLARS_UDAF: LazyLock<Arc<AggregateUDF>> =
     LazyLock::new(|| Arc::new(AggregateUDF::from(ExemplarsUdaf::default())));
+static HISTOGRAM_QUANTILE_UDAF: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(AggregateUDF::from(HistogramQuantile::default())));
 static SKETCH_QUANTILE_UDF: LazyLock<Arc<ScalarUDF>> =
     LazyLock::new(|| Arc::new(ScalarUDF::from(SketchQuantile::default())));
 static HEATMAP_BUCKET_UDF: LazyLock<Arc<ScalarUDF>> =
@@ -58,6 +63,7 @@ pub fn register(state: &mut SessionState) -> Result<()> {
         &SKETCH_UDAF,
         &SKETCH_MERGE_UDAF,
         &EXEMPLARS_UDAF,
+        &HISTOGRAM_QUANTILE_UDAF,
     ] {
         state.register_udaf(Arc::clone(udaf))?;
     }
@@ -72,6 +78,20 @@ pub fn register(state: &mut SessionState) -> Result<()> {
 /// counts as 1; rows with a null value or a weight <= 0 are skipped.
 pub fn quantile_expr(value: Expr, weight: Expr, q: f64) -> Expr {
     QUANTILE_UDAF.call(vec![value, weight, lit(q)])
+}
+
+/// `quarry_histogram_quantile(series, time_ns, delta, bounds, counts, q)`: the
+/// `q`-quantile of the values recorded by OTLP explicit-bucket histogram points
+/// (see the function's module docs for cumulative series and interpolation).
+pub fn histogram_quantile_expr(
+    series: Expr,
+    time_ns: Expr,
+    delta: Expr,
+    bounds: Expr,
+    counts: Expr,
+    q: f64,
+) -> Expr {
+    HISTOGRAM_QUANTILE_UDAF.call(vec![series, time_ns, delta, bounds, counts, lit(q)])
 }
 
 /// `quarry_sketch(value, weight)`: the encoded sketch of `value` (for rollups).

@@ -62,6 +62,12 @@ pub fn value(index: usize) -> String {
     format!("__quarry_value{index}")
 }
 
+/// Name of the histogram bounds read by percentile calculation `index` of
+/// `metric.bucket_counts`.
+fn bounds(index: usize) -> String {
+    format!("__quarry_bounds{index}")
+}
+
 /// Name of the per-event rate of calculation `index` (RATE_*).
 pub fn rate(index: usize) -> String {
     format!("__quarry_rate{index}")
@@ -164,6 +170,8 @@ const METRIC_SERIES: &str = "metric.series_id";
 const METRIC_MONOTONIC: &str = "metric.monotonic";
 const METRIC_START: &str = "metric.start_time_unix_nano";
 const METRIC_TEMPORALITY: &str = "metric.temporality";
+const METRIC_BUCKET_COUNTS: &str = "metric.bucket_counts";
+const METRIC_EXPLICIT_BOUNDS: &str = "metric.explicit_bounds";
 const SERIES_INPUT: &str = "__quarry_series";
 const MONOTONIC_INPUT: &str = "__quarry_monotonic";
 const START_INPUT: &str = "__quarry_start";
@@ -198,8 +206,39 @@ pub async fn compile(
     projection.push(weight(&columns, spec.usage_mode).alias(WEIGHT));
     let mut calcs = Vec::with_capacity(spec.calculations.len());
     let mut heatmaps = Vec::new();
+    let mut histograms = Vec::new();
     for (index, calculation) in spec.calculations.iter().enumerate() {
         let field = format!("calculations[{index}].column");
+        if let CalcOp::Percentile(percentile) = calculation.op
+            && calculation.column.as_deref() == Some(METRIC_BUCKET_COUNTS)
+        {
+            // OTLP histogram points: the percentile of the values they recorded.
+            let text = |name: &str| {
+                if columns.is_plain_column(name) {
+                    cast(column(name), DataType::Utf8)
+                } else {
+                    lit(ScalarValue::Utf8(None))
+                }
+            };
+            projection.push(text(METRIC_BUCKET_COUNTS).alias(input(index)));
+            projection.push(text(METRIC_EXPLICIT_BOUNDS).alias(bounds(index)));
+            calcs.push(Some(CalcPlan {
+                partials: vec![
+                    crate::functions::histogram_quantile_expr(
+                        column(SERIES_INPUT),
+                        cast(column(TIMESTAMP), DataType::Int64),
+                        column(DELTA_INPUT),
+                        column(&bounds(index)),
+                        column(&input(index)),
+                        percentile.quantile,
+                    )
+                    .alias(partial(index, 0)),
+                ],
+                final_expr: column(&partial(index, 0)).alias(value(index)),
+            }));
+            histograms.push(index);
+            continue;
+        }
         if let Some(name) = &calculation.column {
             let expr = columns.resolve(name, &field)?;
             let data_type = columns.data_type(&expr, &field)?;
@@ -244,7 +283,8 @@ pub async fn compile(
     let exemplar_value = spec
         .calculations
         .iter()
-        .position(|c| c.op.needs_numbers())
+        .enumerate()
+        .position(|(index, c)| c.op.needs_numbers() && !histograms.contains(&index))
         .map_or(lit(ScalarValue::Float64(None)), |index| {
             cast(column(&input(index)), DataType::Float64)
         });
@@ -286,7 +326,7 @@ pub async fn compile(
         projection.push(end.alias(SPAN_END));
     }
     let rates = spec.calculations.iter().any(|c| c.op.is_rate());
-    if rates {
+    if rates || !histograms.is_empty() {
         projection.extend(rate_inputs(&columns));
     }
     let mut base = table.filter(predicate)?.select(projection)?;
