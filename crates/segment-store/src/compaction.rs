@@ -287,8 +287,9 @@ fn merge_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollup::{MeasureOp, RollupDefinition, RollupMeasure};
-    use crate::test_support::{HOUR_NS, MINUTE_NS, exists, open_store, read_segment, rows};
+    use crate::test_support::{
+        HOUR_NS, MINUTE_NS, count_rollup, exists, open_store, read_segment, rows,
+    };
     use crate::{PutRollupMode, PutRollupOutcome, StatValue};
     use arrow::array::{AsArray, RecordBatch};
     use arrow::datatypes::{Int64Type, TimestampNanosecondType};
@@ -473,19 +474,6 @@ mod tests {
         let reopened = open_store(dir.path(), |_| {}).await;
         let replayed = reopened.snapshot("default", "a").unwrap().segments;
         assert_eq!(replayed, after, "the manifest replays to the same segments");
-    }
-
-    fn count_rollup() -> RollupDefinition {
-        RollupDefinition {
-            name: "r".into(),
-            granularity: 60,
-            dimensions: vec![],
-            measures: vec![RollupMeasure {
-                op: MeasureOp::Count,
-                column: None,
-            }],
-            filters: vec![],
-        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,8 +87,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollup::{MeasureOp, RollupDefinition, RollupMeasure};
-    use crate::test_support::{HOUR_NS, MINUTE_NS, exists, open_store, rows};
+    use crate::test_support::{HOUR_NS, MINUTE_NS, count_rollup, exists, open_store, rows};
     use crate::{PutRollupMode, PutRollupOutcome, StoreConfig};
     use std::time::Duration;
 
@@ -118,21 +117,7 @@ mod tests {
         }
         store.seal_all().await.unwrap();
         let PutRollupOutcome::Created(rollup) = store
-            .put_rollup(
-                "default",
-                "a",
-                RollupDefinition {
-                    name: "r".into(),
-                    granularity: 60,
-                    dimensions: vec![],
-                    measures: vec![RollupMeasure {
-                        op: MeasureOp::Count,
-                        column: None,
-                    }],
-                    filters: vec![],
-                },
-                PutRollupMode::Create,
-            )
+            .put_rollup("default", "a", count_rollup(), PutRollupMode::Create)
             .await
             .unwrap()
         else {

@@ -8,7 +8,7 @@ use object_store::ObjectStoreExt;
 use object_store::local::LocalFileSystem;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::{Store, StoreConfig};
+use crate::{MeasureOp, RollupDefinition, RollupMeasure, Store, StoreConfig};
 
 pub const HOUR_NS: i64 = 3_600_000_000_000;
 pub const MINUTE_NS: i64 = 60_000_000_000;
@@ -71,4 +71,18 @@ pub async fn read_segment(store: &Store, path: &str) -> Vec<RecordBatch> {
 /// Whether the object exists in the local object store under `dir`.
 pub fn exists(dir: &Path, path: &str) -> bool {
     dir.join("objects").join(path).exists()
+}
+
+/// A rollup named `r` counting rows per minute, without dimensions.
+pub fn count_rollup() -> RollupDefinition {
+    RollupDefinition {
+        name: "r".into(),
+        granularity: 60,
+        dimensions: vec![],
+        measures: vec![RollupMeasure {
+            op: MeasureOp::Count,
+            column: None,
+        }],
+        filters: vec![],
+    }
 }

@@ -101,6 +101,12 @@ impl TestApp {
             .await
     }
 
+    /// `POST path` without a body (the admin actions).
+    pub async fn post_empty(&self, path: &str) -> Reply {
+        self.send(Request::post(path).body(Body::empty()).unwrap())
+            .await
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post_json(&self, path: &str, body: &str) -> Reply {
         let request = Request::post(path)

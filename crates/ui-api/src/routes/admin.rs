@@ -63,8 +63,7 @@ pub async fn retention(
 #[cfg(test)]
 mod tests {
     use crate::testing::TestApp;
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
+    use axum::http::StatusCode;
     use serde_json::json;
     use std::sync::atomic::Ordering;
 
@@ -75,13 +74,7 @@ mod tests {
             .post_json("/1/batch/logs", r#"[{"data":{"n":1}},{"data":{"n":2}}]"#)
             .await;
         assert_eq!(reply.status, StatusCode::OK);
-        let reply = app
-            .send(
-                Request::post("/api/v1/admin/seal")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+        let reply = app.post_empty("/api/v1/admin/seal").await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         assert_eq!(reply.json(), json!({ "sealed": true }));
         assert!(
@@ -107,22 +100,10 @@ mod tests {
                 app.post_json("/1/batch/logs", &body).await.status,
                 StatusCode::OK
             );
-            let reply = app
-                .send(
-                    Request::post("/api/v1/admin/seal")
-                        .body(Body::empty())
-                        .unwrap(),
-                )
-                .await;
+            let reply = app.post_empty("/api/v1/admin/seal").await;
             assert_eq!(reply.status, StatusCode::OK);
         }
-        let reply = app
-            .send(
-                Request::post("/api/v1/admin/compact")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+        let reply = app.post_empty("/api/v1/admin/compact").await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         let body = reply.json();
         assert_eq!(
@@ -140,13 +121,7 @@ mod tests {
             json!([{ "n": 0 }, { "n": 1 }, { "n": 2 }])
         );
         // No retention configured: nothing is dropped.
-        let reply = app
-            .send(
-                Request::post("/api/v1/admin/retention")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+        let reply = app.post_empty("/api/v1/admin/retention").await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         assert_eq!(reply.json()["segments_dropped"], json!(0));
         assert_eq!(
