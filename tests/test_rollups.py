@@ -424,3 +424,23 @@ def test_percentiles_from_rollup_sketches_stay_within_the_stated_bound(quarry):
             name = f"{op}(ms)"
             assert within_sketch_bound(raw["totals"][name], rolled["totals"][name]), (spec, name)
     assert compared > 100
+
+
+def test_all_datasets_answer_from_their_rollups_when_every_one_can(quarry):
+    """`__all__` is answered from the union of every dataset's rollup (the same
+    answers as raw rows), and from raw rows as soon as one dataset has no rollup."""
+    server = quarry(config={"rollup_defaults": {"traces": False}})
+    for index, dataset in enumerate(["all-a", "all-b"]):
+        for hour in range(2):
+            server.send_batch_ok(dataset, generated_events(10 * index + hour, 300, START_S + hour * 3600, 3600))
+            server.seal()
+        assert create(server, dataset, EQ_ROLLUP).status_code == 201
+        wait_complete(server, dataset, "by_service")
+    server.send_batch_ok("all-b", generated_events(42, 100, START_S, 2 * 3600))  # buffered
+    specs = [{**spec, "end_time": min(spec["end_time"], START_S + 2 * 3600)}
+             for spec in generated_specs(21, 20) if spec["start_time"] < START_S + 2 * 3600]
+    assert len(specs) >= 5
+    assert_specs_agree(server, "__all__", specs, "rollup:by_service")
+
+    server.send_batch_ok("all-c", generated_events(43, 50, START_S, 3600))
+    assert query(server, "__all__", specs[0])["source"] == "raw"

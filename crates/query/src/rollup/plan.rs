@@ -27,6 +27,7 @@ use super::columns::{
 use super::filters::{same_filter, valid_filters};
 use super::partial::{SKETCH_MERGE_UDAF, SKETCH_QUANTILE_UDF, has_sketch, rollup_rows};
 use super::table::RollupTable;
+use crate::all_datasets::ALL_DATASETS;
 use crate::spec::{CalcOp, ValidSpec, column, time_predicate};
 use crate::table::DatasetTable;
 use crate::{QueryEngine, QueryError};
@@ -205,6 +206,9 @@ impl QueryEngine {
         if needs_raw_rows(spec) {
             return Ok(None);
         }
+        if dataset == ALL_DATASETS {
+            return self.all_datasets_relation(context, env, spec).await;
+        }
         let Some((snapshot, set)) = self.source().rollup_snapshot(env, dataset) else {
             return Ok(None);
         };
@@ -237,6 +241,45 @@ impl QueryEngine {
             calculations,
             applied_filters,
         }))
+    }
+
+    /// `__all__` from rollups: every dataset of the environment answers from one of
+    /// its rollups, with relations of the same columns, unioned. If any dataset
+    /// cannot (no fitting rollup, or other column types), the whole query is
+    /// answered from raw rows: a mix would be one source per dataset.
+    async fn all_datasets_relation(
+        &self,
+        context: &SessionContext,
+        env: &str,
+        spec: &ValidSpec,
+    ) -> Result<Option<RollupRelation>, QueryError> {
+        let mut datasets = self.source().datasets(env);
+        datasets.sort();
+        let mut combined: Option<RollupRelation> = None;
+        for dataset in datasets {
+            let Some(relation) =
+                Box::pin(self.rollup_relation(context, env, &dataset, spec)).await?
+            else {
+                return Ok(None);
+            };
+            combined = Some(match combined {
+                None => relation,
+                Some(mut so_far) => {
+                    let same = so_far.frame.schema().as_arrow()
+                        == relation.frame.schema().as_arrow()
+                        && so_far.applied_filters == relation.applied_filters;
+                    if !same {
+                        return Ok(None);
+                    }
+                    if so_far.source != relation.source {
+                        so_far.source = "rollups".to_owned();
+                    }
+                    so_far.frame = so_far.frame.union(relation.frame)?;
+                    so_far
+                }
+            });
+        }
+        Ok(combined)
     }
 
     /// Rollup segments plus the raw rows not rolled up yet, in rollup row format,
