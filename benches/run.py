@@ -16,6 +16,7 @@ engine's answers agree, and time them (cold first run + median of warm runs).
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import shlex
@@ -209,6 +210,21 @@ def ask_questions(args, server: QuarryServer, data_dir: Path, ing: dict, dataset
     return results, versions
 
 
+# Rows of each answer kept in the JSON report (a heatmap has thousands).
+ANSWER_HEAD_ROWS = 20
+
+
+def trim_answers(queries: dict) -> None:
+    """Keeps the first rows of every answer and a digest of the whole (answers were
+    already compared across engines)."""
+    for question in queries.values():
+        for result in question["engines"].values():
+            if "answer" in result:
+                answer = result.pop("answer")
+                result["answer_sha256"] = hashlib.sha256(json.dumps(answer, default=str).encode()).hexdigest()
+                result["answer_head"] = answer[:ANSWER_HEAD_ROWS]
+
+
 def main() -> int:
     args = parse_args()
     for binary in (args.quarry_bin, args.load_bin):
@@ -291,6 +307,7 @@ def main() -> int:
         "notes": notes,
     }
     result["ratios"] = report.ratios(queries)
+    trim_answers(queries)
     result["targets"] = report.judge(result)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.profile == "release" else f"-{args.profile}"
