@@ -99,16 +99,9 @@ mod tests {
 
     #[test]
     fn the_hash_is_stable_across_versions() {
-        // Stored ids must keep matching new points after an upgrade.
-        assert_eq!(
-            series_id(0, 0, "requests", &[]),
-            format!("{:016x}", {
-                let mut bytes = vec![0u8; 16];
-                bytes.extend_from_slice(&XxHash64::oneshot(0, &[]).to_le_bytes());
-                bytes.extend_from_slice(b"requests");
-                XxHash64::oneshot(0, &bytes)
-            })
-        );
+        // Stored ids must keep matching new points after an upgrade: pinned values
+        // (computed independently with Python's xxhash package).
         assert_eq!(XxHash64::oneshot(0, b""), 0xef46_db37_51d8_e999);
+        assert_eq!(series_id(0, 0, "requests", &[]), "8399b55b2020f31c");
     }
 }
