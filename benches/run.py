@@ -254,7 +254,7 @@ def main() -> int:
         if "quarry" in args.engines.split(","):
             log("waiting for the default trace rollups to cover every sealed segment")
             waited = rollups.wait_rollups(server.url, datasets)
-            log(f"rollups complete {waited:.1f} s after the seal's answer; timing rollup vs raw")
+            log(f"rollups cover every segment (waited {waited:.1f} s after the questions); timing rollup vs raw")
             rollup = rollups.measure(server.url, datasets, end_time_s, args.runs)
             rollup["wait_seconds"] = waited
             log(f"rollup {rollup['rollup']['warm_median_ms']:.1f} ms, raw {rollup['raw']['warm_median_ms']:.1f} ms "

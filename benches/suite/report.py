@@ -249,8 +249,8 @@ def markdown(result: dict) -> str:
             "## Rollups against raw rows (issue 7)",
             "",
             f"{rollup['question']}; {rollup['events']:,} events in {rollup['datasets']} datasets. "
-            f"The default trace rollup covered every sealed segment {rollup['wait_seconds']:.1f} s "
-            "after the seal was acknowledged.",
+            "Timed after the comparison questions, once every dataset's default trace rollup "
+            f"covered every segment (waited {rollup['wait_seconds']:.1f} s more).",
             "",
             "| source | cold ms | warm ms | answered by |",
             "|---|---|---|---|",
