@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes};
@@ -27,7 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::args::{Args, Protocol};
 use crate::cpu;
-use crate::summary::Summary;
+use crate::summary::{Produced, Settings, Summary, Totals};
 
 /// Bodies queued per client ahead of sending.
 const QUEUE_PER_CLIENT: usize = 2;
@@ -46,23 +46,6 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 struct Prepared {
     body: Bytes,
     spans: u64,
-}
-
-#[derive(Default)]
-struct Totals {
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    requests: AtomicU64,
-    retries: AtomicU64,
-    wire_bytes: AtomicU64,
-    first_rejection: parking_lot::Mutex<Option<String>>,
-}
-
-struct Produced {
-    spans: u64,
-    body_bytes: u64,
-    traces: u64,
-    sample_trace_id: String,
 }
 
 /// How one client reaches the server.
@@ -184,36 +167,21 @@ pub async fn send_all(args: &Args, generator: Generator) -> Result<Summary, Data
     if let Some(error) = failure {
         return Err(error);
     }
-    let accepted = totals.accepted.load(Ordering::Relaxed);
-    let mut summary = Summary {
-        protocol: args.protocol.name().to_owned(),
-        events: produced.spans,
-        accepted,
-        rejected: totals.rejected.load(Ordering::Relaxed),
-        first_rejection: totals.first_rejection.lock().clone(),
-        requests: totals.requests.load(Ordering::Relaxed),
-        retries: totals.retries.load(Ordering::Relaxed),
-        seconds,
-        events_per_second: accepted as f64 / seconds.max(f64::MIN_POSITIVE),
-        data_bytes: produced.body_bytes,
-        body_bytes: produced.body_bytes,
-        wire_bytes: totals.wire_bytes.load(Ordering::Relaxed),
+    let settings = Settings {
+        args,
+        config: &config,
+        anomaly,
         gzip,
-        pregenerated: args.pregenerate,
         concurrency,
         batch_size,
-        seed: config.seed,
-        start_time_ns: config.start_time_ns(),
-        end_time_ns: config.end_time_ns,
-        traces: produced.traces,
-        sample_trace_id: produced.sample_trace_id,
-        anomaly,
-        server_cpu_seconds: None,
-        server_cpu_seconds_per_million: None,
-        events_per_server_cpu_second: None,
     };
-    summary.set_cpu(cpu_seconds);
-    Ok(summary)
+    Ok(Summary::of_run(
+        settings,
+        produced,
+        &totals,
+        seconds,
+        cpu_seconds,
+    ))
 }
 
 /// Encodes every request and hands each to `sink` until it returns false.
@@ -223,16 +191,12 @@ fn produce(
     gzip: bool,
     mut sink: impl FnMut(Prepared) -> bool,
 ) -> Result<Produced, DatagenError> {
-    let mut produced = Produced {
-        spans: 0,
-        body_bytes: 0,
-        traces: 0,
-        sample_trace_id: String::new(),
-    };
+    let mut produced = Produced::default();
     let mut bodies = OtlpBodies::new(generator, batch_size);
     for body in bodies.by_ref() {
-        produced.spans += body.spans as u64;
+        produced.events += body.spans as u64;
         produced.body_bytes += body.body.len() as u64;
+        produced.data_bytes = produced.body_bytes;
         let bytes = if gzip {
             let mut encoder =
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,13 +16,12 @@ use hyper::{Request, StatusCode, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use parking_lot::Mutex;
 use quarry_datagen::{BatchBodies, DatagenError, Generator};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::args::Args;
-use crate::summary::Summary;
+use crate::summary::{Produced, Settings, Summary, Totals};
 
 /// Bodies queued per client ahead of sending.
 const QUEUE_PER_CLIENT: usize = 2;
@@ -38,26 +37,6 @@ struct Prepared {
     dataset: &'static str,
     body: Bytes,
     events: u64,
-}
-
-/// Counters the clients share.
-#[derive(Default)]
-struct Totals {
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    requests: AtomicU64,
-    retries: AtomicU64,
-    wire_bytes: AtomicU64,
-    first_rejection: Mutex<Option<String>>,
-}
-
-/// What the producer learned while generating.
-struct Produced {
-    events: u64,
-    data_bytes: u64,
-    body_bytes: u64,
-    traces: u64,
-    sample_trace_id: String,
 }
 
 /// One item of a batch response.
@@ -142,36 +121,21 @@ pub async fn send_all(args: &Args, generator: Generator) -> Result<Summary, Data
     if let Some(error) = failure {
         return Err(error);
     }
-    let accepted = totals.accepted.load(Ordering::Relaxed);
-    let mut summary = Summary {
-        protocol: args.protocol.name().to_owned(),
-        events: produced.events,
-        accepted,
-        rejected: totals.rejected.load(Ordering::Relaxed),
-        first_rejection: totals.first_rejection.lock().clone(),
-        requests: totals.requests.load(Ordering::Relaxed),
-        retries: totals.retries.load(Ordering::Relaxed),
-        seconds,
-        events_per_second: accepted as f64 / seconds.max(f64::MIN_POSITIVE),
-        data_bytes: produced.data_bytes,
-        body_bytes: produced.body_bytes,
-        wire_bytes: totals.wire_bytes.load(Ordering::Relaxed),
+    let settings = Settings {
+        args,
+        config: &config,
+        anomaly,
         gzip,
-        pregenerated: args.pregenerate,
         concurrency,
         batch_size,
-        seed: config.seed,
-        start_time_ns: config.start_time_ns(),
-        end_time_ns: config.end_time_ns,
-        traces: produced.traces,
-        sample_trace_id: produced.sample_trace_id,
-        anomaly,
-        server_cpu_seconds: None,
-        server_cpu_seconds_per_million: None,
-        events_per_server_cpu_second: None,
     };
-    summary.set_cpu(cpu_seconds);
-    Ok(summary)
+    Ok(Summary::of_run(
+        settings,
+        produced,
+        &totals,
+        seconds,
+        cpu_seconds,
+    ))
 }
 
 /// The producer, running on its own thread or already finished.
@@ -198,13 +162,7 @@ fn produce(
     gzip: bool,
     mut sink: impl FnMut(Prepared) -> bool,
 ) -> Result<Produced, DatagenError> {
-    let mut produced = Produced {
-        events: 0,
-        data_bytes: 0,
-        body_bytes: 0,
-        traces: 0,
-        sample_trace_id: String::new(),
-    };
+    let mut produced = Produced::default();
     let mut bodies = BatchBodies::new(generator, batch_size);
     for batch in bodies.by_ref() {
         produced.events += batch.events as u64;

@@ -1,7 +1,45 @@
 //! What a `quarry-load` run reports.
 
-use quarry_datagen::Anomaly;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use quarry_datagen::{Anomaly, GeneratorConfig};
 use serde::Serialize;
+
+use crate::args::Args;
+
+/// Counters the clients of a run share.
+#[derive(Default)]
+pub struct Totals {
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub wire_bytes: AtomicU64,
+    pub first_rejection: Mutex<Option<String>>,
+}
+
+/// What the producer learned while generating.
+#[derive(Default)]
+pub struct Produced {
+    /// Events (spans, for OTLP) generated.
+    pub events: u64,
+    /// Bytes of the events' raw JSON (the request bodies, for OTLP).
+    pub data_bytes: u64,
+    pub body_bytes: u64,
+    pub traces: u64,
+    pub sample_trace_id: String,
+}
+
+/// How a run was set up.
+pub struct Settings<'a> {
+    pub args: &'a Args,
+    pub config: &'a GeneratorConfig,
+    pub anomaly: Anomaly,
+    pub gzip: bool,
+    pub concurrency: usize,
+    pub batch_size: usize,
+}
 
 /// The outcome of one run, printed as a line and optionally written as JSON.
 #[derive(Debug, Serialize)]
@@ -59,6 +97,47 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of a finished run: its settings, what was generated, what the
+    /// server answered, the wall-clock seconds and the server's CPU seconds.
+    pub fn of_run(
+        settings: Settings<'_>,
+        produced: Produced,
+        totals: &Totals,
+        seconds: f64,
+        cpu_seconds: Option<f64>,
+    ) -> Summary {
+        let accepted = totals.accepted.load(Ordering::Relaxed);
+        let mut summary = Summary {
+            protocol: settings.args.protocol.name().to_owned(),
+            events: produced.events,
+            accepted,
+            rejected: totals.rejected.load(Ordering::Relaxed),
+            first_rejection: totals.first_rejection.lock().clone(),
+            requests: totals.requests.load(Ordering::Relaxed),
+            retries: totals.retries.load(Ordering::Relaxed),
+            seconds,
+            events_per_second: accepted as f64 / seconds.max(f64::MIN_POSITIVE),
+            data_bytes: produced.data_bytes,
+            body_bytes: produced.body_bytes,
+            wire_bytes: totals.wire_bytes.load(Ordering::Relaxed),
+            gzip: settings.gzip,
+            pregenerated: settings.args.pregenerate,
+            concurrency: settings.concurrency,
+            batch_size: settings.batch_size,
+            seed: settings.config.seed,
+            start_time_ns: settings.config.start_time_ns(),
+            end_time_ns: settings.config.end_time_ns,
+            traces: produced.traces,
+            sample_trace_id: produced.sample_trace_id,
+            anomaly: settings.anomaly,
+            server_cpu_seconds: None,
+            server_cpu_seconds_per_million: None,
+            events_per_server_cpu_second: None,
+        };
+        summary.set_cpu(cpu_seconds);
+        summary
+    }
+
     /// Fills in the server CPU figures from the CPU seconds of the run.
     pub fn set_cpu(&mut self, cpu_seconds: Option<f64>) {
         self.server_cpu_seconds = cpu_seconds;
