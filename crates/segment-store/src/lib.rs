@@ -30,6 +30,7 @@ mod maintenance;
 mod manifest;
 mod names;
 mod orphans;
+mod quarantine;
 mod replace;
 mod retention;
 pub mod rollup;
@@ -37,6 +38,7 @@ mod rollup_store;
 mod sealer;
 mod segment_meta;
 pub mod segment_writer;
+mod stat_value;
 mod store;
 #[cfg(test)]
 mod test_support;
@@ -45,6 +47,7 @@ pub mod wal;
 pub use compaction::CompactionReport;
 pub use config::*;
 pub use error::{Result, StoreError};
+pub use quarantine::QuarantinedRecord;
 pub use retention::RetentionReport;
 pub use rollup::{
     MeasureOp, Rollup, RollupDefinition, RollupFilter, RollupMeasure, RollupSegment, RollupSet,
@@ -114,6 +117,8 @@ pub struct StoreMetrics {
     pub rollup_segments_removed: AtomicU64,
     /// Unreferenced files deleted by the orphan sweep.
     pub orphan_files_deleted: AtomicU64,
+    /// Manifest records set aside because they could not be read: a gauge.
+    pub manifest_quarantined_records: AtomicU64,
 }
 
 /// Environment variable that makes the process abort right after a seal's manifest

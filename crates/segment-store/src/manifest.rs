@@ -20,6 +20,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use quarry_schema::DatasetSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::quarantine::{QuarantinedRecord, salvage_checkpoint, salvage_log_entry};
 use crate::rollup::{Rollup, RollupSegment, RollupSet};
 use crate::wal::DatasetKey;
 use crate::{Result, SegmentMeta, StoreError};
@@ -111,6 +112,9 @@ struct Checkpoint {
     version: u32,
     seq: u64,
     datasets: Vec<DatasetManifest>,
+    /// Records set aside because they could not be read (absent when none ever were).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    quarantined: Vec<QuarantinedRecord>,
 }
 
 /// The loaded manifest and the object store it lives in.
@@ -120,10 +124,16 @@ pub struct Manifest {
     datasets: BTreeMap<DatasetKey, DatasetManifest>,
     checkpoint_interval: u64,
     last_checkpoint_seq: u64,
+    /// Records that could not be read, kept aside (and in every checkpoint).
+    quarantined: Vec<QuarantinedRecord>,
 }
 
 impl Manifest {
     /// Loads the newest checkpoint and replays the log entries after it.
+    ///
+    /// A record that cannot be read is set aside (see [`QuarantinedRecord`]) and
+    /// the rest loads; only a missing log entry, a format newer than this build or
+    /// an object store failure stop the load.
     pub async fn load(store: Arc<dyn ObjectStore>, checkpoint_interval: u64) -> Result<Manifest> {
         let checkpoint_seq = latest_seq(&store, CHECKPOINT_DIR).await?;
         let mut manifest = Manifest {
@@ -132,11 +142,11 @@ impl Manifest {
             datasets: BTreeMap::new(),
             checkpoint_interval: checkpoint_interval.max(1),
             last_checkpoint_seq: 0,
+            quarantined: Vec::new(),
         };
         if let Some(seq) = checkpoint_seq {
-            let checkpoint: Checkpoint =
-                read_json(&store, &object_path(CHECKPOINT_DIR, seq)).await?;
-            check_version(checkpoint.version)?;
+            let checkpoint = read_checkpoint(&store, seq, &mut manifest.quarantined).await?;
+            manifest.quarantined.splice(0..0, checkpoint.quarantined);
             for mut dataset in checkpoint.datasets {
                 dataset.schema.reindex();
                 manifest
@@ -159,12 +169,22 @@ impl Manifest {
                     manifest.seq + 1
                 )));
             }
-            let entry: LogEntry = read_json(&store, &object_path(LOG_DIR, seq)).await?;
-            check_version(entry.version)?;
-            manifest.apply(entry.actions);
+            let actions = read_log_entry(&store, seq, &mut manifest.quarantined).await?;
+            manifest.apply(actions);
             manifest.seq = seq;
         }
+        if !manifest.quarantined.is_empty() {
+            tracing::warn!(
+                records = manifest.quarantined.len(),
+                "the manifest holds quarantined records (their files are kept; see docs/storage.md)"
+            );
+        }
         Ok(manifest)
+    }
+
+    /// Records set aside because they could not be read.
+    pub fn quarantined(&self) -> &[QuarantinedRecord] {
+        &self.quarantined
     }
 
     /// The datasets as of the last commit.
@@ -311,6 +331,7 @@ impl Manifest {
             version: FORMAT_VERSION,
             seq: self.seq,
             datasets: self.datasets.values().cloned().collect(),
+            quarantined: self.quarantined.clone(),
         };
         let body = serde_json::to_vec(&checkpoint)
             .map_err(|error| StoreError::Manifest(error.to_string()))?;
@@ -397,12 +418,49 @@ async fn latest_seq(store: &Arc<dyn ObjectStore>, dir: &str) -> Result<Option<u6
     Ok(list_seqs(store, dir).await?.into_iter().max())
 }
 
-async fn read_json<T: for<'de> Deserialize<'de>>(
+/// The actions of log entry `seq`: all of them when it parses, else the readable
+/// ones, the rest set aside in `quarantine`.
+async fn read_log_entry(
     store: &Arc<dyn ObjectStore>,
-    path: &Path,
-) -> Result<T> {
-    let bytes = store.get(path).await?.bytes().await?;
-    serde_json::from_slice(&bytes).map_err(|error| StoreError::Manifest(format!("{path}: {error}")))
+    seq: u64,
+    quarantine: &mut Vec<QuarantinedRecord>,
+) -> Result<Vec<Action>> {
+    let bytes = store.get(&object_path(LOG_DIR, seq)).await?.bytes().await?;
+    let (version, actions) = match serde_json::from_slice::<LogEntry>(&bytes) {
+        Ok(entry) => (Some(entry.version), entry.actions),
+        Err(_) => salvage_log_entry(&format!("log entry {seq}"), &bytes, quarantine),
+    };
+    if let Some(version) = version {
+        check_version(version)?;
+    }
+    Ok(actions)
+}
+
+/// Checkpoint `seq`: whole when it parses, else its readable datasets and segments.
+async fn read_checkpoint(
+    store: &Arc<dyn ObjectStore>,
+    seq: u64,
+    quarantine: &mut Vec<QuarantinedRecord>,
+) -> Result<Checkpoint> {
+    let bytes = store
+        .get(&object_path(CHECKPOINT_DIR, seq))
+        .await?
+        .bytes()
+        .await?;
+    let checkpoint = match serde_json::from_slice::<Checkpoint>(&bytes) {
+        Ok(checkpoint) => checkpoint,
+        Err(_) => {
+            let salvaged = salvage_checkpoint(&format!("checkpoint {seq}"), &bytes, quarantine);
+            Checkpoint {
+                version: salvaged.version.unwrap_or(FORMAT_VERSION),
+                seq,
+                datasets: salvaged.datasets,
+                quarantined: salvaged.quarantined,
+            }
+        }
+    };
+    check_version(checkpoint.version)?;
+    Ok(Checkpoint { seq, ..checkpoint })
 }
 
 #[cfg(test)]
@@ -455,6 +513,118 @@ mod tests {
         assert_eq!((b.segments.len(), b.sealed_wal_seq), (3, 6));
         // Only the newest checkpoint (seq 6) is kept.
         assert_eq!(list_seqs(&store, CHECKPOINT_DIR).await.unwrap(), vec![6]);
+    }
+
+    async fn put_raw(store: &Arc<dyn ObjectStore>, dir: &str, seq: u64, body: &str) {
+        store
+            .put(&object_path(dir, seq), PutPayload::from(body.to_owned()))
+            .await
+            .unwrap();
+    }
+
+    fn segment_json(path: &str, rows: &str, float_stats: &str) -> String {
+        format!(
+            r#"{{"path":"{path}","size_bytes":1,"rows":{rows},"min_time_ns":0,"max_time_ns":0,
+               "partition_start_ns":0,"created_at_ns":0,"bloom_filters":[],
+               "columns":[{{"name":"f","field_type":"float","null_count":0,{float_stats}}}]}}"#
+        )
+    }
+
+    fn seal_entry_json(seq: u64, segments: &[String]) -> String {
+        format!(
+            r#"{{"version":2,"seq":{seq},"actions":[{{"seal_segments":{{"env":"default",
+               "dataset":"a","schema":{{"columns":[]}},"segments":[{}],"sealed_wal_seq":{seq},
+               "created_at_ns":0,"last_written_ns":0}}}}]}}"#,
+            segments.join(",")
+        )
+    }
+
+    /// Builds before non-finite floats were spelled out wrote `inf` bounds as null.
+    #[tokio::test]
+    async fn a_manifest_with_null_float_bounds_loads_with_unknown_bounds() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let segment = segment_json("s1", "3", r#""min":{"float":null},"max":{"float":null}"#);
+        put_raw(&store, LOG_DIR, 1, &seal_entry_json(1, &[segment])).await;
+        let manifest = Manifest::load(store, 100).await.unwrap();
+        let a = manifest.datasets().find(|d| d.name == "a").unwrap();
+        let stats = a.segments[0].column("f").unwrap();
+        assert_eq!((&stats.min, &stats.max), (&None, &None));
+        assert!(manifest.quarantined().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_segment_is_set_aside_and_its_neighbours_served() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let good = segment_json(
+            "good",
+            "3",
+            r#""min":{"float":1.5},"max":{"float":"Infinity"}"#,
+        );
+        let bad = segment_json("bad", r#""many""#, r#""min":null,"max":null"#);
+        put_raw(&store, LOG_DIR, 1, &seal_entry_json(1, &[good, bad])).await;
+
+        let mut manifest = Manifest::load(store.clone(), 2).await.unwrap();
+        let a = manifest.datasets().find(|d| d.name == "a").unwrap();
+        assert_eq!(a.segments.len(), 1);
+        assert_eq!(a.segments[0].path, "good");
+        let max = &a.segments[0].column("f").unwrap().max;
+        assert_eq!(max, &Some(crate::StatValue::Float(f64::INFINITY)));
+        assert_eq!(a.sealed_wal_seq, 1, "the entry's WAL position still counts");
+        let quarantined = manifest.quarantined().to_vec();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(quarantined[0].kind, "segment");
+        assert_eq!(quarantined[0].source, "log entry 1");
+        assert_eq!(quarantined[0].paths, vec!["bad".to_owned()]);
+        assert!(
+            quarantined[0].error.contains("invalid type"),
+            "{quarantined:?}"
+        );
+
+        // The next commit checkpoints (interval 2); the record outlives its log entry.
+        manifest.commit(vec![seal("a", 2, "next")]).await.unwrap();
+        assert_eq!(list_seqs(&store, CHECKPOINT_DIR).await.unwrap(), vec![2]);
+        store.delete(&object_path(LOG_DIR, 1)).await.unwrap();
+        let reloaded = Manifest::load(store.clone(), 2).await.unwrap();
+        assert_eq!(reloaded.quarantined(), quarantined.as_slice());
+        let a = reloaded.datasets().find(|d| d.name == "a").unwrap();
+        let paths: Vec<&str> = a.segments.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["good", "next"]);
+    }
+
+    #[tokio::test]
+    async fn an_entry_that_is_not_json_is_set_aside_and_later_entries_apply() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let segment = segment_json("s1", "3", r#""min":null,"max":null"#);
+        put_raw(&store, LOG_DIR, 1, &seal_entry_json(1, &[segment])).await;
+        put_raw(&store, LOG_DIR, 2, "{\"version\":2,\"seq\":2,\"act").await;
+        let unknown_action = r#"{"version":2,"seq":3,"actions":[{"reticulate_splines":{}}]}"#;
+        put_raw(&store, LOG_DIR, 3, unknown_action).await;
+
+        let mut manifest = Manifest::load(store.clone(), 100).await.unwrap();
+        assert_eq!(manifest.seq(), 3);
+        let kinds: Vec<(&str, bool)> = manifest
+            .quarantined()
+            .iter()
+            .map(|record| (record.kind.as_str(), record.opaque))
+            .collect();
+        assert_eq!(kinds, [("log entry", true), ("action", false)]);
+        assert_eq!(manifest.commit(vec![seal("a", 4, "s4")]).await.unwrap(), 4);
+        let a = manifest.datasets().find(|d| d.name == "a").unwrap();
+        assert_eq!(a.segments.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_newer_format_still_stops_the_load() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        put_raw(
+            &store,
+            LOG_DIR,
+            1,
+            r#"{"version":99,"seq":1,"actions":[{"x":1}]}"#,
+        )
+        .await;
+        let error = Manifest::load(store, 100).await.err().unwrap();
+        assert!(error.to_string().contains("newer"), "{error}");
     }
 
     #[tokio::test]

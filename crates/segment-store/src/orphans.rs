@@ -55,7 +55,12 @@ impl Store {
         if candidates.is_empty() {
             return Ok(0);
         }
-        let mut referenced = self.referenced_files().await;
+        let Some(mut referenced) = self.referenced_files().await else {
+            tracing::warn!(
+                "orphan sweep skipped: the manifest holds a quarantined record whose files are unknown"
+            );
+            return Ok(0);
+        };
         // Removed from the manifest but still readable by queries for a while.
         referenced.extend(self.retired_paths());
         let orphans: Vec<String> = candidates
@@ -80,9 +85,17 @@ impl Store {
 
     /// Every raw and rollup segment file the manifest names (its own record: a
     /// seal's live state is updated just after its commit).
-    async fn referenced_files(&self) -> HashSet<String> {
+    /// Every data file the manifest names, quarantined records included; `None`
+    /// when a quarantined record is not readable enough to tell which files it names.
+    async fn referenced_files(&self) -> Option<HashSet<String>> {
         let manifest = self.inner.manifest.lock().await;
         let mut referenced = HashSet::new();
+        for record in manifest.quarantined() {
+            if record.opaque {
+                return None;
+            }
+            referenced.extend(record.paths.iter().cloned());
+        }
         for record in manifest.datasets() {
             referenced.extend(record.segments.iter().map(|s| s.path.clone()));
             for rollup in &record.rollups.rollups {
@@ -95,7 +108,7 @@ impl Store {
                 );
             }
         }
-        referenced
+        Some(referenced)
     }
 }
 

@@ -6,6 +6,8 @@
 use quarry_schema::FieldType;
 use serde::{Deserialize, Serialize};
 
+use crate::stat_value;
+
 /// One immutable Parquet segment of a dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentMeta {
@@ -41,18 +43,24 @@ pub struct ColumnStats {
     pub field_type: FieldType,
     pub null_count: u64,
     /// Exact minimum, or for long strings a prefix that bounds it from below.
+    #[serde(default, deserialize_with = "stat_value::unknown_if_null")]
     pub min: Option<StatValue>,
     /// Exact maximum; absent for strings longer than the statistics limit.
+    #[serde(default, deserialize_with = "stat_value::unknown_if_null")]
     pub max: Option<StatValue>,
 }
 
 /// A statistics value.
+///
+/// Floats may be infinite (a column holding `inf` has `inf` as its maximum). JSON
+/// has no number for them, so they are written as the strings `"Infinity"`,
+/// `"-Infinity"` and `"NaN"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StatValue {
     Bool(bool),
     Int(i64),
-    Float(f64),
+    Float(#[serde(with = "stat_value::float")] f64),
     String(String),
 }
 

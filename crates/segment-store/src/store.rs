@@ -147,6 +147,9 @@ impl Store {
             );
         }
         let metrics = Arc::new(StoreMetrics::default());
+        metrics
+            .manifest_quarantined_records
+            .store(manifest.quarantined().len() as u64, Ordering::Relaxed);
         let inner = Arc::new(Inner {
             crash_after_seal_commit: std::env::var_os(FAULT_CRASH_AFTER_SEAL_COMMIT)
                 .is_some_and(|v| v == "1"),

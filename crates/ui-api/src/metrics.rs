@@ -197,6 +197,12 @@ pub fn render(store: &StoreMetrics, query: &QueryMetrics, api: &ApiMetrics) -> S
         "Bytes held in in-memory buffers, not yet sealed.",
         load(&store.buffered_bytes),
     );
+    gauge(
+        &mut out,
+        "quarry_manifest_quarantined_records",
+        "Manifest records set aside at start because they could not be read (their files are kept).",
+        load(&store.manifest_quarantined_records),
+    );
 
     let query_counters: [(&str, &AtomicU64, &str); 5] = [
         (
