@@ -11,10 +11,13 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
 use quarry_segment_store::Store;
 
 use crate::bloom::BloomCache;
 use crate::catalog::{CATALOG_NAME, SCHEMA_NAME, environment_catalogs};
+use crate::panic_guard::{PanicSafeStream, catch_panics};
+use crate::query_limits;
 use crate::source::SharedSource;
 use crate::table::ScanContext;
 use crate::{DatasetSource, QueryConfig, QueryError, QueryMetrics};
@@ -91,14 +94,36 @@ impl QueryEngine {
     /// Plans `sql` over the datasets of `env` and starts streaming its result.
     ///
     /// Only queries run: DDL, DML and `SET`-style statements are refused as invalid.
+    ///
+    /// A statement beyond the limits of [`crate::query_limits`] (a chain of
+    /// thousands of operators, thousands of `UNION`s) is refused as
+    /// [`QueryError::TooComplex`] before it is planned. A panic while planning or
+    /// running it fails this query only: the stream ends with an error.
     pub async fn sql(&self, env: &str, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
-        let context = self.session(env)?;
-        let read_only = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let frame = context.sql_with_options(sql, read_only).await?;
-        Ok(frame.execute_stream().await?)
+        catch_panics(async {
+            let context = self.session(env)?;
+            let state = context.state();
+            // DataFusion's `sql_with_options`, in steps, with the shape checks between.
+            let dialect_name = state.config().options().sql_parser.dialect;
+            {
+                // Scoped: a boxed dialect is not `Send`, and the future must be.
+                let dialect = dialect_from_str(dialect_name).ok_or_else(|| {
+                    QueryError::Execution(format!("unsupported SQL dialect {dialect_name}"))
+                })?;
+                query_limits::check_sql_text(sql, dialect.as_ref())?;
+            }
+            let statement = state.sql_to_statement(sql, &dialect_name)?;
+            query_limits::check_statement(&statement)?;
+            let plan = state.statement_to_plan(statement).await?;
+            let read_only = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            read_only.verify_plan(&plan)?;
+            let frame = context.execute_logical_plan(plan).await?;
+            Ok(PanicSafeStream::boxed(frame.execute_stream().await?))
+        })
+        .await
     }
 
     /// A DataFusion session that sees exactly the datasets of `env`, with the
@@ -168,6 +193,60 @@ mod tests {
             .sql("tenant-a", "INSERT INTO events VALUES (1, 2)")
             .await;
         assert!(matches!(dml, Err(QueryError::InvalidQuery(_))));
+    }
+
+    /// The message of a statement refused as too complex.
+    async fn too_complex(engine: &crate::QueryEngine, sql: &str) -> String {
+        match engine.sql("tenant-a", sql).await {
+            Err(QueryError::TooComplex(message)) => message,
+            Err(other) => panic!("expected TooComplex, got {other:?}"),
+            Ok(_) => panic!("expected TooComplex, the statement ran"),
+        }
+    }
+
+    #[tokio::test]
+    async fn statements_beyond_the_shape_limits_are_refused_naming_the_limit() {
+        use crate::query_limits::{MAX_EXPRESSION_DEPTH, MAX_OPERATORS, MAX_SET_OPERATIONS};
+        let engine = engine_with_one_dataset();
+        let deep = format!("SELECT {}", vec!["1"; MAX_EXPRESSION_DEPTH + 1].join("+"));
+        let message = too_complex(&engine, &deep).await;
+        assert!(
+            message.contains(&format!("the limit is {MAX_EXPRESSION_DEPTH} levels")),
+            "{message}"
+        );
+        let terms: Vec<String> = (0..MAX_OPERATORS / 2 + 1)
+            .map(|i| format!("n = {i}"))
+            .collect();
+        let wide_or = format!("SELECT n FROM events WHERE {}", terms.join(" OR "));
+        let message = too_complex(&engine, &wide_or).await;
+        assert!(
+            message.contains(&format!("the limit is {MAX_OPERATORS} operators")),
+            "{message}"
+        );
+        let selects: Vec<String> = (0..MAX_SET_OPERATIONS + 2)
+            .map(|i| format!("SELECT {i}"))
+            .collect();
+        let message = too_complex(&engine, &selects.join(" UNION ALL ")).await;
+        assert!(
+            message.contains(&format!("the limit is {MAX_SET_OPERATIONS} set operations")),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn statements_within_the_shape_limits_still_run() {
+        let engine = engine_with_one_dataset();
+        let sum = format!("SELECT {} AS s", vec!["1"; 100].join("+"));
+        assert_eq!(single_int(&query(&engine, "tenant-a", &sum).await), 100);
+        let terms: Vec<String> = (0..100).map(|i| format!("n = {i}")).collect();
+        let or = format!("SELECT count(*) FROM events WHERE {}", terms.join(" OR "));
+        assert_eq!(single_int(&query(&engine, "tenant-a", &or).await), 2);
+        let selects: Vec<String> = (0..50).map(|i| format!("SELECT {i} AS x")).collect();
+        let union = format!(
+            "SELECT count(*) FROM ({}) AS u",
+            selects.join(" UNION ALL ")
+        );
+        assert_eq!(single_int(&query(&engine, "tenant-a", &union).await), 50);
     }
 
     #[test]

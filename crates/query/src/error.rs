@@ -14,6 +14,10 @@ pub enum QueryError {
     /// A query spec field is invalid; the message starts with the field's JSON path.
     #[error("{0}")]
     InvalidSpec(String),
+    /// The query is beyond a shape limit of [`crate::query_limits`] (expression
+    /// depth or size, set operations); the message names the limit.
+    #[error("query too complex: {0}")]
+    TooComplex(String),
     /// The query names a dataset the environment does not have.
     #[error("dataset not found: {0}")]
     DatasetNotFound(String),
@@ -35,6 +39,11 @@ impl From<DataFusionError> for QueryError {
     fn from(error: DataFusionError) -> Self {
         // A collection holds every error the planner found; the first one decides.
         let first = error.iter().next().unwrap_or(&error);
+        // A spawned task of the query panicked because a value outgrew arrow's
+        // size limits: the query asked for too much (see `panic_guard`).
+        if let Some(overflow) = crate::panic_guard::size_overflow_error(first) {
+            return overflow;
+        }
         // Wrappers (context, diagnostics, arrow external errors) say little about
         // the kind of failure: classify by the innermost DataFusion error.
         let root = first.find_root();

@@ -29,6 +29,8 @@ mod engine;
 mod error;
 pub mod functions;
 mod metrics;
+pub mod panic_guard;
+pub mod query_limits;
 pub mod rollup;
 mod segment_files;
 mod segment_pruning;

@@ -170,9 +170,9 @@ impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         let message = error.to_string();
         match error {
-            QueryError::InvalidQuery(_) | QueryError::InvalidSpec(_) => {
-                ApiError::BadRequest(message)
-            }
+            QueryError::InvalidQuery(_)
+            | QueryError::InvalidSpec(_)
+            | QueryError::TooComplex(_) => ApiError::BadRequest(message),
             QueryError::DatasetNotFound(_) => ApiError::NotFound(message),
             QueryError::ResourcesExhausted(_) => ApiError::Overloaded(message),
             QueryError::Execution(_) => ApiError::Internal(message),
@@ -269,6 +269,7 @@ mod tests {
     #[test]
     fn query_errors_map_to_statuses() {
         assert_eq!(status_of(QueryError::InvalidQuery("SELEC".into())), 400);
+        assert_eq!(status_of(QueryError::TooComplex("deep".into())), 400);
         assert_eq!(status_of(QueryError::DatasetNotFound("nope".into())), 404);
         assert_eq!(
             status_of(QueryError::ResourcesExhausted("memory".into())),

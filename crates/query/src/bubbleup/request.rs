@@ -16,8 +16,9 @@ use serde_json::Value;
 
 use super::analyze::{BubbleUpOptions, BubbleUpResult, bubbleup};
 use super::columns::column;
+use crate::panic_guard::catch_panics;
 pub use crate::spec::Filter;
-use crate::spec::{CalculatedField, Columns, filters_predicate, validate_filters};
+use crate::spec::{CalculatedField, Columns, MAX_LIST_LEN, filters_predicate, validate_filters};
 use crate::{QueryEngine, QueryError};
 
 /// Nanoseconds per second.
@@ -203,6 +204,14 @@ impl Selection {
             if boxed {
                 return Err(invalid("selection: give either group or a box, not both"));
             }
+            // One value per breakdown, as many as a spec may have; the bound also
+            // keeps the conjunction of the values shallow.
+            if group.len() > MAX_LIST_LEN {
+                return Err(invalid(format!(
+                    "selection.group: at most {MAX_LIST_LEN} columns, got {}",
+                    group.len()
+                )));
+            }
             let mut parts = Vec::new();
             for (name, value) in group {
                 let target = column(name);
@@ -273,6 +282,20 @@ pub async fn plan_request(
 
 /// Runs BubbleUp for `request` over `dataset` of environment `env`.
 pub async fn run_bubbleup(
+    engine: &QueryEngine,
+    env: &str,
+    dataset: &str,
+    request: &BubbleUpRequest,
+    options: &BubbleUpOptions,
+) -> Result<BubbleUpResult, QueryError> {
+    // A panic while planning or running fails this query only.
+    catch_panics(run_bubbleup_unguarded(
+        engine, env, dataset, request, options,
+    ))
+    .await
+}
+
+async fn run_bubbleup_unguarded(
     engine: &QueryEngine,
     env: &str,
     dataset: &str,

@@ -21,7 +21,8 @@ use super::json::{json_values, rfc3339};
 use super::model::{QuerySpec, TimeValue};
 use super::ops::FilterOp;
 use super::plan::base_table;
-use super::validate::{Operand, ValidFilter, ValidSpec, time_ns};
+use super::validate::{MAX_LIST_LEN, Operand, ValidFilter, ValidSpec, time_ns};
+use crate::panic_guard::catch_panics;
 use crate::{QueryEngine, QueryError};
 
 /// Events per page when the request gives no limit.
@@ -118,6 +119,14 @@ fn parse_cursor(cursor: &str) -> Result<(i64, usize), SpecError> {
 }
 
 fn group_predicate(group: &Map<String, Value>, columns: &Columns) -> Result<Vec<Expr>, SpecError> {
+    // One value per breakdown, and a spec has at most MAX_LIST_LEN breakdowns; the
+    // bound also keeps the conjunction of the values shallow.
+    if group.len() > MAX_LIST_LEN {
+        return Err(SpecError::new(
+            "group",
+            format!("at most {MAX_LIST_LEN} columns, got {}", group.len()),
+        ));
+    }
     group
         .iter()
         .map(|(name, value)| {
@@ -163,6 +172,17 @@ fn cell_predicate(cell: &Cell, columns: &Columns) -> Result<Vec<Expr>, SpecError
 
 /// One page of the events behind `request` over `dataset` of `env`.
 pub async fn drill_down(
+    engine: &QueryEngine,
+    env: &str,
+    dataset: &str,
+    request: &DrillDownRequest,
+    now_ns: i64,
+) -> Result<EventsPage, QueryError> {
+    // A panic while planning or running fails this query only.
+    catch_panics(drill_down_unguarded(engine, env, dataset, request, now_ns)).await
+}
+
+async fn drill_down_unguarded(
     engine: &QueryEngine,
     env: &str,
     dataset: &str,

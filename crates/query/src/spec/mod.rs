@@ -39,9 +39,9 @@ pub use result::{
 };
 pub use run::run_query;
 pub use validate::{
-    DEFAULT_LIMIT, DEFAULT_TIME_RANGE_SECS, MAX_LIMIT, MAX_TIME_BUCKETS, NANOS_PER_SECOND, Operand,
-    OrderKey, ValidCalculation, ValidFilter, ValidHaving, ValidOrder, ValidSpec, calculation_name,
-    time_ns, validate_filters,
+    DEFAULT_LIMIT, DEFAULT_TIME_RANGE_SECS, MAX_LIMIT, MAX_LIST_LEN, MAX_TIME_BUCKETS,
+    NANOS_PER_SECOND, Operand, OrderKey, ValidCalculation, ValidFilter, ValidHaving, ValidOrder,
+    ValidSpec, calculation_name, time_ns, validate_filters,
 };
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use super::result::{
 use super::sketches::heatmap_scheme;
 use super::validate::NANOS_PER_SECOND;
 use super::validate::ValidSpec;
+use crate::panic_guard::catch_panics;
 use crate::{QueryEngine, QueryError};
 
 /// Most bytes of rollup rows [`materialized`] holds in memory; beyond it the plan
@@ -55,6 +56,17 @@ async fn materialized(context: &SessionContext, mut plan: Plan) -> Result<Plan, 
 /// Runs `spec` over `dataset` (or `__all__`) of environment `env`; `now_ns` is
 /// the time a spec without start or end ends at.
 pub async fn run_query(
+    engine: &QueryEngine,
+    env: &str,
+    dataset: &str,
+    spec: &QuerySpec,
+    now_ns: i64,
+) -> Result<QueryResult, QueryError> {
+    // A panic while planning or running fails this query only.
+    catch_panics(run_query_unguarded(engine, env, dataset, spec, now_ns)).await
+}
+
+async fn run_query_unguarded(
     engine: &QueryEngine,
     env: &str,
     dataset: &str,

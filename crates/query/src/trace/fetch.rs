@@ -9,6 +9,7 @@ use quarry_schema::{TIMESTAMP, TRACE_ID};
 use serde_json::{Map, Value};
 
 use super::tree::{Trace, TraceRow, build_trace};
+use crate::panic_guard::catch_panics;
 use crate::{ALL_DATASETS, QueryEngine, QueryError};
 
 /// Most rows one trace lookup returns; beyond it the trace is marked truncated.
@@ -20,6 +21,15 @@ pub const MAX_TRACE_ROWS: usize = 100_000;
 /// The lookup is `"trace.trace_id" = '<id>'` over `__all__`, which each dataset's
 /// scan turns into segment pruning by bloom filter (see `segment_pruning`).
 pub async fn assemble_trace(
+    engine: &QueryEngine,
+    env: &str,
+    trace_id: &str,
+) -> Result<Option<Trace>, QueryError> {
+    // A panic while planning or running fails this query only.
+    catch_panics(assemble_trace_unguarded(engine, env, trace_id)).await
+}
+
+async fn assemble_trace_unguarded(
     engine: &QueryEngine,
     env: &str,
     trace_id: &str,

@@ -107,4 +107,49 @@ mod tests {
         let missing = app.post_json("/api/v1/query/nope", "{}").await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
     }
+
+    #[tokio::test]
+    async fn a_spec_with_thousands_of_filters_is_400() {
+        let app = TestApp::start(|_| {}).await;
+        let reply = app
+            .post_json("/1/batch/api", r#"[{"data": {"ms": 1}}]"#)
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let filters: Vec<_> = (0..5_000)
+            .map(|i| json!({"column": "ms", "op": "!=", "value": i}))
+            .collect();
+        let spec = json!({"calculations": [{"op": "COUNT"}], "filters": filters});
+        let reply = app.post_json("/api/v1/query/api", &spec.to_string()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+        let message = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            message.starts_with("filters: at most 100 entries"),
+            "{message}"
+        );
+        // Calculated fields chained past the expression depth limit.
+        let step = format!("$prev{}", " + 1".repeat(30));
+        let fields: Vec<_> = (0..100)
+            .map(|i| {
+                let prev = if i == 0 {
+                    "ms".to_owned()
+                } else {
+                    format!("f{}", i - 1)
+                };
+                json!({"name": format!("f{i}"), "expression": step.replace("prev", &prev)})
+            })
+            .collect();
+        let spec =
+            json!({"calculations": [{"op": "MAX", "column": "f99"}], "calculated_fields": fields});
+        let reply = app.post_json("/api/v1/query/api", &spec.to_string()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+        let message = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(message.starts_with("calculated_fields["), "{message}");
+        assert!(message.contains("query too complex"), "{message}");
+    }
 }

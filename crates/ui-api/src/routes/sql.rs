@@ -134,4 +134,51 @@ mod tests {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         assert_eq!(reply.json(), serde_json::json!([{"Int64(1)": 1}]));
     }
+
+    #[tokio::test]
+    async fn statements_beyond_the_query_limits_are_400_naming_the_limit() {
+        use quarry_query::query_limits::{MAX_EXPRESSION_DEPTH, MAX_SET_OPERATIONS};
+        let app = app_with_rows().await;
+        let deep_sum = format!("SELECT {}", vec!["1"; MAX_EXPRESSION_DEPTH + 1].join("+"));
+        let deep_or = format!(
+            "SELECT n FROM logs WHERE {}",
+            (0..=MAX_EXPRESSION_DEPTH)
+                .map(|i| format!("n = {i}"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        );
+        let unions = (0..MAX_SET_OPERATIONS + 2)
+            .map(|i| format!("SELECT {i}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let cases = [
+            (
+                deep_sum,
+                format!("the limit is {MAX_EXPRESSION_DEPTH} levels"),
+            ),
+            (
+                deep_or,
+                format!("the limit is {MAX_EXPRESSION_DEPTH} levels"),
+            ),
+            (
+                unions,
+                format!("the limit is {MAX_SET_OPERATIONS} set operations"),
+            ),
+        ];
+        for (sql, limit) in cases {
+            let body = serde_json::json!({ "sql": sql }).to_string();
+            let reply = app.post_json("/api/v1/sql", &body).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+            let message = reply.json()["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(message.starts_with("query too complex: "), "{message}");
+            assert!(message.contains(&limit), "{message}");
+        }
+        let reply = app
+            .post_json("/api/v1/sql", r#"{"sql":"SELECT sum(n) AS s FROM logs"}"#)
+            .await;
+        assert_eq!(reply.json(), serde_json::json!([{"s": 3}]));
+    }
 }

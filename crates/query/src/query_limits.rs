@@ -1,0 +1,448 @@
+//! Limits on the shape of a query, so that one statement cannot overflow the stack
+//! of the thread that plans or runs it (which aborts the whole process).
+//!
+//! The SQL parser refuses deep nesting (parentheses, subqueries) by itself, but a
+//! long flat chain — `1+1+…+1`, `a OR b OR …`, `s || s || …`, a `UNION ALL` of
+//! thousands of `SELECT`s — parses in a loop into a tree as deep as the chain is
+//! long. Parts of the planner, the optimizer and the executor walk that tree
+//! recursively, and so do `Drop`, `Clone` and `Hash` of it. So:
+//!
+//! 1. [`check_sql_text`], before parsing: counts operator tokens and set-operation
+//!    keywords. Their number bounds how deep the parser's tree can be, so the tree
+//!    the parser builds can always be walked (step 2) and dropped safely.
+//! 2. [`check_statement`], after parsing: the exact nesting depth and node count of
+//!    the statement's expressions.
+//! 3. [`check_expr`], for expressions built without SQL (calculated fields of query
+//!    specs): the same depth and node limits.
+//!
+//! Every refusal is [`QueryError::TooComplex`] (HTTP 400) naming the limit. The
+//! values are measured against the server's thread stack (see `WORKER_STACK_BYTES`
+//! in `crates/ui-api/src/main.rs`) and documented in `docs/query.md`.
+//!
+//! Measured in a debug build (frames are larger than in release) with the server's
+//! 64 MiB worker stacks, the process overflowed at about (terms of one chain):
+//! TODO(measurements)
+
+use std::ops::ControlFlow;
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion, TreeNodeVisitor};
+use datafusion::logical_expr::Expr;
+use datafusion::sql::parser::{CopyToSource, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{self as sql_ast, Visit, Visitor};
+use datafusion::sql::sqlparser::dialect::Dialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::QueryError;
+
+/// Most operators (`+`, `||`, `=`, `::`, `AND`, `OR`, `NOT`, `IS`, `LIKE`, …) in one
+/// SQL statement, counted on its tokens before parsing.
+///
+/// A chain of n operators parses into a tree n levels deep, which the parser's
+/// tree walk and drop recurse through; this bounds that depth.
+pub const MAX_OPERATORS: usize = 10_000;
+
+/// Deepest nesting of expressions (operators, function calls, casts, subqueries)
+/// in one statement or calculated field, in levels. `a + b + c` is 3 levels deep:
+/// `(a + b) + c`, then `a + b`, then `a`.
+pub const MAX_EXPRESSION_DEPTH: usize = 1_000;
+
+/// Most expression nodes (each operator, call, column reference and literal) in
+/// one statement or calculated field.
+pub const MAX_EXPRESSION_NODES: usize = 100_000;
+
+/// Most set operations (`UNION`, `INTERSECT`, `EXCEPT`, `MINUS`) in one statement.
+pub const MAX_SET_OPERATIONS: usize = 500;
+
+/// Refuses SQL text with more operators than [`MAX_OPERATORS`] or more set
+/// operations than [`MAX_SET_OPERATIONS`], before it is parsed.
+///
+/// Text that does not tokenize passes: the parser reports the same error with
+/// its position.
+pub fn check_sql_text(sql: &str, dialect: &dyn Dialect) -> Result<(), QueryError> {
+    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else {
+        return Ok(());
+    };
+    let mut operators = 0usize;
+    let mut set_operations = 0usize;
+    for token in &tokens {
+        if is_set_operation(token) {
+            set_operations += 1;
+        } else if is_operator(token) {
+            operators += 1;
+        }
+    }
+    if set_operations > MAX_SET_OPERATIONS {
+        return Err(QueryError::TooComplex(format!(
+            "the statement has {set_operations} set operations (UNION, INTERSECT, EXCEPT); \
+             the limit is {MAX_SET_OPERATIONS} set operations per statement"
+        )));
+    }
+    if operators > MAX_OPERATORS {
+        return Err(QueryError::TooComplex(format!(
+            "the statement has {operators} operators; \
+             the limit is {MAX_OPERATORS} operators per statement"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a parsed statement whose expressions nest deeper than
+/// [`MAX_EXPRESSION_DEPTH`] or have more than [`MAX_EXPRESSION_NODES`] nodes.
+///
+/// Walks the syntax tree recursively: call it only on a statement whose text
+/// passed [`check_sql_text`], which bounds the depth of that walk.
+pub fn check_statement(statement: &DFStatement) -> Result<(), QueryError> {
+    let mut shape = SqlShape::default();
+    let outcome = match statement {
+        DFStatement::Statement(statement) => statement.visit(&mut shape),
+        DFStatement::Explain(explain) => return check_statement(&explain.statement),
+        DFStatement::CopyTo(copy) => match &copy.source {
+            CopyToSource::Query(query) => query.visit(&mut shape),
+            CopyToSource::Relation(_) => ControlFlow::Continue(()),
+        },
+        // No expressions of their own (and refused as DDL or statements anyway).
+        DFStatement::CreateExternalTable(_) | DFStatement::Reset(_) => ControlFlow::Continue(()),
+    };
+    match outcome {
+        ControlFlow::Break(error) => Err(error),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Refuses an expression that nests deeper than [`MAX_EXPRESSION_DEPTH`] or has
+/// more than [`MAX_EXPRESSION_NODES`] nodes.
+///
+/// DataFusion's tree walk grows its stack on the heap when it runs short, so the
+/// walk itself is safe on any expression.
+pub fn check_expr(expr: &Expr) -> Result<(), QueryError> {
+    let mut shape = ExprShape::default();
+    expr.visit(&mut shape)?;
+    match shape.error {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// The number of nodes of `expr`, stopping early past [`MAX_EXPRESSION_NODES`]
+/// (the answer is then `MAX_EXPRESSION_NODES + 1`).
+pub fn expr_nodes(expr: &Expr) -> usize {
+    let mut nodes = 0usize;
+    // The closure never fails; a walk error could only come from it.
+    let _ = expr.apply(|_| {
+        nodes += 1;
+        Ok(if nodes > MAX_EXPRESSION_NODES {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    nodes
+}
+
+/// The error for an expression deeper than [`MAX_EXPRESSION_DEPTH`].
+fn too_deep() -> QueryError {
+    QueryError::TooComplex(format!(
+        "an expression nests more than {MAX_EXPRESSION_DEPTH} levels deep; \
+         the limit is {MAX_EXPRESSION_DEPTH} levels (a long chain of operators such as \
+         `a OR b OR …` counts one level per operator; `x IN (…)` does not)"
+    ))
+}
+
+/// The error for more than [`MAX_EXPRESSION_NODES`] expression nodes.
+pub(crate) fn too_many_nodes() -> QueryError {
+    QueryError::TooComplex(format!(
+        "the expressions have more than {MAX_EXPRESSION_NODES} nodes; \
+         the limit is {MAX_EXPRESSION_NODES} nodes (operators, calls, columns and literals)"
+    ))
+}
+
+/// Whether `token` is `UNION`, `INTERSECT`, `EXCEPT` or `MINUS`.
+fn is_set_operation(token: &Token) -> bool {
+    matches!(
+        token,
+        Token::Word(word) if matches!(
+            word.keyword,
+            Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT | Keyword::MINUS
+        )
+    )
+}
+
+/// Whether `token` can make the parser nest the expression before it one level
+/// deeper: every operator symbol and operator keyword. Literals, names and
+/// punctuation cannot; `.` and `[` build flat paths. A token kind not listed here
+/// counts, so the bound errs on the safe side.
+fn is_operator(token: &Token) -> bool {
+    match token {
+        Token::Word(word) => matches!(
+            word.keyword,
+            Keyword::AND
+                | Keyword::OR
+                | Keyword::XOR
+                | Keyword::NOT
+                | Keyword::IS
+                | Keyword::IN
+                | Keyword::BETWEEN
+                | Keyword::OVERLAPS
+                | Keyword::LIKE
+                | Keyword::ILIKE
+                | Keyword::RLIKE
+                | Keyword::REGEXP
+                | Keyword::MATCH
+                | Keyword::SIMILAR
+                | Keyword::MEMBER
+                | Keyword::OPERATOR
+                | Keyword::DIV
+                | Keyword::COLLATE
+                | Keyword::AT
+                | Keyword::NOTNULL
+        ),
+        Token::EOF
+        | Token::Number(..)
+        | Token::Char(_)
+        | Token::SingleQuotedString(_)
+        | Token::DoubleQuotedString(_)
+        | Token::TripleSingleQuotedString(_)
+        | Token::TripleDoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::DoubleQuotedByteStringLiteral(_)
+        | Token::TripleSingleQuotedByteStringLiteral(_)
+        | Token::TripleDoubleQuotedByteStringLiteral(_)
+        | Token::SingleQuotedRawStringLiteral(_)
+        | Token::DoubleQuotedRawStringLiteral(_)
+        | Token::TripleSingleQuotedRawStringLiteral(_)
+        | Token::TripleDoubleQuotedRawStringLiteral(_)
+        | Token::NationalStringLiteral(_)
+        | Token::QuoteDelimitedStringLiteral(_)
+        | Token::NationalQuoteDelimitedStringLiteral(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::HexStringLiteral(_)
+        | Token::Placeholder(_)
+        | Token::Comma
+        | Token::Whitespace(_)
+        | Token::LParen
+        | Token::RParen
+        | Token::Period
+        | Token::SemiColon
+        | Token::RBracket
+        | Token::LBrace
+        | Token::RBrace => false,
+        _ => true,
+    }
+}
+
+/// Depth and size of a SQL syntax tree, measured by sqlparser's visitor.
+#[derive(Default)]
+struct SqlShape {
+    depth: usize,
+    nodes: usize,
+    /// Queries entered and not yet left; the outermost one is not a level.
+    open_queries: usize,
+}
+
+impl SqlShape {
+    fn enter(&mut self) -> ControlFlow<QueryError> {
+        self.depth += 1;
+        self.nodes += 1;
+        if self.depth > MAX_EXPRESSION_DEPTH {
+            return ControlFlow::Break(too_deep());
+        }
+        if self.nodes > MAX_EXPRESSION_NODES {
+            return ControlFlow::Break(too_many_nodes());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+}
+
+impl Visitor for SqlShape {
+    type Break = QueryError;
+
+    // A subquery nests its expressions one level deeper than the query around it.
+    fn pre_visit_query(&mut self, _query: &sql_ast::Query) -> ControlFlow<QueryError> {
+        self.open_queries += 1;
+        if self.open_queries > 1 {
+            return self.enter();
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &sql_ast::Query) -> ControlFlow<QueryError> {
+        if self.open_queries > 1 {
+            self.leave();
+        }
+        self.open_queries = self.open_queries.saturating_sub(1);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, _expr: &sql_ast::Expr) -> ControlFlow<QueryError> {
+        self.enter()
+    }
+
+    fn post_visit_expr(&mut self, _expr: &sql_ast::Expr) -> ControlFlow<QueryError> {
+        self.leave();
+        ControlFlow::Continue(())
+    }
+}
+
+/// Depth and size of a DataFusion expression, measured by its tree walk.
+#[derive(Default)]
+struct ExprShape {
+    depth: usize,
+    nodes: usize,
+    error: Option<QueryError>,
+}
+
+impl<'n> TreeNodeVisitor<'n> for ExprShape {
+    type Node = Expr;
+
+    fn f_down(&mut self, _node: &'n Expr) -> datafusion::common::Result<TreeNodeRecursion> {
+        self.depth += 1;
+        self.nodes += 1;
+        if self.depth > MAX_EXPRESSION_DEPTH {
+            self.error = Some(too_deep());
+        } else if self.nodes > MAX_EXPRESSION_NODES {
+            self.error = Some(too_many_nodes());
+        }
+        Ok(if self.error.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    }
+
+    fn f_up(&mut self, _node: &'n Expr) -> datafusion::common::Result<TreeNodeRecursion> {
+        self.depth = self.depth.saturating_sub(1);
+        Ok(TreeNodeRecursion::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::lit;
+    use datafusion::sql::parser::DFParserBuilder;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+    use super::*;
+
+    /// `SELECT 1+1+…` with `terms` terms: `terms - 1` operators, `terms` levels deep.
+    fn plus_chain(terms: usize) -> String {
+        format!("SELECT {}", vec!["1"; terms].join("+"))
+    }
+
+    fn union_chain(selects: usize) -> String {
+        (0..selects)
+            .map(|i| format!("SELECT {i}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+    }
+
+    fn parsed(sql: &str) -> DFStatement {
+        let mut statements = DFParserBuilder::new(sql)
+            .with_dialect(&GenericDialect {})
+            .build()
+            .unwrap()
+            .parse_statements()
+            .unwrap();
+        statements.pop_front().unwrap()
+    }
+
+    fn message(outcome: Result<(), QueryError>) -> String {
+        match outcome {
+            Err(QueryError::TooComplex(message)) => message,
+            other => panic!("expected TooComplex, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn too_many_operators_are_refused_before_parsing() {
+        let sql = plus_chain(MAX_OPERATORS + 2);
+        let text = message(check_sql_text(&sql, &GenericDialect {}));
+        assert!(
+            text.contains(&format!("the limit is {MAX_OPERATORS} operators")),
+            "{text}"
+        );
+        let keywords = format!(
+            "SELECT 1 FROM t WHERE {}",
+            vec!["a IS NOT NULL"; MAX_OPERATORS / 2 + 1].join(" AND ")
+        );
+        assert!(check_sql_text(&keywords, &GenericDialect {}).is_err());
+    }
+
+    #[test]
+    fn too_many_set_operations_are_refused_before_parsing() {
+        let sql = union_chain(MAX_SET_OPERATIONS + 2);
+        let text = message(check_sql_text(&sql, &GenericDialect {}));
+        assert!(
+            text.contains(&format!("the limit is {MAX_SET_OPERATIONS} set operations")),
+            "{text}"
+        );
+        assert!(check_sql_text(&union_chain(MAX_SET_OPERATIONS + 1), &GenericDialect {}).is_ok());
+    }
+
+    #[test]
+    fn operators_inside_literals_and_names_do_not_count() {
+        let quoted = format!(
+            "SELECT '{}' AS \"{}\" FROM \"union\"",
+            "+".repeat(MAX_OPERATORS * 2),
+            "or ".repeat(MAX_OPERATORS)
+        );
+        assert!(check_sql_text(&quoted, &GenericDialect {}).is_ok());
+        // Text that does not tokenize is left to the parser's error.
+        assert!(check_sql_text("SELECT 'unterminated", &GenericDialect {}).is_ok());
+    }
+
+    #[test]
+    fn a_chain_deeper_than_the_limit_is_refused_after_parsing() {
+        let deep = parsed(&plus_chain(MAX_EXPRESSION_DEPTH + 1));
+        let text = message(check_statement(&deep));
+        assert!(
+            text.contains(&format!("the limit is {MAX_EXPRESSION_DEPTH} levels")),
+            "{text}"
+        );
+        assert!(check_statement(&parsed(&plus_chain(MAX_EXPRESSION_DEPTH))).is_ok());
+        // The same chain inside EXPLAIN, or in a subquery, is as deep.
+        let explained = parsed(&format!("EXPLAIN {}", plus_chain(MAX_EXPRESSION_DEPTH + 1)));
+        assert!(check_statement(&explained).is_err());
+        let nested = parsed(&format!(
+            "SELECT * FROM ({}) AS s",
+            plus_chain(MAX_EXPRESSION_DEPTH)
+        ));
+        assert!(check_statement(&nested).is_err());
+    }
+
+    #[test]
+    fn wide_flat_expressions_are_not_deep() {
+        let values: Vec<String> = (0..5_000).map(|i| i.to_string()).collect();
+        let in_list = parsed(&format!("SELECT 1 WHERE 1 IN ({})", values.join(", ")));
+        assert!(check_statement(&in_list).is_ok());
+        let columns: Vec<String> = (0..2_000).map(|i| format!("{i} + 1 AS c{i}")).collect();
+        let wide = parsed(&format!("SELECT {}", columns.join(", ")));
+        assert!(check_statement(&wide).is_ok());
+    }
+
+    #[test]
+    fn too_many_nodes_are_refused() {
+        let values: Vec<String> = (0..MAX_EXPRESSION_NODES).map(|i| i.to_string()).collect();
+        let huge = parsed(&format!("SELECT 1 WHERE 1 IN ({})", values.join(",")));
+        let text = message(check_statement(&huge));
+        assert!(
+            text.contains(&format!("the limit is {MAX_EXPRESSION_NODES} nodes")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn built_expressions_are_checked_too() {
+        let chain = |levels: usize| (1..levels).fold(lit(1), |acc, _| acc + lit(1));
+        assert!(check_expr(&chain(MAX_EXPRESSION_DEPTH)).is_ok());
+        let text = message(check_expr(&chain(MAX_EXPRESSION_DEPTH + 1)));
+        assert!(text.contains("levels"), "{text}");
+        assert_eq!(expr_nodes(&chain(10)), 19);
+    }
+}
