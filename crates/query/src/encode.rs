@@ -1,7 +1,8 @@
 //! Streaming a query result as bytes: JSON, NDJSON, CSV or Arrow IPC.
 //!
 //! Each batch is encoded as it arrives, so a large result never sits in memory
-//! whole. Null fields are left out of JSON objects; timestamps are RFC 3339.
+//! whole. Null fields are left out of JSON objects; timestamps are RFC 3339;
+//! infinite and NaN floats are the strings `"Infinity"`, `"-Infinity"`, `"NaN"`.
 
 use std::str::FromStr;
 
@@ -9,12 +10,14 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ipc::writer::StreamWriter;
-use arrow::json::writer::{JsonArray, LineDelimited, Writer as JsonWriter};
+use arrow::json::WriterBuilder;
+use arrow::json::writer::{JsonArray, JsonFormat, LineDelimited, Writer as JsonWriter};
 use bytes::Bytes;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::{Stream, StreamExt};
 
 use crate::QueryError;
+use crate::json_floats::non_finite_floats_as_names;
 
 /// A result encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +104,8 @@ enum Encoder {
 impl Encoder {
     fn new(format: OutputFormat, schema: SchemaRef) -> Self {
         match format {
-            OutputFormat::Json => Encoder::Json(JsonWriter::new(Vec::new())),
-            OutputFormat::Ndjson => Encoder::Ndjson(JsonWriter::new(Vec::new())),
+            OutputFormat::Json => Encoder::Json(json_writer()),
+            OutputFormat::Ndjson => Encoder::Ndjson(json_writer()),
             OutputFormat::Csv => Encoder::Csv {
                 schema,
                 wrote_header: false,
@@ -185,6 +188,13 @@ impl Encoder {
     }
 }
 
+/// A JSON writer that spells non-finite floats out (see [`crate::json_floats`]).
+fn json_writer<F: JsonFormat>() -> JsonWriter<Vec<u8>, F> {
+    WriterBuilder::new()
+        .with_encoder_factory(non_finite_floats_as_names())
+        .build(Vec::new())
+}
+
 /// Takes the bytes written so far, leaving the buffer empty for the next batch.
 fn drain(buffer: &mut Vec<u8>) -> Bytes {
     Bytes::from(std::mem::take(buffer))
@@ -258,6 +268,40 @@ mod tests {
 
         let empty = encode(Vec::new(), input[0].schema(), OutputFormat::Json).await;
         assert_eq!(empty, b"[]");
+    }
+
+    #[tokio::test]
+    async fn non_finite_floats_are_spelled_out_in_json() {
+        let floats = Arc::new(arrow::array::Float64Array::from(vec![
+            Some(f64::INFINITY),
+            Some(f64::NEG_INFINITY),
+            Some(f64::NAN),
+            Some(2.5),
+            None,
+        ]));
+        let narrow = Arc::new(arrow::array::Float32Array::from(vec![
+            Some(f32::INFINITY),
+            Some(1.0),
+            None,
+            Some(f32::NAN),
+            Some(-0.5),
+        ]));
+        let input = RecordBatch::try_from_iter([
+            ("f", floats as arrow::array::ArrayRef),
+            ("g", narrow as arrow::array::ArrayRef),
+        ])
+        .unwrap();
+        let json = encode(vec![input.clone()], input.schema(), OutputFormat::Json).await;
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            r#"[{"f":"Infinity","g":"Infinity"},{"f":"-Infinity","g":1.0},{"f":"NaN"},{"f":2.5,"g":"NaN"},{"g":-0.5}]"#
+        );
+        let ndjson = encode(vec![input.clone()], input.schema(), OutputFormat::Ndjson).await;
+        let first = String::from_utf8(ndjson).unwrap();
+        assert_eq!(
+            first.lines().next(),
+            Some(r#"{"f":"Infinity","g":"Infinity"}"#)
+        );
     }
 
     #[tokio::test]

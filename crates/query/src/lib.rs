@@ -28,6 +28,7 @@ mod encode;
 mod engine;
 mod error;
 pub mod functions;
+pub mod json_floats;
 mod metrics;
 pub mod panic_guard;
 pub mod query_limits;
