@@ -16,7 +16,7 @@ use quarry_segment_store::Store;
 
 use crate::bloom::BloomCache;
 use crate::catalog::{CATALOG_NAME, SCHEMA_NAME, environment_catalogs};
-use crate::panic_guard::{PanicSafeStream, catch_panics};
+use crate::panic_guard::{PanicSafeStream, QueryScope, catch_panics_in};
 use crate::query_limits;
 use crate::source::SharedSource;
 use crate::table::ScanContext;
@@ -100,7 +100,10 @@ impl QueryEngine {
     /// [`QueryError::TooComplex`] before it is planned. A panic while planning or
     /// running it fails this query only: the stream ends with an error.
     pub async fn sql(&self, env: &str, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
-        catch_panics(async {
+        // One scope for planning and the stream: tasks spawned while planning
+        // may fail while the stream is polled.
+        let scope = QueryScope::new();
+        catch_panics_in(&scope, async {
             let context = self.session(env)?;
             let state = context.state();
             // DataFusion's `sql_with_options`, in steps, with the shape checks between.
@@ -121,7 +124,8 @@ impl QueryEngine {
                 .with_allow_statements(false);
             read_only.verify_plan(&plan)?;
             let frame = context.execute_logical_plan(plan).await?;
-            Ok(PanicSafeStream::boxed(frame.execute_stream().await?))
+            let stream = frame.execute_stream().await?;
+            Ok(PanicSafeStream::boxed(stream, Arc::clone(&scope)))
         })
         .await
     }

@@ -39,11 +39,6 @@ impl From<DataFusionError> for QueryError {
     fn from(error: DataFusionError) -> Self {
         // A collection holds every error the planner found; the first one decides.
         let first = error.iter().next().unwrap_or(&error);
-        // A spawned task of the query panicked because a value outgrew arrow's
-        // size limits: the query asked for too much (see `panic_guard`).
-        if let Some(overflow) = crate::panic_guard::size_overflow_error(first) {
-            return overflow;
-        }
         // Wrappers (context, diagnostics, arrow external errors) say little about
         // the kind of failure: classify by the innermost DataFusion error.
         let root = first.find_root();
