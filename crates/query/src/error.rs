@@ -56,6 +56,9 @@ impl From<DataFusionError> for QueryError {
                 QueryError::InvalidQuery(message)
             }
             DataFusionError::ResourcesExhausted(_) => QueryError::ResourcesExhausted(message),
+            DataFusionError::Execution(text) if is_size_overflow(text) => {
+                QueryError::ResourcesExhausted(message)
+            }
             _ => QueryError::Execution(message),
         }
     }
@@ -79,6 +82,17 @@ fn is_user_error(error: &ArrowError) -> bool {
             | ArrowError::InvalidArgumentError(_)
     )
 }
+
+/// Execution errors that say a value outgrew what one arrow array can address
+/// (`repeat` or `concat` past 2 GiB of strings): the query asked for too much.
+fn is_size_overflow(message: &str) -> bool {
+    SIZE_OVERFLOW_ERRORS
+        .iter()
+        .any(|needle| message.contains(needle))
+}
+
+/// What DataFusion's functions say when a result outgrows 32-bit offsets.
+const SIZE_OVERFLOW_ERRORS: [&str; 2] = ["offset overflow", "size overflow"];
 
 /// The dataset name of DataFusion's "table 'catalog.schema.name' not found" error.
 fn missing_table(message: &str) -> Option<String> {
@@ -129,6 +143,20 @@ mod tests {
             QueryError::from(wrapped),
             QueryError::ResourcesExhausted(_)
         ));
+    }
+
+    #[test]
+    fn results_outgrowing_an_array_are_resources_exhausted() {
+        for text in [
+            "byte array offset overflow",
+            "string size overflow on repeat, max size is 2147483647, but got 2147483648",
+        ] {
+            let error = DataFusionError::Execution(text.into());
+            assert!(matches!(
+                QueryError::from(error),
+                QueryError::ResourcesExhausted(_)
+            ));
+        }
     }
 
     #[test]
