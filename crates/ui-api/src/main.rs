@@ -39,10 +39,12 @@ const DEFAULT_LOG_FILTER: &str = "info";
 /// and plan, in DataFusion and arrow code that has no depth guard (`Drop`,
 /// `Clone`, expression evaluation, some optimizer passes); a stack overflow
 /// aborts the whole process. The query limits (`quarry_query::query_limits`)
-/// keep every statement far below what this stack holds. Measured on a debug
-/// build (larger frames than release): with 2 MiB, `SELECT 1+1+…` overflowed at
-/// about 1,560 terms (a release build at about 1,900); with 16 MiB, at about
-/// 13,000 `+` terms, 12,900 `||` terms and 3,500 `UNION ALL`s. The memory is
+/// keep every statement several times below what this stack holds. Measured on
+/// a debug build (larger frames than release): with 2 MiB, `SELECT 1+1+…`
+/// overflowed at about 1,560 terms (a release build at about 1,900); with
+/// 16 MiB, at about 13,000 `+` or `||` terms, 8,100 `AND` terms in a `WHERE`
+/// and 3,500 `UNION ALL`s, against limits of 1,000 levels and 500 set operations
+/// (the full table is in `crates/query/src/query_limits.rs`). The memory is
 /// reserved address space; only the pages a deep query touches become resident.
 const WORKER_STACK_BYTES: usize = 16 << 20;
 
