@@ -12,8 +12,8 @@ statements from the generators below: long operator chains, deep nesting, token 
 huge literals, odd function calls, recursive CTEs, and mutations of valid queries.
 Any status is an answer (most are 400); the run fails when a connection is dropped
 or reset, when the server dies, or when it stops answering a simple query
-correctly. 5xx answers are listed (a panic caught in a query is a 500), and fail
-the run with `--strict`. Failing statements are written to
+correctly. 5xx answers and panics in the server log are listed (a panic caught
+in a query is a 500), and fail the run with `--strict`. Failing statements are written to
 `tests/artifacts/fuzz_sql/` with the server log.
 
 The same run is a pytest test when `QUARRY_LONG_TESTS=1` (tests/test_fuzz_sql.py);
@@ -225,7 +225,7 @@ class Outcome:
     statements: int = 0
     statuses: Counter = field(default_factory=Counter)
     by_generator: Counter = field(default_factory=Counter)
-    timeouts: int = 0
+    timeouts: Counter = field(default_factory=Counter)
     server_errors: list[tuple[str, int, str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -299,7 +299,9 @@ def run_fuzz(
                 timeout=STATEMENT_TIMEOUT_S,
             )
         except requests.Timeout:
-            outcome.timeouts += 1
+            outcome.timeouts[name] += 1
+            if verbose:
+                print(f"{outcome.statements:6d} {name:15s} timeout {len(sql):8d}B {sql[:200]!r}", flush=True)
             continue
         except requests.ConnectionError as exc:
             path = save(f"dropped-{seed}-{outcome.statements}", sql, f"{name}: {exc}", log())
@@ -324,7 +326,7 @@ def run_fuzz(
 def report(outcome: Outcome, seed: int, strict: bool) -> bool:
     """Prints the outcome; whether the run passed."""
     print(f"seed {seed}: {outcome.statements} statements, statuses {dict(sorted(outcome.statuses.items()))}, "
-          f"timeouts {outcome.timeouts}")
+          f"timeouts {dict(outcome.timeouts)}")
     print(f"generators: {dict(sorted(outcome.by_generator.items()))}")
     for name, status, sql in outcome.server_errors[:20]:
         print(f"  {status} from a {name} statement: {sql!r}")
@@ -359,8 +361,14 @@ def main() -> int:
         if server is not None:
             server.stop()
     passed = report(outcome, seed, args.strict)
-    if server is not None and not passed:
-        print(server.log_tail())
+    if server is not None:
+        # A panic caught inside one query is an answer (500), but still a defect.
+        panics = server.log_text().count("panicked at")
+        if panics:
+            print(f"{'FAILED' if args.strict else 'warning'}: {panics} panics in the server log")
+            passed = passed and not args.strict
+        if not passed:
+            print(server.log_tail())
     return 0 if passed else 1
 
 

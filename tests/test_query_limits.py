@@ -107,6 +107,25 @@ def test_a_union_of_thousands_of_selects_is_refused(loaded):
     assert_still_serving(loaded)
 
 
+def test_statements_that_would_plan_for_hours_are_refused(loaded):
+    # Each level of an IN subquery doubles DataFusion's planning time (21 levels:
+    # minutes), and each CTE joining the one before with itself doubles the plan
+    # (30 of them: days): a few hundred bytes would hold a server thread.
+    nested_in = (
+        f'SELECT n FROM "{DATASET}" WHERE n IN '
+        + f'(SELECT n FROM "{DATASET}" WHERE n IN ' * 20
+        + "(SELECT 1)"
+        + ")" * 20
+    )
+    assert_too_complex(post_sql(loaded, nested_in, timeout=30), "levels of subqueries")
+    ctes = ", ".join(
+        f"a{i} AS (SELECT p.n FROM a{i - 1} p JOIN a{i - 1} q ON p.n = q.n)" for i in range(1, 31)
+    )
+    doubling = f'WITH a0 AS (SELECT n FROM "{DATASET}"), {ctes} SELECT count(*) FROM a30'
+    assert_too_complex(post_sql(loaded, doubling, timeout=30), "relations")
+    assert_still_serving(loaded)
+
+
 def test_statements_within_the_limits_are_answered(loaded):
     assert loaded.scalar(plus_chain(SMALL_CHAIN_TERMS) + " AS s") == SMALL_CHAIN_TERMS
     ors = " OR ".join(f"n = {i}" for i in range(SMALL_CHAIN_TERMS))

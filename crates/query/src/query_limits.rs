@@ -11,7 +11,9 @@
 //!    keywords. Their number bounds how deep the parser's tree can be, so the tree
 //!    the parser builds can always be walked (step 2) and dropped safely.
 //! 2. [`check_statement`], after parsing: the exact nesting depth and node count of
-//!    the statement's expressions.
+//!    the statement's expressions; and, against planning time rather than the
+//!    stack, how deep subqueries nest in expressions and how many relations the
+//!    statement reads with its CTEs expanded.
 //! 3. [`check_expr`], for expressions built without SQL (calculated fields of query
 //!    specs): the same depth and node limits.
 //!
@@ -46,6 +48,7 @@
 //! grows with the square of their length (DataFusion names every sub-expression):
 //! a 999-term sum plans in about 1.3 s on a debug build, 8,750 terms in 100 s.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion, TreeNodeVisitor};
@@ -76,6 +79,27 @@ pub const MAX_EXPRESSION_NODES: usize = 100_000;
 
 /// Most set operations (`UNION`, `INTERSECT`, `EXCEPT`, `MINUS`) in one statement.
 pub const MAX_SET_OPERATIONS: usize = 500;
+
+/// Deepest nesting of subqueries inside expressions (`IN (SELECT …)`, `EXISTS`,
+/// scalar subqueries), in levels.
+///
+/// Not a stack limit: DataFusion's decorrelation plans each level about twice
+/// over, so planning time doubles per level (measured on a debug build: `IN`
+/// nested 14 deep 0.4 s, 18 deep 5 s, 22 deep over a minute; scalar subqueries in
+/// `WHERE` 10 deep 0.2 s, 14 deep 2.8 s). Planning runs on a runtime thread and
+/// cannot be cancelled, so such a statement would hold a thread for hours.
+/// Subqueries in `FROM` do not count; they cost no more per level.
+pub const MAX_SUBQUERY_DEPTH: usize = 10;
+
+/// Most relations one statement reads: table references, each reference to a
+/// CTE counting the relations of that CTE.
+///
+/// Not a stack limit either: a CTE may use the one before twice (`a2 AS (SELECT
+/// … FROM a1 JOIN a1 …)`), and the plan then doubles at every step while the
+/// text grows by a line (a debug build planned 12 such steps, 4,096 relations,
+/// in 3.6 s, and 14 steps in 19 s). Flat joins cost more than linear time too: a
+/// 500-table join planned in 5 s on a debug build, 1,000 tables in 46 s.
+pub const MAX_RELATIONS: usize = 500;
 
 /// Refuses SQL text with more operators than [`MAX_OPERATORS`] or more set
 /// operations than [`MAX_SET_OPERATIONS`], before it is parsed.
@@ -111,7 +135,9 @@ pub fn check_sql_text(sql: &str, dialect: &dyn Dialect) -> Result<(), QueryError
 }
 
 /// Refuses a parsed statement whose expressions nest deeper than
-/// [`MAX_EXPRESSION_DEPTH`] or have more than [`MAX_EXPRESSION_NODES`] nodes.
+/// [`MAX_EXPRESSION_DEPTH`] or have more than [`MAX_EXPRESSION_NODES`] nodes,
+/// whose subqueries nest deeper than [`MAX_SUBQUERY_DEPTH`] in expressions, or
+/// which reads more than [`MAX_RELATIONS`] relations.
 ///
 /// Walks the syntax tree recursively: call it only on a statement whose text
 /// passed [`check_sql_text`], which bounds the depth of that walk.
@@ -261,8 +287,47 @@ fn is_operator(token: &Token) -> bool {
 struct SqlShape {
     depth: usize,
     nodes: usize,
-    /// Queries entered and not yet left; the outermost one is not a level.
-    open_queries: usize,
+    /// Expressions entered and not yet left, within the innermost open query.
+    open_exprs: usize,
+    /// The queries entered and not yet left, innermost last.
+    queries: Vec<QueryFrame>,
+    /// Subqueries of expressions entered and not yet left.
+    subquery_depth: usize,
+    /// Relations of each CTE defined so far, by (normalized) name.
+    cte_relations: HashMap<String, usize>,
+    /// CTE bodies not yet measured: the address of their query, and their name.
+    cte_bodies: HashMap<usize, String>,
+}
+
+/// One open query of [`SqlShape`].
+struct QueryFrame {
+    /// `open_exprs` of the query around this one, restored when it is left.
+    outer_open_exprs: usize,
+    /// Whether the query is a subquery inside an expression.
+    in_expression: bool,
+    /// Relations read so far, CTE references expanded.
+    relations: usize,
+}
+
+/// The identity of a query node while the tree is walked (it does not move).
+fn address(query: &sql_ast::Query) -> usize {
+    std::ptr::from_ref(query) as usize
+}
+
+/// A name as DataFusion resolves it: unquoted names are lower-cased.
+fn normalized(ident: &sql_ast::Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
+/// The error for more than [`MAX_RELATIONS`] relations.
+fn too_many_relations(relations: usize) -> QueryError {
+    QueryError::TooComplex(format!(
+        "the statement reads {relations} relations (tables and CTE references, a \
+         reference counting the relations of its CTE); the limit is {MAX_RELATIONS} relations"
+    ))
 }
 
 impl SqlShape {
@@ -281,33 +346,92 @@ impl SqlShape {
     fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
     }
+
+    /// Adds `relations` to the innermost open query.
+    fn read(&mut self, relations: usize) -> ControlFlow<QueryError> {
+        if let Some(frame) = self.queries.last_mut() {
+            frame.relations = frame.relations.saturating_add(relations);
+            if frame.relations > MAX_RELATIONS {
+                return ControlFlow::Break(too_many_relations(frame.relations));
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 impl Visitor for SqlShape {
     type Break = QueryError;
 
     // A subquery nests its expressions one level deeper than the query around it.
-    fn pre_visit_query(&mut self, _query: &sql_ast::Query) -> ControlFlow<QueryError> {
-        self.open_queries += 1;
-        if self.open_queries > 1 {
+    fn pre_visit_query(&mut self, query: &sql_ast::Query) -> ControlFlow<QueryError> {
+        let in_expression = self.open_exprs > 0;
+        if in_expression {
+            self.subquery_depth += 1;
+            if self.subquery_depth > MAX_SUBQUERY_DEPTH {
+                return ControlFlow::Break(QueryError::TooComplex(format!(
+                    "subqueries nest more than {MAX_SUBQUERY_DEPTH} levels deep inside \
+                     expressions; the limit is {MAX_SUBQUERY_DEPTH} levels of subqueries \
+                     (each level doubles the planning time)"
+                )));
+            }
+        }
+        // The CTEs are visited before the body that uses them: note which query
+        // is which CTE, to record its relations when it is left.
+        for cte in query.with.iter().flat_map(|with| &with.cte_tables) {
+            self.cte_bodies
+                .insert(address(&cte.query), normalized(&cte.alias.name));
+        }
+        let nested = !self.queries.is_empty();
+        self.queries.push(QueryFrame {
+            outer_open_exprs: self.open_exprs,
+            in_expression,
+            relations: 0,
+        });
+        self.open_exprs = 0;
+        if nested {
             return self.enter();
         }
         ControlFlow::Continue(())
     }
 
-    fn post_visit_query(&mut self, _query: &sql_ast::Query) -> ControlFlow<QueryError> {
-        if self.open_queries > 1 {
+    fn post_visit_query(&mut self, query: &sql_ast::Query) -> ControlFlow<QueryError> {
+        let Some(frame) = self.queries.pop() else {
+            return ControlFlow::Continue(());
+        };
+        self.open_exprs = frame.outer_open_exprs;
+        if frame.in_expression {
+            self.subquery_depth = self.subquery_depth.saturating_sub(1);
+        }
+        if !self.queries.is_empty() {
             self.leave();
         }
-        self.open_queries = self.open_queries.saturating_sub(1);
-        ControlFlow::Continue(())
+        match self.cte_bodies.remove(&address(query)) {
+            // A CTE's relations count where it is referenced, as often as it is.
+            Some(name) => {
+                self.cte_relations.insert(name, frame.relations);
+                ControlFlow::Continue(())
+            }
+            None => self.read(frame.relations),
+        }
+    }
+
+    fn pre_visit_relation(&mut self, relation: &sql_ast::ObjectName) -> ControlFlow<QueryError> {
+        let cte = match relation.0.as_slice() {
+            [part] => part
+                .as_ident()
+                .and_then(|ident| self.cte_relations.get(&normalized(ident)).copied()),
+            _ => None,
+        };
+        self.read(cte.unwrap_or(1).max(1))
     }
 
     fn pre_visit_expr(&mut self, _expr: &sql_ast::Expr) -> ControlFlow<QueryError> {
+        self.open_exprs += 1;
         self.enter()
     }
 
     fn post_visit_expr(&mut self, _expr: &sql_ast::Expr) -> ControlFlow<QueryError> {
+        self.open_exprs = self.open_exprs.saturating_sub(1);
         self.leave();
         ControlFlow::Continue(())
     }
@@ -458,6 +582,68 @@ mod tests {
             text.contains(&format!("the limit is {MAX_EXPRESSION_NODES} nodes")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn subqueries_in_expressions_nest_at_most_the_limit() {
+        let nested = |levels: usize| {
+            format!(
+                "SELECT n FROM t WHERE n IN {}(SELECT 1){}",
+                "(SELECT n FROM t WHERE n IN ".repeat(levels - 1),
+                ")".repeat(levels - 1)
+            )
+        };
+        assert!(check_statement(&parsed(&nested(MAX_SUBQUERY_DEPTH))).is_ok());
+        let text = message(check_statement(&parsed(&nested(MAX_SUBQUERY_DEPTH + 1))));
+        assert!(
+            text.contains(&format!(
+                "the limit is {MAX_SUBQUERY_DEPTH} levels of subqueries"
+            )),
+            "{text}"
+        );
+        // Subqueries in FROM are not expression subqueries.
+        let derived = format!(
+            "SELECT x FROM {}(SELECT 1 AS x) AS t{}",
+            "(SELECT x FROM ".repeat(20),
+            ") AS t".repeat(20)
+        );
+        assert!(check_statement(&parsed(&derived)).is_ok());
+    }
+
+    #[test]
+    fn cte_references_count_the_relations_of_their_cte() {
+        // Each CTE joins the one before with itself: 2^steps relations.
+        let doubling = |steps: usize| {
+            let ctes: Vec<String> = (1..=steps)
+                .map(|i| {
+                    format!(
+                        "a{i} AS (SELECT p.x FROM a{} p JOIN A{} q ON p.x = q.x)",
+                        i - 1,
+                        i - 1
+                    )
+                })
+                .collect();
+            format!(
+                "WITH a0 AS (SELECT x FROM t), {} SELECT count(*) FROM a{steps}",
+                ctes.join(", ")
+            )
+        };
+        assert!(check_statement(&parsed(&doubling(8))).is_ok());
+        let text = message(check_statement(&parsed(&doubling(9))));
+        assert!(
+            text.contains(&format!("the limit is {MAX_RELATIONS} relations")),
+            "{text}"
+        );
+        // A recursive CTE's reference to itself counts once.
+        let recursive = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 9) \
+             SELECT * FROM r";
+        assert!(check_statement(&parsed(recursive)).is_ok());
+        let join = |tables: usize| {
+            let names: Vec<String> = (0..tables).map(|i| format!("t AS t{i}")).collect();
+            format!("SELECT 1 FROM {}", names.join(", "))
+        };
+        assert!(check_statement(&parsed(&join(MAX_RELATIONS))).is_ok());
+        assert!(check_statement(&parsed(&join(MAX_RELATIONS + 1))).is_err());
     }
 
     #[test]
