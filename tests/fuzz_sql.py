@@ -127,7 +127,20 @@ def gen_set_operations(rng: random.Random) -> str:
 
 def gen_nesting(rng: random.Random) -> str:
     depth = rng.randint(1, MAX_NESTING)
-    kind = rng.choice(["paren", "subquery", "call", "case", "cast", "not", "neg"])
+    kind = rng.choice(
+        ["paren", "subquery", "call", "case", "cast", "not", "neg", "explain", "in", "type", "type_string"]
+    )
+    if kind == "type":
+        nest = depth * rng.choice([1, 10, 30])
+        inner = rng.choice(["INT" + "[]" * nest, "STRUCT<a " * nest + "INT" + ">" * nest, "ARRAY<" * nest + "INT" + ">" * nest])
+        return f"SELECT CAST(NULL AS {inner})"
+    if kind == "type_string":
+        nest = depth * rng.choice([1, 10, 300])
+        return f"SELECT arrow_cast(NULL, '{'List(' * nest}Int64{')' * nest}')"
+    if kind == "explain":
+        return "EXPLAIN " * (depth * rng.choice([1, 10, 100])) + "SELECT 1"
+    if kind == "in":
+        return "SELECT 1 WHERE 1 IN " + "(SELECT 1 WHERE 1 IN " * depth + "(SELECT 1)" + ")" * depth
     if kind == "paren":
         return "SELECT " + "(" * depth + "1" + ")" * depth
     if kind == "subquery":

@@ -101,6 +101,25 @@ def test_long_concatenations_and_boolean_chains_are_refused(loaded):
         assert_still_serving(loaded)
 
 
+def test_thousands_of_nested_explains_are_refused(loaded):
+    # DataFusion's parser nests EXPLAIN without a depth guard: 4,000 overflowed.
+    assert_too_complex(post_sql(loaded, "EXPLAIN " * 50_000 + "SELECT 1"), "EXPLAIN")
+    assert_still_serving(loaded)
+
+
+def test_deeply_nested_types_are_refused(loaded):
+    # The parser nests types without a depth guard, and arrow parses type strings
+    # the same way: each of these overflowed a 16 MiB stack.
+    statements = [
+        "SELECT CAST(NULL AS INT" + "[]" * 9_000 + ")",
+        "SELECT CAST(NULL AS " + "STRUCT<a " * 9_000 + "INT",
+        "SELECT arrow_try_cast(NULL, '" + "List(" * 100_000 + "Int64" + ")" * 100_000 + "')",
+    ]
+    for sql in statements:
+        assert_too_complex(post_sql(loaded, sql))
+        assert_still_serving(loaded)
+
+
 def test_a_union_of_thousands_of_selects_is_refused(loaded):
     sql = " UNION ALL ".join(f"SELECT {i} AS x" for i in range(LONG_CHAIN_TERMS))
     assert_too_complex(post_sql(loaded, sql), "set operations")

@@ -80,6 +80,27 @@ pub const MAX_EXPRESSION_NODES: usize = 100_000;
 /// Most set operations (`UNION`, `INTERSECT`, `EXCEPT`, `MINUS`) in one statement.
 pub const MAX_SET_OPERATIONS: usize = 500;
 
+/// Most array brackets and nested-type constructors (`[`, `ARRAY<`, `STRUCT<`,
+/// `MAP<`) in one statement, and most parentheses in the type string of
+/// `arrow_cast` / `arrow_try_cast`.
+///
+/// The parser builds nested types (`INT[][]…`, `STRUCT<a STRUCT<a …>>`) by
+/// recursion without a depth guard, and so does arrow's parser of type strings
+/// (`'List(List(…))'`): on a debug build with the server's 16 MiB stacks,
+/// `STRUCT<` nested 5,000 deep parsed and 7,500 overflowed, `INT` with 6,000
+/// `[]` planned and 7,500 overflowed, `arrow_try_cast` with 100,000 `List(`
+/// overflowed. Before parsing, the bracket of an array type cannot be told from
+/// that of an array literal or a subscript, so every `[` counts.
+pub const MAX_TYPE_NESTING: usize = 1_000;
+
+/// Most `EXPLAIN` keywords in one statement.
+///
+/// DataFusion's parser reads `EXPLAIN EXPLAIN …` recursively without a depth
+/// guard (and then refuses a nested EXPLAIN anyway): on a debug build with the
+/// server's 16 MiB stacks, 3,000 of them parsed and 4,000 overflowed the stack.
+/// More than one is never useful; a few leave room for a column named `explain`.
+pub const MAX_EXPLAINS: usize = 8;
+
 /// Deepest nesting of subqueries inside expressions (`IN (SELECT …)`, `EXISTS`,
 /// scalar subqueries), in levels.
 ///
@@ -101,8 +122,9 @@ pub const MAX_SUBQUERY_DEPTH: usize = 10;
 /// 500-table join planned in 5 s on a debug build, 1,000 tables in 46 s.
 pub const MAX_RELATIONS: usize = 500;
 
-/// Refuses SQL text with more operators than [`MAX_OPERATORS`] or more set
-/// operations than [`MAX_SET_OPERATIONS`], before it is parsed.
+/// Refuses SQL text with more operators than [`MAX_OPERATORS`], more set
+/// operations than [`MAX_SET_OPERATIONS`] or more `EXPLAIN`s than
+/// [`MAX_EXPLAINS`], before it is parsed.
 ///
 /// Text that does not tokenize passes: the parser reports the same error with
 /// its position.
@@ -112,12 +134,36 @@ pub fn check_sql_text(sql: &str, dialect: &dyn Dialect) -> Result<(), QueryError
     };
     let mut operators = 0usize;
     let mut set_operations = 0usize;
-    for token in &tokens {
+    let mut explains = 0usize;
+    let mut type_nesting = 0usize;
+    let mut previous: Option<&Token> = None;
+    for token in tokens
+        .iter()
+        .filter(|token| !matches!(token, Token::Whitespace(_)))
+    {
         if is_set_operation(token) {
             set_operations += 1;
         } else if is_operator(token) {
             operators += 1;
+        } else if matches!(token, Token::Word(word) if word.keyword == Keyword::EXPLAIN) {
+            explains += 1;
         }
+        if opens_nested_type(previous, token) {
+            type_nesting += 1;
+        }
+        previous = Some(token);
+    }
+    if type_nesting > MAX_TYPE_NESTING {
+        return Err(QueryError::TooComplex(format!(
+            "the statement has {type_nesting} array brackets and nested types (`[`, \
+             `ARRAY<`, `STRUCT<`, `MAP<`); the limit is {MAX_TYPE_NESTING}"
+        )));
+    }
+    if explains > MAX_EXPLAINS {
+        return Err(QueryError::TooComplex(format!(
+            "the statement has {explains} EXPLAIN keywords; the limit is {MAX_EXPLAINS} \
+             (an EXPLAIN of an EXPLAIN is not supported)"
+        )));
     }
     if set_operations > MAX_SET_OPERATIONS {
         return Err(QueryError::TooComplex(format!(
@@ -204,6 +250,46 @@ pub(crate) fn too_many_nodes() -> QueryError {
         "the expressions have more than {MAX_EXPRESSION_NODES} nodes; \
          the limit is {MAX_EXPRESSION_NODES} nodes (operators, calls, columns and literals)"
     ))
+}
+
+/// Whether `token` (after `previous`) is `[` or the `<` of `ARRAY<`, `STRUCT<`
+/// or `MAP<`.
+fn opens_nested_type(previous: Option<&Token>, token: &Token) -> bool {
+    match token {
+        Token::LBracket => true,
+        Token::Lt => matches!(
+            previous,
+            Some(Token::Word(word))
+                if matches!(word.keyword, Keyword::ARRAY | Keyword::STRUCT | Keyword::MAP)
+        ),
+        _ => false,
+    }
+}
+
+/// The parentheses in the type-string arguments of `arrow_cast` and
+/// `arrow_try_cast`, which arrow parses recursively.
+fn type_string_nesting(function: &sql_ast::Function) -> usize {
+    let name = function
+        .name
+        .0
+        .last()
+        .and_then(|part| part.as_ident())
+        .map(|ident| ident.value.to_lowercase());
+    if !matches!(name.as_deref(), Some("arrow_cast" | "arrow_try_cast")) {
+        return 0;
+    }
+    let sql_ast::FunctionArguments::List(list) = &function.args else {
+        return 0;
+    };
+    list.args
+        .iter()
+        .map(|arg| match arg {
+            sql_ast::FunctionArg::Unnamed(sql_ast::FunctionArgExpr::Expr(
+                sql_ast::Expr::Value(value),
+            )) => value.value.to_string().matches('(').count(),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Whether `token` is `UNION`, `INTERSECT`, `EXCEPT` or `MINUS`.
@@ -425,7 +511,17 @@ impl Visitor for SqlShape {
         self.read(cte.unwrap_or(1).max(1))
     }
 
-    fn pre_visit_expr(&mut self, _expr: &sql_ast::Expr) -> ControlFlow<QueryError> {
+    fn pre_visit_expr(&mut self, expr: &sql_ast::Expr) -> ControlFlow<QueryError> {
+        if let sql_ast::Expr::Function(function) = expr {
+            let nesting = type_string_nesting(function);
+            if nesting > MAX_TYPE_NESTING {
+                return ControlFlow::Break(QueryError::TooComplex(format!(
+                    "the type string of {} has {nesting} parentheses; the limit is \
+                     {MAX_TYPE_NESTING}",
+                    function.name
+                )));
+            }
+        }
         self.open_exprs += 1;
         self.enter()
     }
@@ -530,6 +626,50 @@ mod tests {
             "{text}"
         );
         assert!(check_sql_text(&union_chain(MAX_SET_OPERATIONS + 1), &GenericDialect {}).is_ok());
+    }
+
+    #[test]
+    fn nested_explains_are_refused_before_parsing() {
+        let nested = format!("{}SELECT 1", "EXPLAIN ".repeat(MAX_EXPLAINS + 1));
+        let text = message(check_sql_text(&nested, &GenericDialect {}));
+        assert!(
+            text.contains(&format!("the limit is {MAX_EXPLAINS}")),
+            "{text}"
+        );
+        assert!(check_sql_text("EXPLAIN SELECT explain FROM t", &GenericDialect {}).is_ok());
+    }
+
+    #[test]
+    fn deeply_nested_types_are_refused() {
+        let list = format!(
+            "SELECT CAST(NULL AS INT{})",
+            "[]".repeat(MAX_TYPE_NESTING + 1)
+        );
+        let text = message(check_sql_text(&list, &GenericDialect {}));
+        assert!(
+            text.contains(&format!("the limit is {MAX_TYPE_NESTING}")),
+            "{text}"
+        );
+        let structs = format!(
+            "SELECT CAST(NULL AS {}INT{})",
+            "STRUCT<a ".repeat(MAX_TYPE_NESTING + 1),
+            ">".repeat(MAX_TYPE_NESTING + 1)
+        );
+        assert!(check_sql_text(&structs, &GenericDialect {}).is_err());
+        // A comparison is not a type.
+        let comparisons = format!(
+            "SELECT 1 FROM t WHERE {}",
+            vec!["a < 1"; MAX_TYPE_NESTING + 1].join(" AND ")
+        );
+        assert!(check_sql_text(&comparisons, &GenericDialect {}).is_ok());
+        let nested = format!(
+            "SELECT arrow_cast(NULL, '{}Int64{}')",
+            "List(".repeat(MAX_TYPE_NESTING + 1),
+            ")".repeat(MAX_TYPE_NESTING + 1)
+        );
+        let text = message(check_statement(&parsed(&nested)));
+        assert!(text.contains("arrow_cast"), "{text}");
+        assert!(check_statement(&parsed("SELECT arrow_cast(1, 'List(Int64)')")).is_ok());
     }
 
     #[test]
