@@ -42,6 +42,14 @@ impl Reply {
         })
     }
 
+    /// The `error` message of a JSON error body; fails the test for any other body.
+    pub fn error(&self) -> String {
+        match &self.json()["error"] {
+            Value::String(message) => message.clone(),
+            other => panic!("no error message ({other}): {}", self.text()),
+        }
+    }
+
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()

@@ -121,10 +121,7 @@ mod tests {
         let spec = json!({"calculations": [{"op": "COUNT"}], "filters": filters});
         let reply = app.post_json("/api/v1/query/api", &spec.to_string()).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
-        let message = reply.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let message = reply.error();
         assert!(
             message.starts_with("filters: at most 100 entries"),
             "{message}"
@@ -145,10 +142,7 @@ mod tests {
             json!({"calculations": [{"op": "MAX", "column": "f99"}], "calculated_fields": fields});
         let reply = app.post_json("/api/v1/query/api", &spec.to_string()).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
-        let message = reply.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let message = reply.error();
         assert!(message.starts_with("calculated_fields["), "{message}");
         assert!(message.contains("query too complex"), "{message}");
     }

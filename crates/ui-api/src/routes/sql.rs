@@ -169,10 +169,7 @@ mod tests {
             let body = serde_json::json!({ "sql": sql }).to_string();
             let reply = app.post_json("/api/v1/sql", &body).await;
             assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
-            let message = reply.json()["error"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+            let message = reply.error();
             assert!(message.starts_with("query too complex: "), "{message}");
             assert!(message.contains(&limit), "{message}");
         }
