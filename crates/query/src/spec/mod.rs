@@ -21,6 +21,7 @@ pub(crate) mod plan;
 mod result;
 mod run;
 mod sketches;
+mod states;
 mod validate;
 
 pub use columns::{Columns, column};

@@ -3,9 +3,10 @@
 //! ```text
 //!  dataset ─► filter(time range AND filters) ─► project: time bucket, breakdown
 //!             keys, weight, calculation inputs   (the "base" frame)
-//!     ├─► aggregate(keys) ─► finals ─► havings ─► orders ─► limit   = groups
-//!     ├─► semi-join(top group keys) ─► aggregate(time, keys) ─► finals = series
-//!     └─► aggregate() ─► finals                                      = totals
+//!     └─► aggregate(time, keys)   the one pass (see `states`), merged into:
+//!           ├─► per group ─► finals ─► havings ─► orders ─► limit   = groups
+//!           ├─► per (time, top group) ─► finals                     = series
+//!           └─► over all ─► finals                                  = totals
 //! ```
 //!
 //! Each calculation becomes one or more partial aggregates (AVG is a weighted
@@ -519,21 +520,74 @@ impl Plan {
             .collect()
     }
 
-    /// The top groups over the whole range: havings, then orders, then limit.
-    pub fn groups(&self) -> Result<DataFrame, QueryError> {
-        let keys = self.keys();
-        let mut selected = keys.clone();
-        selected.extend(self.finals());
-        let mut partials = self.partials();
+    /// The aggregates of the one pass over (time bucket, keys): every
+    /// calculation's partials, the row count, exemplars and each heatmap
+    /// column's range. Groups, series and totals merge them by coarser keys.
+    pub fn pass_aggregates(&self) -> Vec<Expr> {
+        let mut aggregates = self.partials();
         if let Some(exemplars) = &self.exemplars {
-            partials.push(exemplars.clone().alias(EXEMPLARS));
-            selected.push(column(EXEMPLARS));
+            aggregates.push(exemplars.clone().alias(EXEMPLARS));
         }
-        let mut frame = self
+        for (index, _) in &self.heatmaps {
+            aggregates.push(min(column(&input(*index))).alias(heatmap_min(*index)));
+            aggregates.push(max(column(&input(*index))).alias(heatmap_max(*index)));
+        }
+        aggregates
+    }
+
+    /// The group columns of the one pass: the time bucket, then the keys.
+    pub fn pass_keys(&self) -> Vec<Expr> {
+        let mut keys = vec![column(TIME)];
+        keys.extend(self.keys());
+        keys
+    }
+
+    /// The base aggregated over (time bucket, keys): the one pass.
+    pub fn pass(&self) -> Result<DataFrame, QueryError> {
+        Ok(self
             .base
             .clone()
-            .aggregate(keys, partials)?
-            .select(selected)?;
+            .aggregate(self.pass_keys(), self.pass_aggregates())?)
+    }
+
+    /// The pass aggregates per group, read by [`Plan::groups`], computed from the
+    /// base (when the one pass's states cannot be merged).
+    pub fn per_group(&self) -> Result<DataFrame, QueryError> {
+        Ok(self
+            .base
+            .clone()
+            .aggregate(self.keys(), self.pass_aggregates())?)
+    }
+
+    /// The pass aggregates over every row, read by [`Plan::totals`], from the base.
+    pub fn overall(&self) -> Result<DataFrame, QueryError> {
+        Ok(self
+            .base
+            .clone()
+            .aggregate(vec![], self.pass_aggregates())?)
+    }
+
+    /// The pass aggregates per (time bucket, top group), read by
+    /// [`Plan::series`], from the base rows of `groups` only.
+    pub fn per_bucket(
+        &self,
+        context: &SessionContext,
+        groups: &[RecordBatch],
+    ) -> Result<DataFrame, QueryError> {
+        Ok(self
+            .top_rows(context, groups)?
+            .aggregate(self.pass_keys(), self.partials())?)
+    }
+
+    /// The top groups over the whole range: havings, then orders, then limit.
+    /// `per_group` holds the keys and the pass aggregates of every group.
+    pub fn groups(&self, per_group: DataFrame) -> Result<DataFrame, QueryError> {
+        let mut selected = self.keys();
+        selected.extend(self.finals());
+        if self.exemplars.is_some() {
+            selected.push(column(EXEMPLARS));
+        }
+        let mut frame = per_group.select(selected)?;
         let havings = self.spec.havings.iter().map(|having| {
             let target = column(&value(having.calculation));
             let operand = lit(having.value);
@@ -643,41 +697,25 @@ impl Plan {
             .aggregate(group_by, vec![sum(column(WEIGHT)).alias(CONCURRENCY)])?)
     }
 
-    /// One point per time bucket of each of `groups` (the collected result of
-    /// [`Plan::groups`]), sorted by time.
-    pub fn series(
-        &self,
-        context: &SessionContext,
-        groups: &[RecordBatch],
-    ) -> Result<DataFrame, QueryError> {
-        let rows = self.top_rows(context, groups)?;
-        let mut group_by = vec![column(TIME)];
-        group_by.extend(self.keys());
-        let mut selected = group_by.clone();
+    /// One point per time bucket of each top group, sorted by time; `per_bucket`
+    /// holds the time bucket, the keys and the partials of the top groups.
+    pub fn series(&self, per_bucket: DataFrame) -> Result<DataFrame, QueryError> {
+        let mut selected = self.pass_keys();
         selected.extend(self.finals());
         let mut order = vec![column(TIME).sort(true, false)];
         order.extend(self.keys().into_iter().map(|key| key.sort(true, false)));
-        Ok(rows
-            .aggregate(group_by, self.partials())?
-            .select(selected)?
-            .sort(order)?)
+        Ok(per_bucket.select(selected)?.sort(order)?)
     }
 
-    /// The calculations over every matching row, and each heatmap column's range.
-    pub fn totals(&self) -> Result<DataFrame, QueryError> {
-        let mut partials = self.partials();
+    /// The calculations over every matching row, and each heatmap column's
+    /// range; `overall` holds the pass aggregates of all rows.
+    pub fn totals(&self, overall: DataFrame) -> Result<DataFrame, QueryError> {
         let mut finals = self.finals();
         for (index, _) in &self.heatmaps {
-            partials.push(min(column(&input(*index))).alias(heatmap_min(*index)));
-            partials.push(max(column(&input(*index))).alias(heatmap_max(*index)));
             finals.push(column(&heatmap_min(*index)));
             finals.push(column(&heatmap_max(*index)));
         }
-        Ok(self
-            .base
-            .clone()
-            .aggregate(vec![], partials)?
-            .select(finals)?)
+        Ok(overall.select(finals)?)
     }
 
     /// The cells of HEATMAP calculation `index` over `scheme`: time bucket, value

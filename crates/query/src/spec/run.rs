@@ -23,6 +23,7 @@ use super::result::{
     QueryResult, SeriesPoint, Stats,
 };
 use super::sketches::heatmap_scheme;
+use super::states::{PassStates, RowSet};
 use super::validate::NANOS_PER_SECOND;
 use super::validate::ValidSpec;
 use crate::panic_guard::catch_panics;
@@ -92,16 +93,11 @@ async fn run_query_unguarded(
         None => (compile(&context, dataset, valid).await?, "raw".to_owned()),
     };
 
-    let totals = plan.totals()?.collect().await?;
-    let groups_batches = plan.groups()?.collect().await?;
-    // No group, no series: skipping the join also spares `top_rows` an empty
-    // key table (which has no key columns to join on).
-    let series = if groups_batches.iter().all(|batch| batch.num_rows() == 0) {
-        Vec::new()
-    } else {
-        plan.series(&context, &groups_batches)?.collect().await?
-    };
-
+    let Answers {
+        totals,
+        groups: groups_batches,
+        series,
+    } = answers(&context, &plan).await?;
     let totals_rows = Rows::new(&totals)?;
     let mut heatmaps = Vec::with_capacity(plan.heatmaps.len());
     for (index, integers) in &plan.heatmaps {
@@ -155,6 +151,65 @@ async fn run_query_unguarded(
             rows_matched,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         },
+    })
+}
+
+/// The aggregate parts of an answer, collected.
+struct Answers {
+    totals: Vec<RecordBatch>,
+    groups: Vec<RecordBatch>,
+    series: Vec<RecordBatch>,
+}
+
+/// Totals, top groups and their series, from one pass over the data when its
+/// states merge (see `states`), else from one plan each.
+async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, QueryError> {
+    let keys = plan.spec.breakdowns.len();
+    let Some(states) = PassStates::compute(context, plan.pass()?, keys + 1).await? else {
+        let totals = plan.totals(plan.overall()?)?.collect().await?;
+        let groups = plan.groups(plan.per_group()?)?.collect().await?;
+        // No group, no series: skipping the join also spares `top_rows` an empty
+        // key table (which has no key columns to join on).
+        let series = if groups.iter().all(|batch| batch.num_rows() == 0) {
+            Vec::new()
+        } else {
+            plan.series(plan.per_bucket(context, &groups)?)?
+                .collect()
+                .await?
+        };
+        return Ok(Answers {
+            totals,
+            groups,
+            series,
+        });
+    };
+    // The pass's group columns: the time bucket (0), then the keys (1..).
+    let key_columns: Vec<usize> = (1..=keys).collect();
+    let totals = plan.totals(states.merge(context, &[], None).await?)?;
+    let totals = totals.collect().await?;
+    let groups = plan
+        .groups(states.merge(context, &key_columns, None).await?)?
+        .collect()
+        .await?;
+    let series = if groups.iter().all(|batch| batch.num_rows() == 0) {
+        Vec::new()
+    } else {
+        let top: Vec<RecordBatch> = groups
+            .iter()
+            .map(|batch| batch.project(&(0..keys).collect::<Vec<_>>()))
+            .collect::<Result<_, _>>()?;
+        let top = (keys > 0)
+            .then(|| RowSet::new(&top, key_columns.clone()))
+            .transpose()?;
+        let all_columns: Vec<usize> = (0..=keys).collect();
+        plan.series(states.merge(context, &all_columns, top.as_ref()).await?)?
+            .collect()
+            .await?
+    };
+    Ok(Answers {
+        totals,
+        groups,
+        series,
     })
 }
 
