@@ -21,8 +21,9 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, ListArray, StringArray,
-    StringBuilder, StructArray, TimestampNanosecondArray, TimestampNanosecondBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, LargeStringArray,
+    ListArray, StringArray, StringBuilder, StringViewArray, StructArray, TimestampNanosecondArray,
+    TimestampNanosecondBuilder,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, TimeUnit, TimestampNanosecondType};
@@ -252,9 +253,41 @@ impl Picks {
 struct Columns {
     value: Float64Array,
     timestamp: TimestampNanosecondArray,
-    trace_id: StringArray,
-    span_id: StringArray,
-    dataset: StringArray,
+    trace_id: Text,
+    span_id: Text,
+    dataset: Text,
+}
+
+/// A text argument in the string layout it arrived in: casting ids between
+/// layouts copied every value of every batch.
+enum Text {
+    Utf8(StringArray),
+    Large(LargeStringArray),
+    View(StringViewArray),
+}
+
+impl Text {
+    fn new(array: &ArrayRef) -> Result<Text> {
+        Ok(match array.data_type() {
+            DataType::Utf8 => Text::Utf8(array.as_string::<i32>().clone()),
+            DataType::LargeUtf8 => Text::Large(array.as_string::<i64>().clone()),
+            DataType::Utf8View => Text::View(array.as_string_view().clone()),
+            _ => Text::Utf8(
+                arrow::compute::cast(array, &DataType::Utf8)?
+                    .as_string::<i32>()
+                    .clone(),
+            ),
+        })
+    }
+
+    /// The text of row `row`, if any.
+    fn at(&self, row: usize) -> Option<&str> {
+        match self {
+            Text::Utf8(array) => array.is_valid(row).then(|| array.value(row)),
+            Text::Large(array) => array.is_valid(row).then(|| array.value(row)),
+            Text::View(array) => array.is_valid(row).then(|| array.value(row)),
+        }
+    }
 }
 
 impl Columns {
@@ -265,11 +298,6 @@ impl Columns {
                 arrays.len()
             )));
         };
-        let text = |array: &ArrayRef| -> Result<StringArray> {
-            Ok(arrow::compute::cast(array, &DataType::Utf8)?
-                .as_string::<i32>()
-                .clone())
-        };
         Ok(Columns {
             value: arrow::compute::cast(value, &DataType::Float64)?
                 .as_primitive::<arrow::datatypes::Float64Type>()
@@ -277,31 +305,26 @@ impl Columns {
             timestamp: arrow::compute::cast(timestamp, &timestamp_type())?
                 .as_primitive::<TimestampNanosecondType>()
                 .clone(),
-            trace_id: text(trace_id)?,
-            span_id: text(span_id)?,
-            dataset: text(dataset)?,
+            trace_id: Text::new(trace_id)?,
+            span_id: Text::new(span_id)?,
+            dataset: Text::new(dataset)?,
         })
     }
 
     fn row(&self, row: usize) -> Candidate<&str> {
         Candidate::new(
-            text_at(&self.dataset, row),
+            self.dataset.at(row),
             self.timestamp
                 .is_valid(row)
                 .then(|| self.timestamp.value(row)),
-            text_at(&self.trace_id, row),
-            text_at(&self.span_id, row),
+            self.trace_id.at(row),
+            self.span_id.at(row),
             self.value
                 .is_valid(row)
                 .then(|| self.value.value(row))
                 .filter(|value| !value.is_nan()),
         )
     }
-}
-
-/// The text of row `row`, if any.
-fn text_at(array: &StringArray, row: usize) -> Option<&str> {
-    array.is_valid(row).then(|| array.value(row))
 }
 
 /// Exemplar lists, one per group: `lists[g]` holds group `g`'s candidates.
@@ -409,12 +432,17 @@ impl AggregateUDFImpl for ExemplarsUdaf {
                 return plan_err!("{EXEMPLARS}: {name} must be text, got {data_type}");
             }
         }
+        // Text stays in its own layout (read without a copy), other types cast.
+        let text = |data_type: &DataType| match data_type {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => data_type.clone(),
+            _ => DataType::Utf8,
+        };
         Ok(vec![
             float_arg(EXEMPLARS, "value", value)?,
             time,
-            DataType::Utf8,
-            DataType::Utf8,
-            DataType::Utf8,
+            text(trace_id),
+            text(span_id),
+            text(dataset),
         ])
     }
 

@@ -265,11 +265,24 @@ async fn heatmap_buckets_group_natively_and_match_exact_counts() {
 async fn exemplars_by_service(
     engine: &QueryEngine,
 ) -> BTreeMap<String, Vec<(String, Option<String>, f64)>> {
-    let sql = r#"SELECT "service.name",
-                        quarry_exemplars(duration_ms, "timestamp", "trace.trace_id",
-                                         "trace.span_id", 'spans') AS ex
-                 FROM spans GROUP BY 1"#;
-    let result = one_batch(query(engine, "default", sql).await);
+    exemplars_by_service_with_ids_as(engine, "Utf8").await
+}
+
+/// [`exemplars_by_service`] with the ids and the dataset given to the function as
+/// the arrow string type `layout` (Utf8, LargeUtf8, Utf8View).
+async fn exemplars_by_service_with_ids_as(
+    engine: &QueryEngine,
+    layout: &str,
+) -> BTreeMap<String, Vec<(String, Option<String>, f64)>> {
+    let sql = format!(
+        r#"SELECT "service.name",
+                  quarry_exemplars(duration_ms, "timestamp",
+                                   arrow_cast("trace.trace_id", '{layout}'),
+                                   arrow_cast("trace.span_id", '{layout}'),
+                                   arrow_cast('spans', '{layout}')) AS ex
+           FROM spans GROUP BY 1"#
+    );
+    let result = one_batch(query(engine, "default", &sql).await);
     let names = result.column(0).as_string::<i32>();
     let lists = result.column(1).as_list::<i32>();
     let mut out = BTreeMap::new();
@@ -323,6 +336,21 @@ async fn exemplars_are_the_slowest_traced_event_and_two_stable_samples() {
         // The same events with another split into partitions.
         let other = exemplars_by_service(&engine_with(&events, 5).await).await;
         assert_eq!(&other[service], picked, "{service}: deterministic");
+    }
+}
+
+#[tokio::test]
+async fn exemplars_read_every_string_layout_alike() {
+    let events = events();
+    let engine = engine_with(&events, 2).await;
+    let plain = exemplars_by_service(&engine).await;
+    assert_eq!(plain.len(), SERVICES.len());
+    for layout in ["LargeUtf8", "Utf8View"] {
+        assert_eq!(
+            exemplars_by_service_with_ids_as(&engine, layout).await,
+            plain,
+            "{layout}"
+        );
     }
 }
 

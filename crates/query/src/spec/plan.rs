@@ -294,7 +294,8 @@ pub async fn compile(
     if exemplar_of.is_some() {
         let text = |name: &str| {
             if columns.is_plain_column(name) {
-                cast(column(name), DataType::Utf8)
+                // The exemplar function reads any string layout as it is.
+                column(name)
             } else {
                 lit(ScalarValue::Utf8(None))
             }
