@@ -185,8 +185,10 @@ async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, Query
     };
     // The pass's group columns: the time bucket (0), then the keys (1..).
     let key_columns: Vec<usize> = (1..=keys).collect();
-    let totals = plan.totals(states.merge(context, &[], None).await?)?;
-    let totals = totals.collect().await?;
+    let totals = plan
+        .totals(states.merge(context, &[], None).await?)?
+        .collect()
+        .await?;
     let groups = plan
         .groups(states.merge(context, &key_columns, None).await?)?
         .collect()
@@ -194,12 +196,14 @@ async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, Query
     let series = if groups.iter().all(|batch| batch.num_rows() == 0) {
         Vec::new()
     } else {
+        // The groups' key columns come first in their batches.
+        let group_keys: Vec<usize> = (0..keys).collect();
         let top: Vec<RecordBatch> = groups
             .iter()
-            .map(|batch| batch.project(&(0..keys).collect::<Vec<_>>()))
+            .map(|batch| batch.project(&group_keys))
             .collect::<Result<_, _>>()?;
         let top = (keys > 0)
-            .then(|| RowSet::new(&top, key_columns.clone()))
+            .then(|| RowSet::new(&top, key_columns))
             .transpose()?;
         let all_columns: Vec<usize> = (0..=keys).collect();
         plan.series(states.merge(context, &all_columns, top.as_ref()).await?)?
