@@ -10,6 +10,7 @@
 //! | `quarry_sketch_merge(sketch)` | aggregate | Binary sketch |
 //! | `quarry_sketch_quantile(sketch, q)` | scalar | Float64 |
 //! | `quarry_heatmap_bucket(value, scale, first, step, step2, count)` | scalar | Int32 |
+//! | `quarry_value_bin(value, coarsen)` | scalar | Int64 log-linear bin |
 //! | `quarry_exemplars(value, timestamp, trace_id, span_id, dataset)` | aggregate | List<Struct> |
 //! | `quarry_histogram_quantile(series, time_ns, delta, bounds, counts, q)` | aggregate | Float64, OTLP histograms |
 //!
@@ -25,6 +26,7 @@ mod sketch_quantile;
 mod sketch_rows;
 #[cfg(test)]
 mod tests;
+mod value_bins;
 
 use std::sync::{Arc, LazyLock};
 
@@ -40,6 +42,9 @@ pub use histogram_quantile::{HISTOGRAM_QUANTILE, HistogramQuantile};
 pub use quarry_sketch::{DEFAULT_RELATIVE_ACCURACY, QuantileSketch};
 pub use sketch_aggregates::{QUANTILE, SKETCH, SKETCH_MERGE, SketchAggregate};
 pub use sketch_quantile::{SKETCH_QUANTILE, SketchQuantile};
+pub use value_bins::{
+    FINE_BINS_PER_OCTAVE, MAX_COARSEN, VALUE_BIN, ValueBinUdf, bin_edges, value_bin,
+};
 
 static QUANTILE_UDAF: LazyLock<Arc<AggregateUDF>> =
     LazyLock::new(|| Arc::new(AggregateUDF::from(SketchAggregate::quantile())));
@@ -55,6 +60,8 @@ static SKETCH_QUANTILE_UDF: LazyLock<Arc<ScalarUDF>> =
     LazyLock::new(|| Arc::new(ScalarUDF::from(SketchQuantile::default())));
 static HEATMAP_BUCKET_UDF: LazyLock<Arc<ScalarUDF>> =
     LazyLock::new(|| Arc::new(ScalarUDF::from(HeatmapBucketUdf::default())));
+static VALUE_BIN_UDF: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(ValueBinUdf::default())));
 
 /// Adds every Quarry function to `state`.
 pub fn register(state: &mut SessionState) -> Result<()> {
@@ -67,7 +74,7 @@ pub fn register(state: &mut SessionState) -> Result<()> {
     ] {
         state.register_udaf(Arc::clone(udaf))?;
     }
-    for udf in [&SKETCH_QUANTILE_UDF, &HEATMAP_BUCKET_UDF] {
+    for udf in [&SKETCH_QUANTILE_UDF, &HEATMAP_BUCKET_UDF, &VALUE_BIN_UDF] {
         state.register_udf(Arc::clone(udf))?;
     }
     Ok(())
@@ -114,6 +121,12 @@ pub fn heatmap_bucket_expr(value: Expr, scheme: &HeatmapScheme) -> Expr {
     let mut args = vec![value];
     args.extend(scheme.literal_args());
     HEATMAP_BUCKET_UDF.call(args)
+}
+
+/// `quarry_value_bin(value, coarsen)`: the log-linear bin of `value` (see
+/// [`value_bin`]).
+pub fn value_bin_expr(value: Expr, coarsen: u32) -> Expr {
+    VALUE_BIN_UDF.call(vec![value, lit(i64::from(coarsen))])
 }
 
 /// `quarry_exemplars(value, timestamp, trace_id, span_id, dataset)`: up to

@@ -95,8 +95,8 @@ pub struct Plan {
     pub base: DataFrame,
     /// Per calculation; `None` for HEATMAP (not a per-group value).
     pub calcs: Vec<Option<CalcPlan>>,
-    /// HEATMAP calculations: (calculation index, whether the column holds ints).
-    pub heatmaps: Vec<(usize, bool)>,
+    /// Indexes of the HEATMAP calculations.
+    pub heatmaps: Vec<usize>,
     /// The exemplars of a group, over the base columns (none without the function).
     pub exemplars: Option<Expr>,
     /// Exemplars of a heatmap cell, given the value column.
@@ -182,6 +182,8 @@ const DELTA_INPUT: &str = "__quarry_delta";
 pub const BUCKET: &str = "__quarry_bucket";
 /// Weighted events of a heatmap cell.
 pub const CELL_COUNT: &str = "__quarry_count";
+/// Exemplars of a heatmap cell, when not the same aggregate as [`EXEMPLARS`].
+pub const CELL_EXEMPLARS: &str = "__quarry_cell_exemplars";
 
 /// Compiles `spec` over `dataset` (a dataset name or `__all__`).
 pub async fn compile(
@@ -254,18 +256,7 @@ pub async fn compile(
                 .into());
             }
             if calculation.op == CalcOp::Heatmap {
-                let integers = matches!(
-                    super::columns::value_type(&data_type),
-                    DataType::Int8
-                        | DataType::Int16
-                        | DataType::Int32
-                        | DataType::Int64
-                        | DataType::UInt8
-                        | DataType::UInt16
-                        | DataType::UInt32
-                        | DataType::UInt64
-                );
-                heatmaps.push((index, integers));
+                heatmaps.push(index);
             }
             let expr = match calculation.op {
                 CalcOp::Min | CalcOp::Max | CalcOp::CountDistinct | CalcOp::Last => expr,
@@ -529,11 +520,51 @@ impl Plan {
         if let Some(exemplars) = &self.exemplars {
             aggregates.push(exemplars.clone().alias(EXEMPLARS));
         }
-        for (index, _) in &self.heatmaps {
+        for index in &self.heatmaps {
             aggregates.push(min(column(&input(*index))).alias(heatmap_min(*index)));
             aggregates.push(max(column(&input(*index))).alias(heatmap_max(*index)));
         }
         aggregates
+    }
+
+    /// The HEATMAP calculation the one pass also counts, by (time bucket, fine
+    /// value bin): the only one of a spec without breakdowns. With breakdowns
+    /// the bins would multiply every group's states, so its cells are a pass of
+    /// their own ([`Plan::heatmap_cells`]).
+    pub fn heatmap_in_pass(&self) -> Option<usize> {
+        match self.heatmaps.as_slice() {
+            [index] if self.spec.breakdowns.is_empty() => Some(*index),
+            _ => None,
+        }
+    }
+
+    /// The group columns of the one pass: the time bucket, the keys, and the
+    /// fine value bin of [`Plan::heatmap_in_pass`] (as [`BUCKET`]).
+    pub fn pass_group_columns(&self) -> Vec<Expr> {
+        let mut keys = self.pass_keys();
+        if let Some(index) = self.heatmap_in_pass() {
+            keys.push(sketches::heatmap_fine_bin(column(&input(index))).alias(BUCKET));
+        }
+        keys
+    }
+
+    /// The aggregates of a heatmap cell of HEATMAP `index`: its weighted count,
+    /// and its exemplars (by the heatmap's column) when those are not the
+    /// group's exemplars already.
+    fn cell_aggregates(&self, index: usize) -> Vec<Expr> {
+        let mut aggregates = vec![sum(column(WEIGHT)).alias(CELL_COUNT)];
+        if let Some(exemplars) = self.cell_exemplars(index)
+            && Some(&exemplars) != self.exemplars.as_ref()
+        {
+            aggregates.push(exemplars.alias(CELL_EXEMPLARS));
+        }
+        aggregates
+    }
+
+    fn cell_exemplars(&self, index: usize) -> Option<Expr> {
+        self.exemplar_of
+            .as_ref()
+            .and_then(|of| of.expr(cast(column(&input(index)), DataType::Float64)))
     }
 
     /// The group columns of the one pass: the time bucket, then the keys.
@@ -543,12 +574,16 @@ impl Plan {
         keys
     }
 
-    /// The base aggregated over (time bucket, keys): the one pass.
+    /// The base aggregated over [`Plan::pass_group_columns`]: the one pass.
     pub fn pass(&self) -> Result<DataFrame, QueryError> {
+        let mut aggregates = self.pass_aggregates();
+        if let Some(index) = self.heatmap_in_pass() {
+            aggregates.extend(self.cell_aggregates(index));
+        }
         Ok(self
             .base
             .clone()
-            .aggregate(self.pass_keys(), self.pass_aggregates())?)
+            .aggregate(self.pass_group_columns(), aggregates)?)
     }
 
     /// The pass aggregates per group, read by [`Plan::groups`], computed from the
@@ -712,7 +747,7 @@ impl Plan {
     /// range; `overall` holds the pass aggregates of all rows.
     pub fn totals(&self, overall: DataFrame) -> Result<DataFrame, QueryError> {
         let mut finals = self.finals();
-        for (index, _) in &self.heatmaps {
+        for index in &self.heatmaps {
             finals.push(column(&heatmap_min(*index)));
             finals.push(column(&heatmap_max(*index)));
         }
@@ -729,12 +764,8 @@ impl Plan {
         let value = column(&input(index));
         let bucket = sketches::heatmap_bucket(value.clone(), scheme);
         let mut aggregates = vec![sum(column(WEIGHT)).alias(CELL_COUNT)];
-        if let Some(exemplars) = self
-            .exemplar_of
-            .as_ref()
-            .and_then(|of| of.expr(value.clone()))
-        {
-            aggregates.push(exemplars.alias(EXEMPLARS));
+        if let Some(exemplars) = self.cell_exemplars(index) {
+            aggregates.push(exemplars.alias(CELL_EXEMPLARS));
         }
         Ok(self
             .base

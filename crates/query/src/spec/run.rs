@@ -8,21 +8,22 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, Int64Array, RecordBatch};
+use arrow::compute::{filter_record_batch, is_not_null};
 use serde_json::{Map, Value};
 
 use super::json::{json_values, seconds};
 use super::model::QuerySpec;
 use super::ops::CalcOp;
 use super::plan::{
-    BUCKET, CELL_COUNT, CONCURRENCY, EXEMPLARS, Plan, ROWS, TIME, compile, heatmap_max,
-    heatmap_min, key, value,
+    BUCKET, CELL_COUNT, CELL_EXEMPLARS, CONCURRENCY, EXEMPLARS, Plan, ROWS, TIME, compile,
+    heatmap_max, heatmap_min, key, value,
 };
 use super::result::{
     BucketTotal, CalculationInfo, Exemplar, Group, Heatmap, HeatmapBucket, HeatmapCell,
     QueryResult, SeriesPoint, Stats,
 };
-use super::sketches::heatmap_scheme;
+use super::sketches::{HeatmapScheme, heatmap_scheme};
 use super::states::{PassStates, RowSet};
 use super::validate::NANOS_PER_SECOND;
 use super::validate::ValidSpec;
@@ -97,12 +98,18 @@ async fn run_query_unguarded(
         totals,
         groups: groups_batches,
         series,
+        states,
     } = answers(&context, &plan).await?;
     let totals_rows = Rows::new(&totals)?;
     let mut heatmaps = Vec::with_capacity(plan.heatmaps.len());
-    for (index, integers) in &plan.heatmaps {
-        heatmaps.push(heatmap(&plan, &totals_rows, *index, *integers).await?);
+    for index in &plan.heatmaps {
+        let cells = match (&states, plan.heatmap_in_pass()) {
+            (Some(states), Some(in_pass)) if in_pass == *index => CellSource::Pass(states),
+            _ => CellSource::OwnPass,
+        };
+        heatmaps.push(heatmap(&context, &plan, &totals_rows, *index, cells).await?);
     }
+    drop(states);
     let rows_matched = totals_rows
         .column(ROWS)
         .and_then(|values| values.first())
@@ -159,13 +166,16 @@ struct Answers {
     totals: Vec<RecordBatch>,
     groups: Vec<RecordBatch>,
     series: Vec<RecordBatch>,
+    /// The one pass's states, when it ran (heatmap cells merge them too).
+    states: Option<PassStates>,
 }
 
 /// Totals, top groups and their series, from one pass over the data when its
 /// states merge (see `states`), else from one plan each.
 async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, QueryError> {
     let keys = plan.spec.breakdowns.len();
-    let Some(states) = PassStates::compute(context, plan.pass()?, keys + 1).await? else {
+    let pass_groups = plan.pass_group_columns().len();
+    let Some(states) = PassStates::compute(context, plan.pass()?, pass_groups).await? else {
         let totals = plan.totals(plan.overall()?)?.collect().await?;
         let groups = plan.groups(plan.per_group()?)?.collect().await?;
         // No group, no series: skipping the join also spares `top_rows` an empty
@@ -181,6 +191,7 @@ async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, Query
             totals,
             groups,
             series,
+            states: None,
         });
     };
     // The pass's group columns: the time bucket (0), then the keys (1..).
@@ -214,6 +225,7 @@ async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, Query
         totals,
         groups,
         series,
+        states: Some(states),
     })
 }
 
@@ -328,12 +340,21 @@ fn bucket_times(plan: &Plan) -> Vec<Value> {
         .collect()
 }
 
+/// Where the cells of a heatmap come from.
+enum CellSource<'a> {
+    /// The one pass's states, which counted rows per (time bucket, fine bin).
+    Pass(&'a PassStates),
+    /// A pass of the heatmap's own over the base rows.
+    OwnPass,
+}
+
 /// The heatmap of calculation `index`, its buckets chosen from the column's range.
 async fn heatmap(
+    context: &SessionContext,
     plan: &Plan,
     totals: &Rows,
     index: usize,
-    integers: bool,
+    source: CellSource<'_>,
 ) -> Result<Heatmap, QueryError> {
     let calculation = &plan.spec.calculations[index];
     let range = (
@@ -341,7 +362,7 @@ async fn heatmap(
         totals.get(&heatmap_max(index), 0).as_f64(),
     );
     let scheme = match range {
-        (Some(min), Some(max)) => heatmap_scheme(min, max, integers),
+        (Some(min), Some(max)) => heatmap_scheme(min, max),
         _ => None,
     };
     let mut result = Heatmap {
@@ -366,7 +387,16 @@ async fn heatmap(
             upper: *upper,
         })
         .collect();
-    let cells = Rows::new(&plan.heatmap_cells(index, &scheme)?.collect().await?)?;
+    let cells = match source {
+        CellSource::Pass(states) => pass_cells(context, states, &scheme).await?,
+        CellSource::OwnPass => plan.heatmap_cells(index, &scheme)?.collect().await?,
+    };
+    let cells = Rows::new(&cells)?;
+    let exemplars = if cells.column(CELL_EXEMPLARS).is_some() {
+        CELL_EXEMPLARS
+    } else {
+        EXEMPLARS
+    };
     let mut totals_by_bucket = vec![0.0; scheme.buckets.len()];
     for row in 0..cells.len {
         let (Some(time), Some(bucket), Some(count)) = (
@@ -384,9 +414,12 @@ async fn heatmap(
             time: seconds(time),
             bucket,
             count,
-            exemplars: exemplars_of(&cells.get(EXEMPLARS, row)),
+            exemplars: exemplars_of(&cells.get(exemplars, row)),
         });
     }
+    result
+        .cells
+        .sort_by_key(|cell| (cell.time.as_i64().unwrap_or(i64::MIN), cell.bucket));
     result.totals = totals_by_bucket
         .into_iter()
         .enumerate()
@@ -394,6 +427,38 @@ async fn heatmap(
         .map(|(bucket, count)| BucketTotal { bucket, count })
         .collect();
     Ok(result)
+}
+
+/// Heatmap cells from the one pass's states: rows with a value, their fine
+/// bin replaced by the bucket of `scheme` holding it, merged by (time, bucket).
+async fn pass_cells(
+    context: &SessionContext,
+    states: &PassStates,
+    scheme: &HeatmapScheme,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let (Some(time), Some(bin)) = (states.group_column(TIME), states.group_column(BUCKET)) else {
+        return Err(QueryError::Execution(
+            "the pass states have no heatmap bin column".into(),
+        ));
+    };
+    let to_buckets = |batch: &RecordBatch| -> Result<RecordBatch, QueryError> {
+        let batch = filter_record_batch(batch, &is_not_null(batch.column(bin))?)?;
+        let Some(bins) = batch.column(bin).as_any().downcast_ref::<Int64Array>() else {
+            return Err(QueryError::Execution("heatmap bins are not Int64".into()));
+        };
+        let buckets: Int64Array = bins
+            .iter()
+            .map(|fine| fine.map(|fine| scheme.bucket_of_fine_bin(fine)))
+            .collect();
+        let mut columns = batch.columns().to_vec();
+        columns[bin] = Arc::new(buckets);
+        Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    };
+    Ok(states
+        .merge_mapped(context, &[time, bin], to_buckets)
+        .await?
+        .collect()
+        .await?)
 }
 
 /// A group key as a map key.

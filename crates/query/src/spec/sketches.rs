@@ -3,18 +3,23 @@
 //! Kept in one place so the compiler does not depend on how they are computed.
 //! Percentiles come from `quarry_quantile` (a weighted relative-error sketch,
 //! within 1%, see docs/functions.md) and exemplars from `quarry_exemplars`.
-//! Heatmap buckets are still 50 equal-width (or equal-ratio, for data spanning
-//! two decades) buckets over `[min, max]`, BubbleUp's histogram rule.
+//! Heatmap buckets are unions of `quarry_value_bin`'s log-linear bins (32 per
+//! octave), fixed before any row is read: the one pass counts rows per fine
+//! bin, and the displayed buckets (at most 50 over `[min, max]`) are chosen
+//! after it, exactly.
 
-use arrow::datatypes::DataType;
-use datafusion::functions::math::expr_fn::{floor, ln};
-use datafusion::logical_expr::{Expr, lit, try_cast, when};
+use datafusion::common::ScalarValue;
+use datafusion::functions::expr_fn::{greatest, least};
+use datafusion::logical_expr::{Expr, lit, when};
 
-use crate::bubbleup::columns::{Comparison, Scale, histogram_edges};
-use crate::functions::{exemplars_expr, quantile_expr};
+use crate::functions::{
+    MAX_COARSEN, bin_edges, exemplars_expr, quantile_expr, value_bin, value_bin_expr,
+};
 
-/// Buckets of a placeholder heatmap.
-const HEATMAP_BUCKETS: usize = 50;
+/// Most buckets a heatmap shows.
+const HEATMAP_BUCKETS: i64 = 50;
+/// Largest / smallest value from which a heatmap is drawn on a log scale.
+const LOG_SCALE_MIN_RATIO: f64 = 100.0;
 
 /// The weighted `quantile` (0..=1) of `value` (Float64), each row counting
 /// `weight` (Float64) times.
@@ -22,59 +27,72 @@ pub fn percentile(value: Expr, weight: Expr, quantile: f64) -> Expr {
     quantile_expr(value, weight, quantile)
 }
 
-/// The value buckets of one heatmap.
+/// The value buckets of one heatmap: fine bins merged `coarsen` times, from
+/// bin `first` on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeatmapScheme {
-    /// `linear` or `log`.
+    /// `linear` or `log`: how the UI draws the value axis by default.
     pub scale: &'static str,
-    /// `(lower, upper)` per bucket, ascending; `[lower, upper)`, the last one
-    /// includes its upper edge.
+    /// `(lower, upper)` per bucket, ascending; `lower <= value < upper`.
     pub buckets: Vec<(f64, f64)>,
-    edges: Vec<f64>,
-    log: bool,
+    coarsen: u32,
+    first: i64,
 }
 
-/// Buckets for values in `[min, max]`; `integers` when the column holds whole
-/// numbers. `None` for a non-finite or inverted range.
-pub fn heatmap_scheme(min: f64, max: f64, _integers: bool) -> Option<HeatmapScheme> {
+/// Buckets for values in `[min, max]`: the finest merge of fine bins that
+/// covers the range in at most 50 buckets. `None` for a non-finite or
+/// inverted range.
+pub fn heatmap_scheme(min: f64, max: f64) -> Option<HeatmapScheme> {
     if !(min.is_finite() && max.is_finite() && min <= max) {
         return None;
     }
-    let Comparison::Numeric { edges, scale } = histogram_edges(min, max, HEATMAP_BUCKETS) else {
-        return None;
-    };
-    let log = scale == Scale::Log;
+    let coarsen = (0..=MAX_COARSEN).find(|coarsen| {
+        match (value_bin(min, *coarsen), value_bin(max, *coarsen)) {
+            (Some(low), Some(high)) => high - low < HEATMAP_BUCKETS,
+            _ => false,
+        }
+    })?;
+    let first = value_bin(min, coarsen)?;
+    let last = value_bin(max, coarsen)?;
+    let log = min > 0.0 && max >= min * LOG_SCALE_MIN_RATIO;
     Some(HeatmapScheme {
         scale: if log { "log" } else { "linear" },
-        buckets: edges.windows(2).map(|pair| (pair[0], pair[1])).collect(),
-        edges,
-        log,
+        buckets: (first..=last)
+            .map(|ordinal| bin_edges(ordinal, coarsen))
+            .collect(),
+        coarsen,
+        first,
     })
+}
+
+impl HeatmapScheme {
+    /// The bucket holding fine bin `fine` (clamped to the buckets: a row that
+    /// arrived after the range was measured counts in the first or last).
+    pub fn bucket_of_fine_bin(&self, fine: i64) -> i64 {
+        ((fine >> self.coarsen) - self.first).clamp(0, self.last_bucket())
+    }
+
+    fn last_bucket(&self) -> i64 {
+        self.buckets.len().saturating_sub(1) as i64
+    }
+}
+
+/// The fine bin (Int64) of `value`: what the one pass groups a heatmap by.
+pub fn heatmap_fine_bin(value: Expr) -> Expr {
+    value_bin_expr(value, 0)
 }
 
 /// The bucket index (Int64) of `value` (Float64) in `scheme`, clamped to the
 /// buckets; null for a null value.
 pub fn heatmap_bucket(value: Expr, scheme: &HeatmapScheme) -> Expr {
-    let count = scheme.buckets.len().max(1) as i64;
-    let min = scheme.edges.first().copied().unwrap_or(0.0);
-    let max = scheme.edges.last().copied().unwrap_or(0.0);
-    let position = if max <= min {
-        lit(0.0)
-    } else if scheme.log {
-        (ln(value.clone()) - lit(min.ln())) / lit((max / min).ln() / count as f64)
-    } else {
-        (value.clone() - lit(min)) / lit((max - min) / count as f64)
-    };
-    let index = try_cast(floor(position), DataType::Int64);
-    when(
-        value.is_null(),
-        lit(datafusion::common::ScalarValue::Int64(None)),
-    )
-    .when(index.clone().is_null(), lit(0i64))
-    .when(index.clone().lt(lit(0i64)), lit(0i64))
-    .when(index.clone().gt(lit(count - 1)), lit(count - 1))
-    .otherwise(index)
-    .unwrap_or_else(|_| lit(0i64))
+    let bin = value_bin_expr(value, scheme.coarsen) - lit(scheme.first);
+    let clamped = greatest(vec![
+        lit(0i64),
+        least(vec![bin.clone(), lit(scheme.last_bucket())]),
+    ]);
+    when(bin.is_null(), lit(ScalarValue::Int64(None)))
+        .otherwise(clamped)
+        .unwrap_or_else(|_| lit(0i64))
 }
 
 /// Up to three events of the group: the slowest, then two picked by span-id hash.

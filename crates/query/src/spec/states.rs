@@ -4,7 +4,8 @@
 //!  base rows ─► Partial aggregate over (time bucket, keys)  = the states (kept)
 //!                 ├─► Final over (keys)        ─► groups: finals, havings, top N
 //!                 ├─► Final over ()            ─► totals, heatmap ranges
-//!                 └─► keep rows of the top N ─► Final over (time, keys) ─► series
+//!                 ├─► keep rows of the top N ─► Final over (time, keys) ─► series
+//!                 └─► bins to buckets ─► Final over (time, bucket) ─► heatmap cells
 //! ```
 //!
 //! The states are DataFusion's own partial aggregation states (sums, sketches,
@@ -119,6 +120,33 @@ impl PassStates {
         columns: &[usize],
         keep: Option<&RowSet>,
     ) -> Result<DataFrame, QueryError> {
+        self.merge_mapped(context, columns, |batch| match keep {
+            Some(rows) => Ok(filter_record_batch(batch, &rows.mask(batch)?)?),
+            None => Ok(batch.clone()),
+        })
+        .await
+    }
+
+    /// Position of the group column `name` in a states batch.
+    pub(crate) fn group_column(&self, name: &str) -> Option<usize> {
+        let groups = self.partial.group_expr().expr().len();
+        self.partial
+            .schema()
+            .fields()
+            .iter()
+            .take(groups)
+            .position(|field| field.name() == name)
+    }
+
+    /// The states as `map` rewrites each batch of them (dropping rows, or
+    /// replacing a group column's values by coarser ones, in the same schema),
+    /// merged over the group columns at `columns` as [`PassStates::merge`] does.
+    pub(crate) async fn merge_mapped(
+        &self,
+        context: &SessionContext,
+        columns: &[usize],
+        map: impl Fn(&RecordBatch) -> Result<RecordBatch, QueryError>,
+    ) -> Result<DataFrame, QueryError> {
         let groups = self.partial.group_expr().expr().len();
         let schema = self.partial.schema();
         // The final phase reads group columns first, then every state column.
@@ -130,10 +158,7 @@ impl PassStates {
         let input_schema = Arc::new(schema.project(&projection)?);
         let mut batches = Vec::with_capacity(self.batches.len());
         for batch in &self.batches {
-            let batch = match keep {
-                Some(rows) => filter_record_batch(batch, &rows.mask(batch)?)?,
-                None => batch.clone(),
-            };
+            let batch = map(batch)?;
             if batch.num_rows() > 0 {
                 batches.push(batch.project(&projection)?);
             }
