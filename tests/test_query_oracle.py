@@ -10,6 +10,7 @@ relative bound), with breakdowns, every filter op, havings, orders and limits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -38,6 +39,21 @@ FLOAT_REL = 1e-9
 SEAL_WAIT_S = 20.0
 
 
+def trace_ids(hour: int, i: int) -> dict:
+    """`trace.trace_id` / `trace.span_id` of event `i` of `hour`, derived from its
+    position (not from the shared generator, so the other fields stay as they were).
+    Most events have both ids; some only one of them, some neither, so exemplars
+    meet every case. Every id is unique."""
+    digest = hashlib.sha256(f"oracle-ids:{hour}:{i}".encode()).hexdigest()
+    kind = int(digest[:2], 16) % 20
+    ids = {}
+    if kind < 18:
+        ids["trace.trace_id"] = digest[2:34]
+    if kind < 16 or kind == 18:
+        ids["trace.span_id"] = digest[34:50]
+    return ids
+
+
 def make_events(hour: int, count: int, rng: random.Random) -> list[dict]:
     events = []
     for i in range(count):
@@ -52,6 +68,7 @@ def make_events(hour: int, count: int, rng: random.Random) -> list[dict]:
             data["service"] = rng.choice(SERVICES)
         if rng.random() < 0.1:
             del data["duration_ms"]
+        data.update(trace_ids(hour, i))
         ts_ns = BASE_NS + hour * HOUR_S * 1_000_000_000 + i * 8_000_000_000 + rng.randrange(1_000_000_000)
         events.append({"data": data, "ts_ns": ts_ns, "samplerate": rng.choice(SAMPLE_RATES)})
     return events
@@ -82,7 +99,10 @@ def loaded(module_quarry):
                 "seal_max_rows": EVENTS_PER_HOUR,
                 "seal_max_age_secs": 3600,
                 "partition_width_secs": 3600,
-            }
+            },
+            # The rows carry span ids and durations, which would give the dataset the
+            # default `requests` rollup: these tests check the raw path.
+            "rollup_defaults": {"traces": False},
         }
     )
     rng = random.Random(20240301)
@@ -100,10 +120,11 @@ def loaded(module_quarry):
     db = duckdb.connect()
     db.execute(
         """CREATE TABLE oracle (ts_ns BIGINT, sample_rate BIGINT, service VARCHAR,
-           route VARCHAR, status BIGINT, duration_ms DOUBLE, "user" VARCHAR, flag BOOLEAN)"""
+           route VARCHAR, status BIGINT, duration_ms DOUBLE, "user" VARCHAR, flag BOOLEAN,
+           trace_id VARCHAR, span_id VARCHAR)"""
     )
     db.executemany(
-        "INSERT INTO oracle VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO oracle VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 ev["ts_ns"],
@@ -114,6 +135,8 @@ def loaded(module_quarry):
                 ev["data"].get("duration_ms"),
                 ev["data"]["user"],
                 ev["data"]["flag"],
+                ev["data"].get("trace.trace_id"),
+                ev["data"].get("trace.span_id"),
             )
             for ev in events
         ],
@@ -367,7 +390,7 @@ def test_all_datasets_includes_this_one(loaded):
     [group] = result["groups"]
     assert group["key"] == {"meta.dataset": DATASET}
     assert group["values"] == {"COUNT": total}
-    # Exemplars are real rows of this dataset (these rows carry no trace ids).
+    # Exemplars are real rows of this dataset.
     assert 1 <= len(group["exemplars"]) <= 3
     assert {e["dataset"] for e in group["exemplars"]} == {DATASET}
 
