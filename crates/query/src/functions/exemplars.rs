@@ -89,15 +89,12 @@ impl<S: AsRef<str>> Candidate<S> {
         span_id: Option<S>,
         value: Option<f64>,
     ) -> Self {
-        let hash = match (&span_id, &trace_id) {
-            (Some(span), _) => fnv1a(span.as_ref().as_bytes()),
-            (None, Some(trace)) => fnv1a(trace.as_ref().as_bytes()),
-            (None, None) => {
-                let mut bytes = timestamp.unwrap_or(0).to_le_bytes().to_vec();
-                bytes.extend_from_slice(&value.unwrap_or(0.0).to_bits().to_le_bytes());
-                fnv1a(&bytes)
-            }
-        };
+        let hash = row_hash(
+            span_id.as_ref().map(AsRef::as_ref),
+            trace_id.as_ref().map(AsRef::as_ref),
+            timestamp,
+            value,
+        );
         Candidate {
             dataset,
             timestamp,
@@ -112,6 +109,14 @@ impl<S: AsRef<str>> Candidate<S> {
         self.trace_id
             .as_ref()
             .is_some_and(|id| !id.as_ref().is_empty())
+    }
+
+    fn rank(&self) -> Rank {
+        Rank {
+            has_trace: self.has_trace(),
+            value: self.value,
+            hash: self.hash,
+        }
     }
 
     fn to_owned(&self) -> Owned {
@@ -132,6 +137,59 @@ impl<S: AsRef<str>> Candidate<S> {
             .flatten()
             .map(|text| text.as_ref().len())
             .sum()
+    }
+}
+
+/// The hash a row is sampled by: of its span id, else its trace id, else its
+/// timestamp and value.
+fn row_hash(
+    span_id: Option<&str>,
+    trace_id: Option<&str>,
+    timestamp: Option<i64>,
+    value: Option<f64>,
+) -> u64 {
+    match (span_id, trace_id) {
+        (Some(span), _) => fnv1a(span.as_bytes()),
+        (None, Some(trace)) => fnv1a(trace.as_bytes()),
+        (None, None) => {
+            let mut bytes = timestamp.unwrap_or(0).to_le_bytes().to_vec();
+            bytes.extend_from_slice(&value.unwrap_or(0.0).to_bits().to_le_bytes());
+            fnv1a(&bytes)
+        }
+    }
+}
+
+/// What orders a row in both picks before the tie-break. Read alone, it lets
+/// most rows be turned away without building a candidate: they lose to a
+/// group's current picks on it already.
+#[derive(Debug, Clone, Copy)]
+struct Rank {
+    has_trace: bool,
+    value: Option<f64>,
+    hash: u64,
+}
+
+impl Rank {
+    /// `Less` when `self` is the slower pick (trace id first, then the larger
+    /// value, then the hash); `Equal` leaves it to the tie-break.
+    fn slower_cmp(&self, other: &Rank) -> Ordering {
+        other
+            .has_trace
+            .cmp(&self.has_trace)
+            .then_with(|| match (self.value, other.value) {
+                (Some(x), Some(y)) => y.total_cmp(&x),
+                (x, y) => y.is_some().cmp(&x.is_some()),
+            })
+            .then(self.hash.cmp(&other.hash))
+    }
+
+    /// `Less` when `self` is the earlier typical pick (trace id first, then the
+    /// hash); `Equal` leaves it to the tie-break.
+    fn sampled_cmp(&self, other: &Rank) -> Ordering {
+        other
+            .has_trace
+            .cmp(&self.has_trace)
+            .then(self.hash.cmp(&other.hash))
     }
 }
 
@@ -164,21 +222,13 @@ fn tie_break<A: AsRef<str>, B: AsRef<str>>(a: &Candidate<A>, b: &Candidate<B>) -
 
 /// `Less` when `a` is the slower pick (trace id first, then the larger value).
 fn slower<A: AsRef<str>, B: AsRef<str>>(a: &Candidate<A>, b: &Candidate<B>) -> Ordering {
-    b.has_trace()
-        .cmp(&a.has_trace())
-        .then_with(|| match (a.value, b.value) {
-            (Some(x), Some(y)) => y.total_cmp(&x),
-            (x, y) => y.is_some().cmp(&x.is_some()),
-        })
-        .then(a.hash.cmp(&b.hash))
-        .then_with(|| tie_break(a, b))
+    a.rank().slower_cmp(&b.rank()).then_with(|| tie_break(a, b))
 }
 
 /// `Less` when `a` is the earlier typical pick (trace id first, then the hash).
 fn sampled_first<A: AsRef<str>, B: AsRef<str>>(a: &Candidate<A>, b: &Candidate<B>) -> Ordering {
-    b.has_trace()
-        .cmp(&a.has_trace())
-        .then(a.hash.cmp(&b.hash))
+    a.rank()
+        .sampled_cmp(&b.rank())
         .then_with(|| tie_break(a, b))
 }
 
@@ -194,6 +244,21 @@ struct Picks {
 }
 
 impl Picks {
+    /// Whether a row of `rank` surely changes nothing: it is neither slower
+    /// than the slowest kept nor earlier than the last typical pick kept (of a
+    /// full list), before any tie-break.
+    fn turns_away(&self, rank: &Rank) -> bool {
+        let Some(slowest) = &self.slowest else {
+            return false;
+        };
+        self.sampled.len() >= SAMPLED_KEPT
+            && rank.slower_cmp(&slowest.rank()) == Ordering::Greater
+            && self
+                .sampled
+                .last()
+                .is_some_and(|last| rank.sampled_cmp(&last.rank()) == Ordering::Greater)
+    }
+
     /// Considers `candidate`; returns the change in heap bytes.
     fn offer<S: AsRef<str>>(&mut self, candidate: &Candidate<S>) -> isize {
         let mut delta = 0isize;
@@ -314,16 +379,40 @@ impl Columns {
     fn row(&self, row: usize) -> Candidate<&str> {
         Candidate::new(
             self.dataset.at(row),
-            self.timestamp
-                .is_valid(row)
-                .then(|| self.timestamp.value(row)),
+            self.timestamp(row),
             self.trace_id.at(row),
             self.span_id.at(row),
-            self.value
-                .is_valid(row)
-                .then(|| self.value.value(row))
-                .filter(|value| !value.is_nan()),
+            self.value(row),
         )
+    }
+
+    fn timestamp(&self, row: usize) -> Option<i64> {
+        self.timestamp
+            .is_valid(row)
+            .then(|| self.timestamp.value(row))
+    }
+
+    fn value(&self, row: usize) -> Option<f64> {
+        self.value
+            .is_valid(row)
+            .then(|| self.value.value(row))
+            .filter(|value| !value.is_nan())
+    }
+
+    /// The [`Rank`] of row `row`, read without its other columns.
+    fn rank(&self, row: usize) -> Rank {
+        let trace_id = self.trace_id.at(row);
+        let value = self.value(row);
+        let span_id = self.span_id.at(row);
+        let hash = match (span_id, trace_id) {
+            (None, None) => row_hash(None, None, self.timestamp(row), value),
+            (span_id, trace_id) => row_hash(span_id, trace_id, None, None),
+        };
+        Rank {
+            has_trace: trace_id.is_some_and(|id| !id.is_empty()),
+            value,
+            hash,
+        }
     }
 }
 
@@ -496,7 +585,9 @@ impl Accumulator for ExemplarsAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let columns = Columns::new(values)?;
         for row in 0..columns.value.len() {
-            self.picks.offer(&columns.row(row));
+            if !self.picks.turns_away(&columns.rank(row)) {
+                self.picks.offer(&columns.row(row));
+            }
         }
         Ok(())
     }
@@ -573,6 +664,9 @@ impl GroupsAccumulator for ExemplarsGroups {
                     "group {group} out of range"
                 )));
             };
+            if picks.turns_away(&columns.rank(row)) {
+                continue;
+            }
             delta += picks.offer(&columns.row(row));
         }
         self.apply(delta);
@@ -635,5 +729,70 @@ impl GroupsAccumulator for ExemplarsGroups {
 
     fn size(&self) -> usize {
         self.groups.capacity() * PICKS_BYTES + self.heap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows with repeated values and hashes, some without ids or values: the
+    /// ranks that turn rows away must not change any pick.
+    fn columns(rows: usize) -> Columns {
+        let pick = |i: usize, m: usize| (i * 7919 + 13) % m;
+        let value: Float64Array = (0..rows)
+            .map(|i| (pick(i, 5) != 0).then(|| (pick(i, 11) as f64) * 1.5))
+            .collect();
+        let timestamp: TimestampNanosecondArray = (0..rows)
+            .map(|i| Some(1_000 + pick(i, 17) as i64))
+            .collect();
+        let trace_id: StringArray = (0..rows)
+            .map(|i| match pick(i, 6) {
+                0 => None,
+                1 => Some(String::new()),
+                _ => Some(format!("t{}", pick(i, 40))),
+            })
+            .collect();
+        let span_id: StringArray = (0..rows)
+            .map(|i| (pick(i, 4) != 0).then(|| format!("s{}", pick(i, 30))))
+            .collect();
+        let dataset: StringArray = (0..rows).map(|i| Some(format!("d{}", i % 2))).collect();
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(value),
+            Arc::new(timestamp.with_timezone(TIMESTAMP_TZ)),
+            Arc::new(trace_id),
+            Arc::new(span_id),
+            Arc::new(dataset),
+        ];
+        Columns::new(&arrays).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn rows_turned_away_by_rank_would_not_have_changed_the_picks() {
+        let columns = columns(500);
+        let mut every_row = Picks::default();
+        let mut ranked = Picks::default();
+        let mut turned_away = 0;
+        for row in 0..500 {
+            let candidate = columns.row(row);
+            let rank = columns.rank(row);
+            let full = candidate.rank();
+            assert_eq!(
+                (rank.has_trace, rank.value.map(f64::to_bits), rank.hash),
+                (full.has_trace, full.value.map(f64::to_bits), full.hash),
+                "row {row}"
+            );
+            every_row.offer(&candidate);
+            if ranked.turns_away(&rank) {
+                turned_away += 1;
+            } else {
+                ranked.offer(&candidate);
+            }
+            assert_eq!(
+                ranked.kept().collect::<Vec<_>>(),
+                every_row.kept().collect::<Vec<_>>()
+            );
+        }
+        assert!(turned_away > 400, "only {turned_away} rows turned away");
     }
 }
