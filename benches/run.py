@@ -11,7 +11,10 @@ events through POST /1/batch/{dataset} with concurrent clients and durable acks
 (events/s, server CPU seconds per million events); seal; measure bytes on disk per
 event and the raw-JSON-to-disk ratio; ask the questions of issue 5 of Quarry, DuckDB
 and chDB (same threads, over Quarry's own Parquet segments), check that every
-engine's answers agree, and time them (cold first run + median of warm runs).
+engine's answers agree, and time them (cold first run + median of warm runs); then
+ask the same questions through the query-spec API (issue 14, `POST
+/api/v1/query/__all__`) next to each engine's SQL for the same groups and series
+(suite/spec.py), checked and timed the same way.
 """
 
 import argparse
@@ -31,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from suite import engines, facts, load, questions, report, rollups  # noqa: E402
+from suite import engines, facts, load, questions, report, rollups, spec  # noqa: E402
 from suite.server import QuarryServer  # noqa: E402
 
 DEFAULT_TARGET_DIR = Path.home() / ".cache" / "quarry" / "target"
@@ -210,6 +213,92 @@ def ask_questions(args, server: QuarryServer, data_dir: Path, ing: dict, dataset
     return results, versions
 
 
+def _timed(call, runs: int) -> tuple:
+    """(first result, cold ms, warm ms of each run, each warm run's result)."""
+    started = time.perf_counter()
+    first = call()
+    cold_ms = (time.perf_counter() - started) * 1000
+    warm, outputs = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        outputs.append(call())
+        warm.append((time.perf_counter() - started) * 1000)
+    return first, cold_ms, warm, outputs
+
+
+def time_spec_question(engine, question, runs: int) -> dict:
+    """One spec question of one engine: the spec itself (engine "spec") or the SQL for
+    the same groups and series; the answer in the question's canonical form."""
+    try:
+        if engine.name == "spec":
+            raw, cold_ms, warm, outputs = _timed(lambda: engine.query_raw(question.body), runs)
+            answer = json.loads(raw)
+            extra = {
+                "spec": question.body,
+                "source": answer.get("source"),
+                "server_elapsed_ms": statistics.median(json.loads(o)["stats"]["elapsed_ms"] for o in outputs)
+                if outputs else None,
+                "response_bytes": len(raw),
+            }
+            canonical = question.from_spec(answer)
+            rows = len(answer.get("groups", [])) + len(answer.get("series", []))
+        else:
+            sql = question.sql[engine.name]
+            rows_, cold_ms, warm, _ = _timed(lambda: engine.query(sql, question.columns), runs)
+            extra = {"sql": " ".join(sql.split())}
+            canonical = question.from_sql(rows_)
+            rows = len(rows_)
+    except Exception as error:  # noqa: BLE001 - any engine failure is reported, not fatal
+        shown = {"spec": question.body} if engine.name == "spec" else {"sql": question.sql[engine.name]}
+        return {"error": str(error)[:2000], "valid": False, **shown}
+    return {
+        "cold_ms": cold_ms,
+        "warm_ms": warm,
+        "warm_median_ms": statistics.median(warm) if warm else cold_ms,
+        "answer": canonical,
+        "answer_rows": rows,
+        **extra,
+    }
+
+
+def ask_spec_questions(args, server: QuarryServer, data_dir: Path, ing: dict,
+                       datasets: list[str]) -> tuple[dict, dict]:
+    """The comparison questions through the query spec, and each engine's SQL for the
+    same groups and series (issue 14)."""
+    glob = str(data_dir / "objects" / "segments" / "default" / "*" / "*" / "*.parquet")
+    sources = questions.Sources(datasets, glob)
+    qs = spec.build(sources, ing["start_time_ns"] // 10**9, ing["end_time_ns"] // 10**9)
+    threads = os.cpu_count() or 1
+    wanted = ["spec"] + [n for n in args.engines.split(",") if n in ("quarry", "duckdb", "chdb")]
+    results = {q.key: {"title": q.title, "base": q.base, "granularity": q.body["granularity"],
+                       "range_s": q.body["end_time"] - q.body["start_time"], "engines": {}} for q in qs}
+    # Every SQL weighs counts by meta.sample_rate, as the spec does; percentiles of the
+    # peers are unweighted, which is the same only when every rate is 1 (the generator's).
+    probe = engines.QuarryEngine(server.url)
+    try:
+        rate = probe.query(f'SELECT min("meta.sample_rate") AS lo, max("meta.sample_rate") AS hi '
+                           f'FROM {sources.quarry(["meta.sample_rate"])}', ["lo", "hi"])[0]
+    finally:
+        probe.close()
+    info = {"dataset": spec.SPEC_DATASET, "sample_rate_min": rate[0], "sample_rate_max": rate[1]}
+    for name in wanted:
+        log(f"spec questions on {name}")
+        engine = {"spec": lambda: spec.SpecEngine(server.url),
+                  "quarry": lambda: engines.QuarryEngine(server.url),
+                  "duckdb": lambda: engines.DuckDBEngine(threads),
+                  "chdb": lambda: engines.ChdbEngine(threads)}[name]()
+        for q in qs:
+            r = time_spec_question(engine, q, args.runs)
+            results[q.key]["engines"][name] = r
+            shown = f"{r['cold_ms']:.1f} ms cold, {r['warm_median_ms']:.1f} ms warm" if "cold_ms" in r else r["error"][:200]
+            log(f"  {name} {q.key}: {shown}")
+        engine.close()
+    for q in qs:
+        results[q.key]["agreement"] = check_answers(q, results[q.key]["engines"])
+        log(f"{q.key}: {results[q.key]['agreement']}")
+    return results, info
+
+
 # Rows of each answer kept in the JSON report (a heatmap has thousands).
 ANSWER_HEAD_ROWS = 20
 
@@ -251,6 +340,12 @@ def main() -> int:
         log(f"storage: {storage['bytes_per_event']:.1f} bytes per event, "
             f"raw JSON / disk {storage['raw_json_to_disk_ratio']:.1f}x")
         queries, versions = ask_questions(args, server, data_dir, ing, datasets)
+        spec_queries, spec_info = {}, None
+        if "quarry" in args.engines.split(","):
+            spec_queries, spec_info = ask_spec_questions(args, server, data_dir, ing, datasets)
+            if (spec_info["sample_rate_min"], spec_info["sample_rate_max"]) != (1, 1):
+                notes.append(f"meta.sample_rate ranges from {spec_info['sample_rate_min']} to "
+                             f"{spec_info['sample_rate_max']}: the peers' P99s in the spec section are unweighted")
         if "quarry" in args.engines.split(","):
             log("waiting for the default trace rollups to cover every sealed segment")
             waited = rollups.wait_rollups(server.url, datasets)
@@ -303,11 +398,15 @@ def main() -> int:
         "otlp_ingest": otlp,
         "storage": storage,
         "queries": queries,
+        "spec_queries": spec_queries,
+        "spec": spec_info,
         "rollup": rollup,
         "notes": notes,
     }
     result["ratios"] = report.ratios(queries)
+    result["spec_ratios"] = report.spec_ratios(spec_queries)
     trim_answers(queries)
+    trim_answers(spec_queries)
     result["targets"] = report.judge(result)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.profile == "release" else f"-{args.profile}"
@@ -315,6 +414,8 @@ def main() -> int:
     (args.out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (args.out_dir / f"{stem}.md").write_text(report.markdown(result))
     log(f"wrote {args.out_dir / stem}.md and .json")
+    for key, r in result["spec_ratios"].items():
+        log(f"spec {key}: {report.spec_line(r)}")
     for t in result["targets"]:
         log(f"target {t['status']:>12}: {t['target']} -> {t['value']}")
     if args.keep_data:

@@ -1,6 +1,6 @@
 """The engines under test, each answering SQL with rows as tuples.
 
-Quarry answers over HTTP (`POST /api/v1/sql`; later the query-spec endpoint); DuckDB
+Quarry answers over HTTP (`POST /api/v1/sql`; its query-spec endpoint is in spec.py); DuckDB
 and chDB run in this process over Quarry's own sealed Parquet segment files, limited
 to the same number of threads as Quarry's DataFusion session.
 """

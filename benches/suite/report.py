@@ -1,4 +1,4 @@
-"""The Markdown and JSON reports, with the targets of issue 5 judged plainly."""
+"""The Markdown and JSON reports, with the targets of issues 5, 7 and 14 judged plainly."""
 
 import math
 
@@ -14,6 +14,10 @@ MAX_GEOMEAN_RATIO = 0.5
 ROLLUP_MIN_SPEEDUP = 50
 ROLLUP_MAX_MS = 100
 ROLLUP_EVENTS = 100_000_000
+
+# Issue 14: each spec question against the same groups and series in SQL (warm medians).
+SPEC_MAX_SQL_RATIO = 1.5
+SPEC_MAX_PEER_RATIO = 1.0
 
 MET, MISSED, NOT_ASSESSED = "met", "MISSED", "not assessed"
 
@@ -48,6 +52,51 @@ def ratios(queries: dict) -> dict:
             cold.append(r_cold)
         out["geomean"][peer] = {"warm": geomean(warm), "cold": geomean(cold)}
     return out
+
+
+def _valid_warm(engines: dict, name: str):
+    e = engines.get(name)
+    return e["warm_median_ms"] if e and e.get("valid") else None
+
+
+def spec_ratios(spec_queries: dict) -> dict:
+    """Per spec question: spec, Quarry SQL and peer warm medians (valid answers only),
+    spec/SQL and spec/faster-peer, and the two targets of issue 14 judged."""
+    out = {}
+    for key, q in (spec_queries or {}).items():
+        e = q["engines"]
+        mine, sql = _valid_warm(e, "spec"), _valid_warm(e, "quarry")
+        peers = {p: _valid_warm(e, p) for p in ("duckdb", "chdb")}
+        valid_peers = {p: v for p, v in peers.items() if v is not None}
+        best = min(valid_peers, key=valid_peers.get) if valid_peers else None
+        r = {"title": q["title"], "spec_ms": mine, "sql_ms": sql, "duckdb_ms": peers["duckdb"],
+             "chdb_ms": peers["chdb"], "best_peer": best,
+             "spec_over_sql": mine / sql if mine is not None and sql else None,
+             "spec_over_best_peer": mine / valid_peers[best] if mine is not None and best else None}
+
+        def status(ratio, limit):
+            if "spec" not in e:
+                return NOT_ASSESSED
+            if mine is None:
+                return MISSED  # a wrong or failed spec answer meets no target
+            if ratio is None:
+                return NOT_ASSESSED  # no valid answer to compare against
+            return MET if ratio <= limit else MISSED
+
+        r["sql_target"] = status(r["spec_over_sql"], SPEC_MAX_SQL_RATIO)
+        r["peer_target"] = status(r["spec_over_best_peer"], SPEC_MAX_PEER_RATIO)
+        out[key] = r
+    return out
+
+
+def spec_line(r: dict) -> str:
+    """One spec question's timings and verdicts, for the log."""
+    best = r["best_peer"]
+    return (f"spec {fmt_ms(r['spec_ms'])} ms, Quarry SQL {fmt_ms(r['sql_ms'])} ms "
+            f"(spec/SQL {fmt_ratio(r['spec_over_sql'])}, <= {SPEC_MAX_SQL_RATIO}x: {r['sql_target']}), "
+            f"DuckDB {fmt_ms(r['duckdb_ms'])} ms, chDB {fmt_ms(r['chdb_ms'])} ms "
+            f"(spec/{best or 'peer'} {fmt_ratio(r['spec_over_best_peer'])}, "
+            f"<= {SPEC_MAX_PEER_RATIO}x: {r['peer_target']})")
 
 
 def judge(result: dict) -> list[dict]:
@@ -126,6 +175,24 @@ def judge(result: dict) -> list[dict]:
     add("no question slower than DuckDB or chDB (warm)",
         f"{len(slower)} slower" if slower else "none slower",
         MISSED if slower else MET, "; ".join(slower))
+
+    sr = result.get("spec_ratios") or {}
+    for name, ratio_key, target_key, limit, against in (
+        (f"every spec question <= {SPEC_MAX_SQL_RATIO}x Quarry's SQL for the same groups and series (warm)",
+         "spec_over_sql", "sql_target", SPEC_MAX_SQL_RATIO, "SQL"),
+        (f"every spec question <= {SPEC_MAX_PEER_RATIO}x the faster of DuckDB and chDB for the same groups "
+         "and series (warm)", "spec_over_best_peer", "peer_target", SPEC_MAX_PEER_RATIO, "peer"),
+    ):
+        if not sr:
+            add(name, "-", NOT_ASSESSED, "spec questions not asked (Quarry not among --engines)")
+            continue
+        statuses = [r[target_key] for r in sr.values()]
+        missed = [f"{k} ({fmt_ratio(r[ratio_key])}x)" for k, r in sr.items() if r[target_key] == MISSED]
+        ratios_ = [r[ratio_key] for r in sr.values() if r[ratio_key] is not None]
+        shown = (f"{statuses.count(MET)} of {len(statuses)} met; worst spec/{against} "
+                 f"{fmt_ratio(max(ratios_) if ratios_ else None)}")
+        status = MISSED if MISSED in statuses else MET if all(x == MET for x in statuses) else NOT_ASSESSED
+        add(name, shown, status, "; ".join(missed))
     return targets
 
 
@@ -156,10 +223,11 @@ def markdown(result: dict) -> str:
         f"{ing['traces']:,} traces",
         f"- Anomaly: {result['data']['anomaly']['description']}",
         "- Quarry is asked the comparison questions through `POST /api/v1/sql` (the same SQL for "
-        "every engine), the rollup question through `POST /api/v1/query/{dataset}`; "
-        "DuckDB and chDB read Quarry's sealed Parquet segments in process.",
+        "every engine), and again through the query spec, `POST /api/v1/query/__all__` (next to every "
+        "engine's SQL for the same groups and series), the rollup question through "
+        "`POST /api/v1/query/{dataset}`; DuckDB and chDB read Quarry's sealed Parquet segments in process.",
         "",
-        "## Targets (issue 5)",
+        "## Targets (issues 5, 7 and 14)",
         "",
         "| target | measured | status | note |",
         "|---|---|---|---|",
@@ -243,6 +311,7 @@ def markdown(result: dict) -> str:
         "of the question in a fresh engine (the OS page cache is not dropped).",
         "",
     ]
+    lines += spec_markdown(result)
     rollup = result.get("rollup")
     if rollup:
         lines += [
@@ -265,3 +334,66 @@ def markdown(result: dict) -> str:
     if result.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
     return "\n".join(lines)
+
+
+def spec_markdown(result: dict) -> list[str]:
+    """The section of the spec questions (issue 14), empty when they were not asked."""
+    sq, sr, info = result.get("spec_queries") or {}, result.get("spec_ratios") or {}, result.get("spec") or {}
+    if not sq:
+        return []
+    c = result["config"]
+    rate = (f"every event's `meta.sample_rate` is 1 (checked: min {info.get('sample_rate_min')}, "
+            f"max {info.get('sample_rate_max')})"
+            if (info.get("sample_rate_min"), info.get("sample_rate_max")) == (1, 1)
+            else f"`meta.sample_rate` ranges from {info.get('sample_rate_min')} to {info.get('sample_rate_max')}, "
+                 "so the peers' unweighted P99s may differ from the spec's weighted ones")
+    lines = [
+        f"## Query specs against the same groups and series (issue 14; ms, warm = median of {c['runs']} runs)",
+        "",
+        "Each comparison question a spec can ask, through `POST /api/v1/query/__all__` with an explicit "
+        "time range, granularity and `\"source\": \"raw\"`, and through each engine's SQL for the same "
+        "groups and series: GROUP BY the breakdown keys and the spec's time bucket, with "
+        "`GROUPING SETS` where a group's value is not the sum of its series (P99, COUNT_DISTINCT), and the "
+        "top 10 keys' series for the top-10 spec. Counts are sums of `meta.sample_rate` in every engine, "
+        f"as the spec weighs them; {rate}. Spec times run to the last byte of the response (the server's "
+        "JSON encoding included, the client's decoding not); *server* is the spec's own "
+        "`stats.elapsed_ms`. Answers are compared as groups and series (heatmap: weight per time bucket, "
+        "since the spec chooses its own value buckets); spec/peer is against the faster valid peer. "
+        "The spec bodies and every engine's SQL are in the JSON report (`spec_queries`).",
+        "",
+        "| question | bucket s | spec cold | spec warm | spec server | Quarry SQL warm | DuckDB warm | chDB warm "
+        f"| spec/SQL | spec/peer | <= {SPEC_MAX_SQL_RATIO}x SQL | <= {SPEC_MAX_PEER_RATIO}x peer | answers |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, q in sq.items():
+        e, r = q["engines"], sr.get(key, {})
+
+        def cell(name, field):
+            x = e.get(name)
+            if not x:
+                return "-"
+            if not x.get("valid"):
+                return "wrong" if x.get("answer_rows") is not None else "error"
+            return fmt_ms(x.get(field))
+
+        def verdict(status):
+            return f"**{status}**" if status == MISSED else (status or "-")
+
+        peer = r.get("best_peer")
+        lines.append(
+            f"| {q['title']} | {q['granularity']} | {cell('spec', 'cold_ms')} | {cell('spec', 'warm_median_ms')} "
+            f"| {cell('spec', 'server_elapsed_ms')} | {cell('quarry', 'warm_median_ms')} "
+            f"| {cell('duckdb', 'warm_median_ms')} | {cell('chdb', 'warm_median_ms')} "
+            f"| {fmt_ratio(r.get('spec_over_sql'))} "
+            f"| {fmt_ratio(r.get('spec_over_best_peer'))}{f' ({peer})' if peer else ''} "
+            f"| {verdict(r.get('sql_target'))} | {verdict(r.get('peer_target'))} | {q['agreement']} |")
+    lines += [
+        "",
+        "Cold runs of the SQL (same groups and series): "
+        + "; ".join(f"{q['title']}: " + ", ".join(
+            f"{label} {fmt_ms(q['engines'][n]['cold_ms'])}" for n, label in
+            (("quarry", "Quarry"), ("duckdb", "DuckDB"), ("chdb", "chDB")) if "cold_ms" in q["engines"].get(n, {}))
+            for q in sq.values()) + ".",
+        "",
+    ]
+    return lines
