@@ -12,10 +12,10 @@ The documented rules tested (docs/query.md, docs/functions.md):
 - groups rank by their order, ties broken on the breakdown values ascending, then
   the first `limit` are kept, and the series holds exactly those groups;
 - a series has one point per (time bucket, group) with rows, no other;
-- each group / heatmap cell carries up to three real events of it: rows with a
-  trace id preferred for every pick, first the slowest (largest value of the first
-  numeric calculation's column, the heatmap column for a cell), then the two with
-  the smallest FNV-1a hash of their span id (else of their trace id);
+- each group / heatmap cell carries up to three real events of it, with their
+  trace and span ids: first the slowest (largest value of the first numeric
+  calculation's column, the heatmap column for a cell), then the two with the
+  smallest FNV-1a hash of their timestamp and value;
 - heatmap buckets are at most 50 contiguous `[lower, upper)` covering the column's
   [min, max] over the matching rows (all rows, not only the top groups), whatever
   the scheme; cells and per-bucket totals are weighted counts of rows with the
@@ -23,6 +23,9 @@ The documented rules tested (docs/query.md, docs/functions.md):
 """
 
 from __future__ import annotations
+
+import math
+import struct
 
 import pytest
 
@@ -118,18 +121,24 @@ def result_key(item: dict, breakdowns: list[str]) -> tuple:
 # --- exemplars ----------------------------------------------------------------------------
 
 
-def fnv1a(text: str) -> int:
-    """FNV-1a, 64 bits, of the UTF-8 bytes (docs/functions.md, *Exemplars*)."""
+def fnv1a(data: bytes) -> int:
+    """FNV-1a, 64 bits (docs/query.md, *Exemplars*)."""
     value = 0xCBF29CE484222325
-    for byte in text.encode():
+    for byte in data:
         value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return value
 
 
-def typical_hash(row: dict) -> int:
-    """The hash a typical pick is chosen by: of the span id, else of the trace id.
-    Only called on rows with a trace id, which always have one of them."""
-    return fnv1a(row["span_id"] if row["span_id"] is not None else row["trace_id"])
+def exemplar_value(row: dict, value_column: str | None) -> float | None:
+    value = row[value_column] if value_column else None
+    return None if value is None or math.isnan(float(value)) else float(value)
+
+
+def typical_hash(row: dict, value_column: str | None) -> int:
+    """The hash a typical pick is chosen by: of the timestamp (ns, i64) and the
+    value (f64, 0 when missing), little-endian bytes."""
+    value = exemplar_value(row, value_column)
+    return fnv1a(struct.pack("<q", row["ts_ns"]) + struct.pack("<d", 0.0 if value is None else value))
 
 
 def exemplar_column(spec: dict) -> str | None:
@@ -142,8 +151,8 @@ def exemplar_column(spec: dict) -> str | None:
 def check_exemplars(exemplars: list[dict], candidates: list[dict], value_column: str | None, where: str) -> None:
     """`exemplars` are the documented picks among `candidates` (the rows of one group
     or cell): real events (same timestamp, ids and value), distinct, min(3, rows) of
-    them; rows with a trace id first; the first is a slowest row with a trace id;
-    among rows with a trace id, the others are the smallest hashes."""
+    them, with the event's ids; the first is a slowest row (the smallest hash
+    among equals), the others the smallest hashes."""
     by_ts = {row["ts_ns"]: row for row in candidates}
     assert len(by_ts) == len(candidates), "timestamps identify events"
     assert len(exemplars) == min(MAX_EXEMPLARS, len(candidates)), (
@@ -160,25 +169,19 @@ def check_exemplars(exemplars: list[dict], candidates: list[dict], value_column:
         picked.append(row)
     assert len({row["ts_ns"] for row in picked}) == len(picked), f"{where}: an event picked twice: {exemplars}"
 
-    traced = [row for row in candidates if row["trace_id"] is not None]
-    if not traced:
-        return
-    n_traced = min(len(traced), len(picked))
-    # Rows with a trace id are preferred for every pick.
-    assert all(row["trace_id"] is not None for row in picked[:n_traced]), (
-        f"{where}: a row without a trace id was picked before one with: {exemplars}")
-    # First the slowest.
-    values = [row[value_column] for row in traced if value_column and row[value_column] is not None]
-    first = picked[0]
-    slowest = max(values) if values else None
-    got = first[value_column] if value_column else None
-    assert got == slowest, f"{where}: first exemplar has value {got}, the slowest traced row {slowest}"
+    # First the slowest: the largest value (a missing one last), then the hash.
+    first = min(candidates, key=lambda row: (
+        exemplar_value(row, value_column) is None,
+        -(exemplar_value(row, value_column) or 0.0),
+        typical_hash(row, value_column)))
+    assert picked[0] is first, (
+        f"{where}: first exemplar {picked[0]['ts_ns']}, the slowest row is {first['ts_ns']}")
     # Then the smallest hashes, the first pick aside.
-    rest = sorted((row for row in traced if row is not first), key=typical_hash)
-    want = [row["ts_ns"] for row in rest[: n_traced - 1]]
-    assert [row["ts_ns"] for row in picked[1:n_traced]] == want, (
-        f"{where}: typical picks {[r['span_id'] or r['trace_id'] for r in picked[1:n_traced]]}, "
-        f"smallest hashes {[r['span_id'] or r['trace_id'] for r in rest[:n_traced - 1]]}")
+    rest = sorted((row for row in candidates if row is not first),
+                  key=lambda row: typical_hash(row, value_column))
+    want = [row["ts_ns"] for row in rest[: len(picked) - 1]]
+    assert [row["ts_ns"] for row in picked[1:]] == want, (
+        f"{where}: typical picks {[r['ts_ns'] for r in picked[1:]]}, smallest hashes {want}")
 
 
 # --- top N with ties ----------------------------------------------------------------------

@@ -12,6 +12,7 @@
 mod columns;
 mod drilldown;
 mod error;
+mod exemplar_ids;
 mod filters;
 mod json;
 mod model;

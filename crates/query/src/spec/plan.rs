@@ -101,6 +101,8 @@ pub struct Plan {
     pub exemplars: Option<Expr>,
     /// Exemplars of a heatmap cell, given the value column.
     exemplar_of: Option<ExemplarColumns>,
+    /// The calculation whose column is a group exemplar's value.
+    exemplar_value: Option<usize>,
 }
 
 impl Plan {
@@ -118,25 +120,29 @@ impl Plan {
             heatmaps: Vec::new(),
             exemplars: None,
             exemplar_of: None,
+            exemplar_value: None,
         }
     }
 }
 
-/// Base columns an exemplar reads besides its value.
+/// Base columns an exemplar reads besides its value: its time and dataset.
+/// Its ids are not read by the aggregate (decoding every row's trace and span
+/// ids would cost more than the rest of the answer): the aggregate picks each
+/// exemplar by value and by a hash of (timestamp, value), and the ids of just
+/// the picked events are looked up afterwards (`exemplar_ids`).
 #[derive(Debug, Clone)]
 struct ExemplarColumns {
-    trace_id: Expr,
-    span_id: Expr,
     dataset: Expr,
 }
 
 impl ExemplarColumns {
     fn expr(&self, value: Expr) -> Option<Expr> {
+        let no_id = lit(ScalarValue::Utf8(None));
         sketches::exemplars(
             value,
             column(TIMESTAMP),
-            self.trace_id.clone(),
-            self.span_id.clone(),
+            no_id.clone(),
+            no_id,
             self.dataset.clone(),
         )
     }
@@ -144,9 +150,14 @@ impl ExemplarColumns {
 
 /// Exemplars of a group or cell.
 pub const EXEMPLARS: &str = "__quarry_exemplars";
-const TRACE_ID_INPUT: &str = "__quarry_trace_id";
-const SPAN_ID_INPUT: &str = "__quarry_span_id";
-const DATASET_INPUT: &str = "__quarry_dataset";
+/// An event's trace id, span id and dataset, as the exemplar lookup reads them.
+pub const TRACE_ID_INPUT: &str = "__quarry_trace_id";
+pub const SPAN_ID_INPUT: &str = "__quarry_span_id";
+pub const DATASET_INPUT: &str = "__quarry_dataset";
+/// An event's time in nanoseconds, in the exemplar lookup.
+pub const TIME_NS: &str = "__quarry_time_ns";
+/// A group exemplar's value, in the exemplar lookup.
+pub const EXEMPLAR_VALUE: &str = "__quarry_exemplar_value";
 
 /// Name of the smallest value of HEATMAP calculation `index`, in the totals.
 pub fn heatmap_min(index: usize) -> String {
@@ -268,19 +279,14 @@ pub async fn compile(
     }
     // Exemplars read ids and the dataset only when the function exists.
     let exemplar_of = ExemplarColumns {
-        trace_id: column(TRACE_ID_INPUT),
-        span_id: column(SPAN_ID_INPUT),
         dataset: column(DATASET_INPUT),
     };
     let exemplar_value = spec
         .calculations
         .iter()
         .enumerate()
-        .position(|(index, c)| c.op.needs_numbers() && !histograms.contains(&index))
-        .map_or(lit(ScalarValue::Float64(None)), |index| {
-            cast(column(&input(index)), DataType::Float64)
-        });
-    let exemplars = exemplar_of.expr(exemplar_value);
+        .position(|(index, c)| c.op.needs_numbers() && !histograms.contains(&index));
+    let exemplars = exemplar_of.expr(exemplar_value_expr(exemplar_value));
     let exemplar_of = exemplars.is_some().then_some(exemplar_of);
     if exemplar_of.is_some() {
         let text = |name: &str| {
@@ -335,6 +341,14 @@ pub async fn compile(
         heatmaps,
         exemplars,
         exemplar_of,
+        exemplar_value,
+    })
+}
+
+/// A group exemplar's value: the column of calculation `index` as Float64.
+fn exemplar_value_expr(index: Option<usize>) -> Expr {
+    index.map_or(lit(ScalarValue::Float64(None)), |index| {
+        cast(column(&input(index)), DataType::Float64)
     })
 }
 
@@ -752,6 +766,53 @@ impl Plan {
             finals.push(column(&heatmap_max(*index)));
         }
         Ok(overall.select(finals)?)
+    }
+
+    /// Whether answers carry exemplars (raw plans over data with timestamps).
+    pub fn has_exemplars(&self) -> bool {
+        self.exemplar_of.is_some()
+    }
+
+    /// The matching events at the times `times_ns` (exemplars' timestamps),
+    /// read to look up the picked exemplars' ids: their time (ns, [`TIME_NS`]),
+    /// dataset, trace and span ids, breakdown keys, group exemplar value
+    /// ([`EXEMPLAR_VALUE`]) and heatmap inputs. `ranges` (at most a few,
+    /// covering every time) let the scan skip row groups and pages; the exact
+    /// times then keep only the wanted rows, so only their ids are decoded.
+    pub fn exemplar_events(
+        &self,
+        times_ns: &[i64],
+        ranges: &[(i64, i64)],
+    ) -> Result<DataFrame, QueryError> {
+        let within = ranges
+            .iter()
+            .map(|(first, last)| {
+                column(TIMESTAMP)
+                    .gt_eq(time_literal(*first))
+                    .and(column(TIMESTAMP).lt_eq(time_literal(*last)))
+            })
+            .reduce(Expr::or)
+            .unwrap_or(lit(false));
+        let exact =
+            column(TIMESTAMP).in_list(times_ns.iter().map(|ns| time_literal(*ns)).collect(), false);
+        let mut selected = vec![
+            cast(column(TIMESTAMP), DataType::Int64).alias(TIME_NS),
+            column(DATASET_INPUT),
+            cast(column(TRACE_ID_INPUT), DataType::Utf8).alias(TRACE_ID_INPUT),
+            cast(column(SPAN_ID_INPUT), DataType::Utf8).alias(SPAN_ID_INPUT),
+            exemplar_value_expr(self.exemplar_value).alias(EXEMPLAR_VALUE),
+        ];
+        selected.extend(self.keys());
+        selected.extend(
+            self.heatmaps
+                .iter()
+                .map(|index| cast(column(&input(*index)), DataType::Float64).alias(input(*index))),
+        );
+        Ok(self
+            .base
+            .clone()
+            .filter(within.and(exact))?
+            .select(selected)?)
     }
 
     /// The cells of HEATMAP calculation `index` over `scheme`: time bucket, value

@@ -12,6 +12,7 @@ use arrow::array::{Array, Int64Array, RecordBatch};
 use arrow::compute::{filter_record_batch, is_not_null};
 use serde_json::{Map, Value};
 
+use super::exemplar_ids::fill_exemplar_ids;
 use super::json::{json_values, seconds};
 use super::model::QuerySpec;
 use super::ops::CalcOp;
@@ -116,6 +117,7 @@ async fn run_query_unguarded(
         .and_then(Value::as_u64)
         .unwrap_or(0);
     let mut groups = group_list(&plan, &groups_batches)?;
+    fill_exemplar_ids(&plan, &mut groups, &mut heatmaps).await?;
     let mut series = series_list(&plan, &series)?;
     let mut totals = totals_rows.values(&plan, 0);
     if plan
