@@ -121,24 +121,27 @@ def result_key(item: dict, breakdowns: list[str]) -> tuple:
 # --- exemplars ----------------------------------------------------------------------------
 
 
-def fnv1a(data: bytes) -> int:
-    """FNV-1a, 64 bits (docs/query.md, *Exemplars*)."""
-    value = 0xCBF29CE484222325
-    for byte in data:
-        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return value
-
-
 def exemplar_value(row: dict, value_column: str | None) -> float | None:
     value = row[value_column] if value_column else None
     return None if value is None or math.isnan(float(value)) else float(value)
 
 
+MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
+def mix64(z: int) -> int:
+    """splitmix64's finalizer."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
 def typical_hash(row: dict, value_column: str | None) -> int:
-    """The hash a typical pick is chosen by: of the timestamp (ns, i64) and the
-    value (f64, 0 when missing), little-endian bytes."""
+    """The hash a typical pick is chosen by: mix64(timestamp_ns ^ mix64(value bits)),
+    the value 0.0 when missing (docs/query.md, *Exemplars*)."""
     value = exemplar_value(row, value_column)
-    return fnv1a(struct.pack("<q", row["ts_ns"]) + struct.pack("<d", 0.0 if value is None else value))
+    bits = struct.unpack("<Q", struct.pack("<d", 0.0 if value is None else value))[0]
+    return mix64((row["ts_ns"] & MASK64) ^ mix64(bits))
 
 
 def exemplar_column(spec: dict) -> str | None:
