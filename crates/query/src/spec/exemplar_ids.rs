@@ -12,7 +12,9 @@
 //! its group or cell; among several such events the smallest (trace id, span
 //! id) is taken, so the answer does not depend on the read order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use datafusion::prelude::SessionContext;
 
 use serde_json::Value;
 
@@ -23,12 +25,10 @@ use super::plan::{
 use super::result::{Exemplar, Group, Heatmap};
 use crate::QueryError;
 
-/// Most time ranges the lookup's filter lists for the scan to prune with.
-const MAX_RANGES: usize = 16;
-
 /// Fills in the ids of every exemplar of `groups` and `heatmaps` (one read of
 /// the picked events).
 pub(super) async fn fill_exemplar_ids(
+    context: &SessionContext,
     plan: &Plan,
     groups: &mut [Group],
     heatmaps: &mut [Heatmap],
@@ -36,7 +36,9 @@ pub(super) async fn fill_exemplar_ids(
     if !plan.has_exemplars() {
         return Ok(());
     }
-    let mut times: Vec<i64> = groups
+    // Per dataset, the sorted times of its exemplars.
+    let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for exemplar in groups
         .iter()
         .flat_map(|group| group.exemplars.iter())
         .chain(
@@ -45,15 +47,19 @@ pub(super) async fn fill_exemplar_ids(
                 .flat_map(|heatmap| heatmap.cells.iter())
                 .flat_map(|cell| cell.exemplars.iter()),
         )
-        .filter_map(exemplar_ns)
-        .collect();
-    times.sort_unstable();
-    times.dedup();
+    {
+        if let (Some(dataset), Some(time)) = (&exemplar.dataset, exemplar_ns(exemplar)) {
+            times.entry(dataset.clone()).or_default().push(time);
+        }
+    }
     if times.is_empty() {
         return Ok(());
     }
-    let ranges = time_ranges(&times, MAX_RANGES);
-    let batches = plan.exemplar_events(&times, &ranges)?.collect().await?;
+    for list in times.values_mut() {
+        list.sort_unstable();
+        list.dedup();
+    }
+    let batches = plan.exemplar_events(context, &times)?.collect().await?;
     let events = Events::new(&batches, plan)?;
     let breakdowns = &plan.spec.breakdowns;
     for group in groups.iter_mut() {
@@ -94,35 +100,6 @@ fn exemplar_ns(exemplar: &Exemplar) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(&exemplar.timestamp)
         .ok()?
         .timestamp_nanos_opt()
-}
-
-/// At most `most` ranges `[first, last]` covering every time of `sorted`: the
-/// widest gaps between consecutive times split them.
-fn time_ranges(sorted: &[i64], most: usize) -> Vec<(i64, i64)> {
-    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
-        return Vec::new();
-    };
-    let mut gaps: Vec<(i64, usize)> = sorted
-        .windows(2)
-        .enumerate()
-        .map(|(at, pair)| (pair[1] - pair[0], at))
-        .collect();
-    gaps.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut cuts: Vec<usize> = gaps
-        .into_iter()
-        .take(most.saturating_sub(1))
-        .filter(|(gap, _)| *gap > 0)
-        .map(|(_, at)| at)
-        .collect();
-    cuts.sort_unstable();
-    let mut ranges = Vec::with_capacity(cuts.len() + 1);
-    let mut start = *first;
-    for at in cuts {
-        ranges.push((start, sorted[at]));
-        start = sorted[at + 1];
-    }
-    ranges.push((start, *last));
-    ranges
 }
 
 /// One looked-up event.
@@ -197,24 +174,5 @@ impl Events {
             .get(&(exemplar.dataset.clone(), time))?
             .iter()
             .find(|event| matches(event))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::time_ranges;
-
-    #[test]
-    fn ranges_cover_every_time_split_at_the_widest_gaps() {
-        let times = [1, 2, 3, 100, 101, 500, 1000, 1001];
-        assert_eq!(
-            time_ranges(&times, 3),
-            vec![(1, 101), (500, 500), (1000, 1001)]
-        );
-        assert_eq!(time_ranges(&times, 1), vec![(1, 1001)]);
-        assert_eq!(time_ranges(&[7], 4), vec![(7, 7)]);
-        assert_eq!(time_ranges(&[], 4), Vec::<(i64, i64)>::new());
-        let all = time_ranges(&times, 100);
-        assert_eq!(all.len(), times.len());
     }
 }

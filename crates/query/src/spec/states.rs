@@ -127,6 +127,11 @@ impl PassStates {
         .await
     }
 
+    /// Rows of states kept: (time bucket, keys) combinations with rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
     /// Position of the group column `name` in a states batch.
     pub(crate) fn group_column(&self, name: &str) -> Option<usize> {
         let groups = self.partial.group_expr().expr().len();
