@@ -203,6 +203,9 @@ fn write_segment(
 /// few pages of this size instead of the library's 20,000-row pages.
 const DATA_PAGE_ROWS: usize = 8192;
 
+/// Columns of random identifiers (OpenTelemetry's trace, span and parent ids).
+const RANDOM_ID_COLUMNS: &[&str] = &[TRACE_ID, "trace.span_id", "trace.parent_id"];
+
 fn writer_properties(
     rows: &RecordBatch,
     settings: &SegmentSettings,
@@ -225,6 +228,15 @@ fn writer_properties(
         }]))
         .set_column_dictionary_enabled(timestamp_path.clone(), false)
         .set_column_encoding(timestamp_path, Encoding::DELTA_BINARY_PACKED);
+    // Random ids repeat little within a segment: their dictionary page (up to
+    // a megabyte) gained little and had to be read and decoded whole by any
+    // lookup of a few rows (a trace, a spec's exemplars).
+    for column in RANDOM_ID_COLUMNS {
+        if rows.schema().index_of(column).is_ok() {
+            builder = builder
+                .set_column_dictionary_enabled(ColumnPath::new(vec![(*column).to_owned()]), false);
+        }
+    }
     // Sized for this segment's rows rather than the library default of a million
     // distinct values, so small segments get small filters.
     let ndv = rows.num_rows().min(settings.row_group_rows.max(1)) as u64;
