@@ -420,3 +420,89 @@ async fn a_200k_value_breakdown_runs_in_a_bounded_pool() {
     assert_eq!(result.series.len(), 3);
     assert_eq!(result.stats.rows_matched, GROUPS as u64);
 }
+
+/// The exemplars' ids are looked up after the pass: by a filter for a few
+/// exemplars, by a semi-join for many (more than 512 times). Either way each
+/// exemplar carries the ids of the very event it stands for, of its group.
+#[tokio::test]
+async fn exemplar_ids_are_those_of_the_picked_events_by_filter_and_by_join() {
+    const ROWS: i64 = 1200;
+    const CUSTOMERS: i64 = 600;
+    const STEP_NS: i64 = SECOND / 2;
+    let source = TestSource::new();
+    let customers: Vec<String> = (0..ROWS)
+        .map(|i| format!("c{:04}", i % CUSTOMERS))
+        .collect();
+    let traces: Vec<String> = (0..ROWS).map(|i| format!("trace-{i}")).collect();
+    let spans: Vec<String> = (0..ROWS).map(|i| format!("span-{i}")).collect();
+    let batch = batch(vec![
+        ("timestamp", times((0..ROWS).map(|i| i * STEP_NS).collect())),
+        (
+            "customer",
+            strings(customers.iter().map(|c| Some(c.as_str())).collect()),
+        ),
+        (
+            "duration_ms",
+            floats((0..ROWS).map(|i| Some(i as f64)).collect()),
+        ),
+        (
+            "trace.trace_id",
+            strings(traces.iter().map(|t| Some(t.as_str())).collect()),
+        ),
+        (
+            "trace.span_id",
+            strings(spans.iter().map(|s| Some(s.as_str())).collect()),
+        ),
+    ]);
+    source.put(
+        "default",
+        "spans",
+        schema(&[
+            ("customer", FieldType::String),
+            ("duration_ms", FieldType::Float),
+            ("trace.trace_id", FieldType::String),
+            ("trace.span_id", FieldType::String),
+        ]),
+        Vec::new(),
+        vec![batch],
+    );
+    let engine = engine(&source);
+    for limit in [5, CUSTOMERS] {
+        let result = run(
+            &engine,
+            &format!(
+                r#"{{{SPEC_TIME}, "breakdowns": ["customer"], "limit": {limit},
+                  "calculations": [{{"op": "MAX", "column": "duration_ms"}}]}}"#
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(result.groups.len(), limit as usize);
+        let mut checked = 0;
+        for group in &result.groups {
+            let customer = group.key["customer"].as_str().unwrap_or_default();
+            // Each customer has two events: the slowest first, then the other.
+            assert_eq!(group.exemplars.len(), 2, "{customer}");
+            for exemplar in &group.exemplars {
+                let nanos = chrono::DateTime::parse_from_rfc3339(&exemplar.timestamp)
+                    .ok()
+                    .and_then(|t| t.timestamp_nanos_opt())
+                    .unwrap_or(-1);
+                let row = nanos / STEP_NS;
+                assert_eq!(customers[row as usize], customer);
+                assert_eq!(exemplar.value, Some(row as f64));
+                assert_eq!(
+                    exemplar.trace_id.as_deref(),
+                    Some(traces[row as usize].as_str())
+                );
+                assert_eq!(
+                    exemplar.span_id.as_deref(),
+                    Some(spans[row as usize].as_str())
+                );
+                checked += 1;
+            }
+            assert!(group.exemplars[0].value > group.exemplars[1].value);
+        }
+        assert_eq!(checked, 2 * limit);
+    }
+}
