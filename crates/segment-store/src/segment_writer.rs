@@ -203,6 +203,10 @@ fn write_segment(
 /// few pages of this size instead of the library's 20,000-row pages.
 const DATA_PAGE_ROWS: usize = 8192;
 
+/// Bytes of an id column's data page at most (about a thousand ids; pages are
+/// cut between the writer's batches of 1,024 rows).
+const ID_PAGE_BYTES: usize = 32 << 10;
+
 /// Columns of random identifiers (OpenTelemetry's trace, span and parent ids).
 const RANDOM_ID_COLUMNS: &[&str] = &[TRACE_ID, "trace.span_id", "trace.parent_id"];
 
@@ -230,11 +234,14 @@ fn writer_properties(
         .set_column_encoding(timestamp_path, Encoding::DELTA_BINARY_PACKED);
     // Random ids repeat little within a segment: their dictionary page (up to
     // a megabyte) gained little and had to be read and decoded whole by any
-    // lookup of a few rows (a trace, a spec's exemplars).
+    // lookup of a few rows (a trace, a spec's exemplars). Small pages, for the
+    // same lookups: random text compresses no better in large ones.
     for column in RANDOM_ID_COLUMNS {
         if rows.schema().index_of(column).is_ok() {
+            let path = ColumnPath::new(vec![(*column).to_owned()]);
             builder = builder
-                .set_column_dictionary_enabled(ColumnPath::new(vec![(*column).to_owned()]), false);
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_data_page_size_limit(path, ID_PAGE_BYTES);
         }
     }
     // Sized for this segment's rows rather than the library default of a million
