@@ -298,9 +298,26 @@ impl Picks {
         delta
     }
 
-    /// Every kept candidate (the state to merge elsewhere).
+    /// Offers row `row` of `columns` unless its rank alone turns it away.
+    fn consider(&mut self, columns: &Columns, row: usize) -> isize {
+        if self.turns_away(&columns.rank(row)) {
+            0
+        } else {
+            self.offer(&columns.row(row))
+        }
+    }
+
+    /// Every kept candidate, the slowest once even when it is also a typical
+    /// pick (the state to merge elsewhere: offering it once considers it for
+    /// both picks, and a group of one event, the common case of a state per
+    /// (time bucket, customer), keeps one candidate instead of two).
     fn kept(&self) -> impl Iterator<Item = &Owned> {
-        self.slowest.iter().chain(self.sampled.iter())
+        let slowest = self.slowest.as_ref();
+        slowest.into_iter().chain(
+            self.sampled
+                .iter()
+                .filter(move |kept| slowest.is_none_or(|slow| slow != *kept)),
+        )
     }
 
     /// The final exemplars: the slowest, then up to two typical ones.
@@ -317,7 +334,11 @@ impl Picks {
     /// Bytes of the kept strings (the candidates themselves are counted per
     /// group by [`PICKS_BYTES`]).
     fn heap_bytes(&self) -> usize {
-        self.kept().map(Candidate::heap_bytes).sum()
+        self.slowest
+            .iter()
+            .chain(self.sampled.iter())
+            .map(Candidate::heap_bytes)
+            .sum()
     }
 }
 
@@ -461,11 +482,11 @@ fn to_list<'a>(lists: impl Iterator<Item = Vec<&'a Owned>>) -> ArrayRef {
     ))
 }
 
-/// Calls `offer(row, candidate)` for every candidate of every row of a state list
-/// array; sums the heap changes it returns.
+/// Calls `offer(row, columns, item)` for every candidate (`item` of `columns`)
+/// of every row of a state list array; sums the heap changes it returns.
 fn merge_lists(
     state: &ArrayRef,
-    mut offer: impl FnMut(usize, &Candidate<&str>) -> Result<isize>,
+    mut offer: impl FnMut(usize, &Columns, usize) -> Result<isize>,
 ) -> Result<isize> {
     let lists = state.as_list::<i32>();
     let structs = lists.values().as_struct();
@@ -482,7 +503,7 @@ fn merge_lists(
             continue;
         }
         for item in window[0] as usize..window[1] as usize {
-            delta += offer(row, &columns.row(item))?;
+            delta += offer(row, &columns, item)?;
         }
     }
     Ok(delta)
@@ -592,9 +613,7 @@ impl Accumulator for ExemplarsAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let columns = Columns::new(values)?;
         for row in 0..columns.value.len() {
-            if !self.picks.turns_away(&columns.rank(row)) {
-                self.picks.offer(&columns.row(row));
-            }
+            self.picks.consider(&columns, row);
         }
         Ok(())
     }
@@ -620,7 +639,7 @@ impl Accumulator for ExemplarsAccumulator {
             return Ok(());
         };
         let picks = &mut self.picks;
-        merge_lists(state, |_, candidate| Ok(picks.offer(candidate)))?;
+        merge_lists(state, |_, columns, item| Ok(picks.consider(columns, item)))?;
         Ok(())
     }
 }
@@ -671,10 +690,7 @@ impl GroupsAccumulator for ExemplarsGroups {
                     "group {group} out of range"
                 )));
             };
-            if picks.turns_away(&columns.rank(row)) {
-                continue;
-            }
-            delta += picks.offer(&columns.row(row));
+            delta += picks.consider(&columns, row);
         }
         self.apply(delta);
         Ok(())
@@ -703,14 +719,14 @@ impl GroupsAccumulator for ExemplarsGroups {
             return Ok(());
         };
         let groups = &mut self.groups;
-        let delta = merge_lists(state, |row, candidate| {
+        let delta = merge_lists(state, |row, columns, item| {
             let picks = group_indices
                 .get(row)
                 .and_then(|group| groups.get_mut(*group))
                 .ok_or_else(|| {
                     DataFusionError::Internal(format!("state row {row} has no group"))
                 })?;
-            Ok(picks.offer(candidate))
+            Ok(picks.consider(columns, item))
         })?;
         self.apply(delta);
         Ok(())
@@ -801,5 +817,34 @@ mod tests {
             );
         }
         assert!(turned_away > 400, "only {turned_away} rows turned away");
+    }
+
+    /// Picks merged from the states of any split of the rows are the picks of
+    /// all rows, although a state lists the slowest once when it is also a
+    /// typical pick.
+    #[test]
+    fn merged_states_pick_as_all_rows_do() {
+        let columns = columns(300);
+        let mut all = Picks::default();
+        for row in 0..300 {
+            all.offer(&columns.row(row));
+        }
+        for parts in [1, 2, 7, 60, 300] {
+            let mut merged = Picks::default();
+            for part in 0..parts {
+                let mut picks = Picks::default();
+                for row in (0..300).filter(|row| row % parts == part) {
+                    picks.offer(&columns.row(row));
+                }
+                for kept in picks.kept() {
+                    merged.offer(kept);
+                }
+            }
+            assert_eq!(
+                merged.chosen().collect::<Vec<_>>(),
+                all.chosen().collect::<Vec<_>>(),
+                "{parts} parts"
+            );
+        }
     }
 }

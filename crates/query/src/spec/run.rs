@@ -178,6 +178,10 @@ async fn run_query_unguarded(
     })
 }
 
+/// Aggregates of the pass that totals and series do not show: merging them
+/// (a list of candidates per state) cost more than the rest for many groups.
+const NOT_SHOWN: &[&str] = &[EXEMPLARS, CELL_EXEMPLARS];
+
 /// The aggregate parts of an answer, collected.
 struct Answers {
     totals: Vec<RecordBatch>,
@@ -221,11 +225,15 @@ async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, Query
     // The pass's group columns: the time bucket (0), then the keys (1..).
     let key_columns: Vec<usize> = (1..=keys).collect();
     let totals = plan
-        .totals(states.merge(context, &[], None).await?)?
+        .totals(states.merge(context, &[], None, NOT_SHOWN).await?)?
         .collect()
         .await?;
     let groups = plan
-        .groups(states.merge(context, &key_columns, None).await?)?
+        .groups(
+            states
+                .merge(context, &key_columns, None, &[CELL_EXEMPLARS])
+                .await?,
+        )?
         .collect()
         .await?;
     let series = if groups.iter().all(|batch| batch.num_rows() == 0) {
@@ -241,9 +249,13 @@ async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, Query
             .then(|| RowSet::new(&top, key_columns))
             .transpose()?;
         let all_columns: Vec<usize> = (0..=keys).collect();
-        plan.series(states.merge(context, &all_columns, top.as_ref()).await?)?
-            .collect()
-            .await?
+        plan.series(
+            states
+                .merge(context, &all_columns, top.as_ref(), NOT_SHOWN)
+                .await?,
+        )?
+        .collect()
+        .await?
     };
     Ok(Answers {
         totals,
@@ -479,7 +491,7 @@ async fn pass_cells(
         Ok(RecordBatch::try_new(batch.schema(), columns)?)
     };
     Ok(states
-        .merge_mapped(context, &[time, bin], to_buckets)
+        .merge_mapped(context, &[time, bin], to_buckets, &[])
         .await?
         .collect()
         .await?)

@@ -113,17 +113,25 @@ impl PassStates {
 
     /// The states merged over the group columns at `columns` (indexes into the
     /// pass's group columns), of the rows `keep` selects: a frame of those group
-    /// columns and each aggregate's merged value, under the aggregate's name.
+    /// columns and each aggregate's merged value, under the aggregate's name,
+    /// except the aggregates named in `without` (what this answer does not
+    /// show, such as exemplars in totals and series, is not merged at all).
     pub(crate) async fn merge(
         &self,
         context: &SessionContext,
         columns: &[usize],
         keep: Option<&RowSet>,
+        without: &[&str],
     ) -> Result<DataFrame, QueryError> {
-        self.merge_mapped(context, columns, |batch| match keep {
-            Some(rows) => Ok(filter_record_batch(batch, &rows.mask(batch)?)?),
-            None => Ok(batch.clone()),
-        })
+        self.merge_mapped(
+            context,
+            columns,
+            |batch| match keep {
+                Some(rows) => Ok(filter_record_batch(batch, &rows.mask(batch)?)?),
+                None => Ok(batch.clone()),
+            },
+            without,
+        )
         .await
     }
 
@@ -151,15 +159,24 @@ impl PassStates {
         context: &SessionContext,
         columns: &[usize],
         map: impl Fn(&RecordBatch) -> Result<RecordBatch, QueryError>,
+        without: &[&str],
     ) -> Result<DataFrame, QueryError> {
         let groups = self.partial.group_expr().expr().len();
         let schema = self.partial.schema();
-        // The final phase reads group columns first, then every state column.
-        let projection: Vec<usize> = columns
-            .iter()
-            .copied()
-            .chain(groups..schema.fields().len())
-            .collect();
+        // The final phase reads group columns first, then the state columns of
+        // each merged aggregate, in order.
+        let mut aggregates = Vec::new();
+        let mut state_columns = Vec::new();
+        let mut next = groups;
+        for aggregate in self.partial.aggr_expr() {
+            let states = aggregate.state_fields()?.len();
+            if !without.contains(&aggregate.name()) {
+                aggregates.push(Arc::clone(aggregate));
+                state_columns.extend(next..next + states);
+            }
+            next += states;
+        }
+        let projection: Vec<usize> = columns.iter().copied().chain(state_columns).collect();
         let input_schema = Arc::new(schema.project(&projection)?);
         let mut batches = Vec::with_capacity(self.batches.len());
         for batch in &self.batches {
@@ -179,7 +196,6 @@ impl PassStates {
                 })
                 .collect(),
         );
-        let aggregates = self.partial.aggr_expr().to_vec();
         let filters = vec![None; aggregates.len()];
         let input = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
             &[batches],
