@@ -14,10 +14,7 @@
 //! and totals share one definition. Internal column names start with
 //! `__quarry_` so they never meet a dataset column.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, IntervalMonthDayNano};
 use datafusion::common::{NullEquality, ScalarValue, TableReference};
 use datafusion::functions::expr_fn::date_bin;
@@ -31,7 +28,7 @@ use datafusion::logical_expr::{
     Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder, SortExpr, cast, lit, try_cast, when,
 };
 use datafusion::prelude::{DataFrame, SessionContext};
-use quarry_schema::{SAMPLE_RATE, TIMESTAMP, TIMESTAMP_TZ, TRACE_ID};
+use quarry_schema::{SAMPLE_RATE, TIMESTAMP, TRACE_ID};
 
 use super::columns::{Columns, column, is_numeric};
 use super::error::SpecError;
@@ -198,57 +195,6 @@ pub const BUCKET: &str = "__quarry_bucket";
 pub const CELL_COUNT: &str = "__quarry_count";
 /// Exemplars of a heatmap cell, when not the same aggregate as [`EXEMPLARS`].
 pub const CELL_EXEMPLARS: &str = "__quarry_cell_exemplars";
-
-/// Most exemplar times the lookup lists in a filter; beyond, it joins.
-const EXEMPLAR_TIMES_FILTERED: usize = 512;
-/// Most time ranges per dataset the lookup's filter lists for pruning.
-const EXEMPLAR_RANGES: usize = 8;
-/// Columns of the table of wanted exemplar times.
-const WANTED_DATASET: &str = "__quarry_wanted_dataset";
-const WANTED_TIME: &str = "__quarry_wanted_time";
-
-/// `timestamp` within one of at most [`EXEMPLAR_RANGES`] ranges covering
-/// `sorted` times: a predicate the scan prunes row groups and pages with.
-fn covering_ranges(sorted: &[i64]) -> Expr {
-    time_ranges(sorted, EXEMPLAR_RANGES)
-        .into_iter()
-        .map(|(first, last)| {
-            column(TIMESTAMP)
-                .gt_eq(time_literal(first))
-                .and(column(TIMESTAMP).lt_eq(time_literal(last)))
-        })
-        .reduce(Expr::or)
-        .unwrap_or(lit(false))
-}
-
-/// At most `most` ranges `[first, last]` covering every time of `sorted`: the
-/// widest gaps between consecutive times split them.
-fn time_ranges(sorted: &[i64], most: usize) -> Vec<(i64, i64)> {
-    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
-        return Vec::new();
-    };
-    let mut gaps: Vec<(i64, usize)> = sorted
-        .windows(2)
-        .enumerate()
-        .map(|(at, pair)| (pair[1] - pair[0], at))
-        .collect();
-    gaps.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut cuts: Vec<usize> = gaps
-        .into_iter()
-        .take(most.saturating_sub(1))
-        .filter(|(gap, _)| *gap > 0)
-        .map(|(_, at)| at)
-        .collect();
-    cuts.sort_unstable();
-    let mut ranges = Vec::with_capacity(cuts.len() + 1);
-    let mut start = *first;
-    for at in cuts {
-        ranges.push((start, sorted[at]));
-        start = sorted[at + 1];
-    }
-    ranges.push((start, *last));
-    ranges
-}
 
 /// Compiles `spec` over `dataset` (a dataset name or `__all__`).
 pub async fn compile(
@@ -574,7 +520,7 @@ impl Plan {
         out
     }
 
-    fn keys(&self) -> Vec<Expr> {
+    pub(super) fn keys(&self) -> Vec<Expr> {
         (0..self.spec.breakdowns.len())
             .map(|index| column(&key(index)))
             .collect()
@@ -827,93 +773,9 @@ impl Plan {
         self.exemplar_of.is_some()
     }
 
-    /// The events behind exemplars, read to look up their ids: per dataset, the
-    /// events at the given times (ns). Columns: time (ns, [`TIME_NS`]), dataset,
-    /// trace and span ids, breakdown keys, group exemplar value
-    /// ([`EXEMPLAR_VALUE`]) and heatmap inputs.
-    ///
-    /// A few times are a filter: per dataset (a branch of `__all__` keeps its
-    /// own times only, the others' branches fold away), the ranges that cover
-    /// its times for the scan to skip row groups and pages, then the exact times,
-    /// so only the wanted rows' ids are decoded. Many times (a heatmap's cells)
-    /// are a semi-join with a table of them instead: an IN list of thousands
-    /// costs more to plan than the scan.
-    pub fn exemplar_events(
-        &self,
-        context: &SessionContext,
-        times: &BTreeMap<String, Vec<i64>>,
-    ) -> Result<DataFrame, QueryError> {
-        let mut selected = vec![
-            cast(column(TIMESTAMP), DataType::Int64).alias(TIME_NS),
-            column(DATASET_INPUT),
-            cast(column(TRACE_ID_INPUT), DataType::Utf8).alias(TRACE_ID_INPUT),
-            cast(column(SPAN_ID_INPUT), DataType::Utf8).alias(SPAN_ID_INPUT),
-            exemplar_value_expr(self.exemplar_value).alias(EXEMPLAR_VALUE),
-        ];
-        selected.extend(self.keys());
-        selected.extend(
-            self.heatmaps
-                .iter()
-                .map(|index| cast(column(&input(*index)), DataType::Float64).alias(input(*index))),
-        );
-        let count: usize = times.values().map(Vec::len).sum();
-        if count <= EXEMPLAR_TIMES_FILTERED {
-            let wanted = times
-                .iter()
-                .map(|(dataset, times)| {
-                    column(DATASET_INPUT)
-                        .eq(lit(dataset.as_str()))
-                        .and(covering_ranges(times))
-                        .and(
-                            column(TIMESTAMP)
-                                .in_list(times.iter().map(|ns| time_literal(*ns)).collect(), false),
-                        )
-                })
-                .reduce(Expr::or)
-                .unwrap_or(lit(false));
-            return Ok(self.base.clone().filter(wanted)?.select(selected)?);
-        }
-        let datasets: Vec<&str> = times
-            .iter()
-            .flat_map(|(dataset, times)| times.iter().map(move |_| dataset.as_str()))
-            .collect();
-        let stamps: Vec<i64> = times.values().flatten().copied().collect();
-        let table = RecordBatch::try_from_iter(vec![
-            (
-                WANTED_DATASET,
-                Arc::new(StringArray::from(datasets)) as ArrayRef,
-            ),
-            (
-                WANTED_TIME,
-                Arc::new(TimestampNanosecondArray::from(stamps).with_timezone(TIMESTAMP_TZ)),
-            ),
-        ])?;
-        let (state, plan) = self
-            .base
-            .clone()
-            .filter(
-                column(DATASET_INPUT)
-                    .in_list(times.keys().map(|name| lit(name.as_str())).collect(), false),
-            )?
-            .into_parts();
-        let joined = LogicalPlanBuilder::from(plan)
-            .join(
-                context.read_batch(table)?.logical_plan().clone(),
-                JoinType::LeftSemi,
-                (
-                    vec![
-                        datafusion::common::Column::new_unqualified(DATASET_INPUT),
-                        datafusion::common::Column::new_unqualified(TIMESTAMP),
-                    ],
-                    vec![
-                        datafusion::common::Column::new_unqualified(WANTED_DATASET),
-                        datafusion::common::Column::new_unqualified(WANTED_TIME),
-                    ],
-                ),
-                None,
-            )?
-            .build()?;
-        Ok(DataFrame::new(state, joined).select(selected)?)
+    /// A group exemplar's value over the base columns.
+    pub(super) fn exemplar_value(&self) -> Expr {
+        exemplar_value_expr(self.exemplar_value)
     }
 
     /// The cells of HEATMAP calculation `index` over `scheme`: time bucket, value
@@ -938,23 +800,5 @@ impl Plan {
                 column(TIME).sort(true, false),
                 column(BUCKET).sort(true, false),
             ])?)
-    }
-}
-
-#[cfg(test)]
-mod lookup_tests {
-    use super::time_ranges;
-
-    #[test]
-    fn ranges_cover_every_time_split_at_the_widest_gaps() {
-        let times = [1, 2, 3, 100, 101, 500, 1000, 1001];
-        assert_eq!(
-            time_ranges(&times, 3),
-            vec![(1, 101), (500, 500), (1000, 1001)]
-        );
-        assert_eq!(time_ranges(&times, 1), vec![(1, 1001)]);
-        assert_eq!(time_ranges(&[7], 4), vec![(7, 7)]);
-        assert_eq!(time_ranges(&[], 4), Vec::<(i64, i64)>::new());
-        assert_eq!(time_ranges(&times, 100).len(), times.len());
     }
 }
