@@ -105,3 +105,36 @@ pub fn exemplars(
 ) -> Option<Expr> {
     Some(exemplars_expr(value, timestamp, trace_id, span_id, dataset))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::heatmap_scheme;
+
+    /// The examples of docs/functions.md: status codes 200..503 in 45 buckets
+    /// (4 wide below 256, 8 above), latencies 0.5 ms..2 s in 48 (4 per octave).
+    #[test]
+    fn schemes_are_the_finest_unions_of_bins_within_fifty_buckets() {
+        let status = heatmap_scheme(200.0, 503.0).unwrap_or_else(|| panic!("no scheme"));
+        assert_eq!(status.scale, "linear");
+        assert_eq!(status.buckets.len(), 45);
+        assert_eq!(status.buckets[0], (200.0, 204.0));
+        assert_eq!(status.buckets[44], (496.0, 504.0));
+        let latency = heatmap_scheme(0.5, 2000.0).unwrap_or_else(|| panic!("no scheme"));
+        assert_eq!(latency.scale, "log");
+        assert_eq!(latency.buckets.len(), 48);
+        assert_eq!(latency.buckets[0], (0.5, 0.625));
+        for scheme in [&status, &latency] {
+            assert!(scheme.buckets.windows(2).all(|pair| pair[0].1 == pair[1].0));
+        }
+        let one = heatmap_scheme(7.0, 7.0).unwrap_or_else(|| panic!("no scheme"));
+        assert_eq!(one.buckets.len(), 1);
+        assert!(one.buckets[0].0 <= 7.0 && 7.0 < one.buckets[0].1);
+        assert_eq!(heatmap_scheme(f64::NAN, 1.0), None);
+        assert_eq!(heatmap_scheme(2.0, 1.0), None);
+        let wide = heatmap_scheme(-1e300, 1e300).unwrap_or_else(|| panic!("no scheme"));
+        assert!(wide.buckets.len() <= 50);
+        // A value past the measured range counts in the first or last bucket.
+        assert_eq!(status.bucket_of_fine_bin(i64::MIN / 2), 0);
+        assert_eq!(status.bucket_of_fine_bin(i64::MAX / 2), 44);
+    }
+}
