@@ -41,6 +41,7 @@ pub mod spec;
 mod table;
 #[cfg(test)]
 mod test_support;
+pub mod time_bucket;
 pub mod trace;
 
 pub use all_datasets::{ALL_DATASETS, DATASET_COLUMN};

@@ -6,15 +6,17 @@
 //! non-null counts, extremes, and quantile sketches. The result always has exactly
 //! [`rollup_schema`]'s columns, so rollup segments and on-the-fly rows union.
 
-use arrow::datatypes::{DataType, IntervalMonthDayNano};
+use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::execution::FunctionRegistry;
-use datafusion::functions::expr_fn::{coalesce, date_bin};
+use datafusion::functions::expr_fn::coalesce;
 use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::logical_expr::{Expr, cast, lit, when};
 use datafusion::prelude::{DataFrame, SessionContext};
-use quarry_schema::{DatasetSchema, FieldType, SAMPLE_RATE, TIMESTAMP, TIMESTAMP_TZ};
+use quarry_schema::{DatasetSchema, FieldType, SAMPLE_RATE, TIMESTAMP};
 use quarry_segment_store::RollupDefinition;
+
+use crate::time_bucket::bucket_start;
 
 use super::columns::{
     COUNT_COLUMN, Measures, count_of, max_of, min_of, numeric_type, rollup_schema, sketch_of,
@@ -30,27 +32,12 @@ pub const SKETCH_UDAF: &str = "quarry_sketch";
 pub const SKETCH_MERGE_UDAF: &str = "quarry_sketch_merge";
 /// Reads a quantile: `quarry_sketch_quantile(binary, q) -> Float64`.
 pub const SKETCH_QUANTILE_UDF: &str = "quarry_sketch_quantile";
-/// Nanoseconds per second.
-const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
 /// Whether the session has the sketch functions PERCENTILES needs.
 pub fn has_sketch(context: &SessionContext) -> bool {
     context.udaf(SKETCH_UDAF).is_ok()
         && context.udaf(SKETCH_MERGE_UDAF).is_ok()
         && context.udf(SKETCH_QUANTILE_UDF).is_ok()
-}
-
-/// `timestamp` truncated to the start of its bucket of `granularity_secs`.
-pub fn bucket_of(granularity_secs: u64) -> Expr {
-    let stride = IntervalMonthDayNano::new(0, 0, granularity_secs as i64 * NANOS_PER_SECOND);
-    date_bin(
-        lit(ScalarValue::IntervalMonthDayNano(Some(stride))),
-        column(TIMESTAMP),
-        lit(ScalarValue::TimestampNanosecond(
-            Some(0),
-            Some(TIMESTAMP_TZ.into()),
-        )),
-    )
 }
 
 /// The weight of a row: its sample rate, 1 when absent.
@@ -86,7 +73,7 @@ pub fn rollup_rows(
     if let Some(filter) = conjunction(&definition.filters, frame.schema())? {
         frame = frame.filter(filter)?;
     }
-    let mut group = vec![bucket_of(definition.granularity).alias(TIMESTAMP)];
+    let mut group = vec![bucket_start(definition.granularity as i64).alias(TIMESTAMP)];
     for dimension in &definition.dimensions {
         if schema.get(dimension).is_some() {
             group.push(column(dimension).alias(dimension));

@@ -5,16 +5,13 @@
 //! The compiler calls [`rollup_plan`] first and compiles the raw plan only when it
 //! returns `None` (no rollup fits, or the spec asked for `"source": "raw"`).
 
-use arrow::datatypes::{DataType, IntervalMonthDayNano};
-use datafusion::common::ScalarValue;
-use datafusion::functions::expr_fn::date_bin;
-use datafusion::logical_expr::{Expr, cast, lit};
 use datafusion::prelude::SessionContext;
 use quarry_schema::TIMESTAMP;
 
 use super::columns::COUNT_COLUMN;
 use crate::spec::plan::{CalcPlan, Plan, TIME, key, value};
-use crate::spec::{Columns, ValidSpec, column, filters_predicate, time_literal};
+use crate::spec::{Columns, ValidSpec, column, filters_predicate};
+use crate::time_bucket::bucket_start_ns;
 use crate::{QueryEngine, QueryError};
 
 /// The spec's `source` value that forces raw rows.
@@ -52,7 +49,7 @@ pub async fn rollup_plan(
         base = base.filter(predicate)?;
     }
     let mut projection = vec![
-        time_bucket(spec.granularity_secs).alias(TIME),
+        bucket_start_ns(spec.granularity_secs).alias(TIME),
         column(TIMESTAMP),
     ];
     for (index, name) in spec.breakdowns.iter().enumerate() {
@@ -82,16 +79,4 @@ pub async fn rollup_plan(
         Plan::aggregates_only(spec.clone(), base, calcs),
         relation.source,
     )))
-}
-
-/// The series bucket of a row, as the raw plan computes it (nanoseconds, buckets
-/// aligned to multiples of the granularity since the epoch).
-fn time_bucket(granularity_secs: i64) -> Expr {
-    let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
-        IntervalMonthDayNano::new(0, 0, granularity_secs * 1_000_000_000),
-    )));
-    cast(
-        date_bin(stride, column(TIMESTAMP), time_literal(0)),
-        DataType::Int64,
-    )
 }

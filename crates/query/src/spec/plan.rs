@@ -15,9 +15,8 @@
 //! `__quarry_` so they never meet a dataset column.
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, IntervalMonthDayNano};
+use arrow::datatypes::DataType;
 use datafusion::common::{NullEquality, ScalarValue, TableReference};
-use datafusion::functions::expr_fn::date_bin;
 use datafusion::functions::expr_fn::{least, nullif};
 use datafusion::functions_aggregate::expr_fn::{
     avg, count, count_distinct, last_value, max, min, sum,
@@ -32,10 +31,11 @@ use quarry_schema::{SAMPLE_RATE, TIMESTAMP, TRACE_ID};
 
 use super::columns::{Columns, column, is_numeric};
 use super::error::SpecError;
-use super::filters::{filters_predicate, seconds_to_ns, time_literal, time_predicate};
+use super::filters::{filters_predicate, seconds_to_ns, time_predicate};
 use super::ops::{CalcOp, Comparison};
 use super::sketches;
 use super::validate::{OrderKey, ValidSpec};
+use crate::time_bucket::bucket_start_ns;
 use crate::{DATASET_COLUMN, QueryError};
 
 /// Span id column read by exemplars.
@@ -210,7 +210,7 @@ pub async fn compile(
         predicate = predicate.and(filters);
     }
     let mut projection = vec![
-        time_bucket(spec.granularity_secs).alias(TIME),
+        bucket_start_ns(spec.granularity_secs).alias(TIME),
         column(TIMESTAMP),
     ];
     for (index, name) in spec.breakdowns.iter().enumerate() {
@@ -359,17 +359,6 @@ pub async fn base_table(context: &SessionContext, dataset: &str) -> Result<DataF
         return Err(QueryError::DatasetNotFound(dataset.to_owned()));
     }
     Ok(context.table(reference).await?)
-}
-
-/// Buckets are aligned to whole multiples of the granularity since the epoch.
-fn time_bucket(granularity_secs: i64) -> Expr {
-    let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
-        IntervalMonthDayNano::new(0, 0, seconds_to_ns(granularity_secs)),
-    )));
-    cast(
-        date_bin(stride, column(TIMESTAMP), time_literal(0)),
-        DataType::Int64,
-    )
 }
 
 /// Per-second change of the calculation's column since the previous event of the
