@@ -120,7 +120,11 @@ async fn run_query_unguarded(
         .and_then(Value::as_u64)
         .unwrap_or(0);
     let mut groups = group_list(&plan, &groups_batches)?;
-    fill_exemplar_ids(&context, &plan, &mut groups, &mut heatmaps).await?;
+    // The answer stands without exemplar ids: a failed lookup (out of memory
+    // under load, say) leaves exemplars with their time and value only.
+    if let Err(error) = fill_exemplar_ids(&context, &plan, &mut groups, &mut heatmaps).await {
+        tracing::warn!(%error, dataset, "exemplar ids not looked up; answering without them");
+    }
     let looked_up = started.elapsed();
     let mut series = series_list(&plan, &series)?;
     let mut totals = totals_rows.values(&plan, 0);
