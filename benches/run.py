@@ -194,15 +194,31 @@ def ask_questions(args, server: QuarryServer, data_dir: Path, ing: dict, dataset
     threads = os.cpu_count() or 1
     wanted = args.engines.split(",")
     results = {q.key: {"title": q.title, "engines": {}} for q in qs}
+    versions = ask_engines(qs, results, wanted, engine_factories(server, threads), time_question,
+                           args.runs, "questions")
+    return results, versions
+
+
+def engine_factories(server: QuarryServer, threads: int) -> dict:
+    """Engine name -> a function starting that engine."""
+    return {"spec": lambda: spec.SpecEngine(server.url),
+            "quarry": lambda: engines.QuarryEngine(server.url),
+            "duckdb": lambda: engines.DuckDBEngine(threads),
+            "chdb": lambda: engines.ChdbEngine(threads)}
+
+
+def ask_engines(qs, results: dict, wanted: list[str], factories: dict, time_one, runs: int,
+                label: str) -> dict:
+    """Times every question `qs` on every engine of `wanted` with `time_one`, into
+    `results[key]["engines"]`; then checks that the answers agree. Returns each
+    engine's version."""
     versions = {}
     for name in wanted:
-        log(f"questions on {name}")
-        engine = {"quarry": lambda: engines.QuarryEngine(server.url),
-                  "duckdb": lambda: engines.DuckDBEngine(threads),
-                  "chdb": lambda: engines.ChdbEngine(threads)}[name]()
+        log(f"{label} on {name}")
+        engine = factories[name]()
         versions[name] = engine.version()
         for q in qs:
-            r = time_question(engine, q, args.runs)
+            r = time_one(engine, q, runs)
             results[q.key]["engines"][name] = r
             shown = f"{r['cold_ms']:.1f} ms cold, {r['warm_median_ms']:.1f} ms warm" if "cold_ms" in r else r["error"][:200]
             log(f"  {name} {q.key}: {shown}")
@@ -210,7 +226,7 @@ def ask_questions(args, server: QuarryServer, data_dir: Path, ing: dict, dataset
     for q in qs:
         results[q.key]["agreement"] = check_answers(q, results[q.key]["engines"])
         log(f"{q.key}: {results[q.key]['agreement']}")
-    return results, versions
+    return versions
 
 
 def _timed(call, runs: int) -> tuple:
@@ -281,21 +297,8 @@ def ask_spec_questions(args, server: QuarryServer, data_dir: Path, ing: dict,
     finally:
         probe.close()
     info = {"dataset": spec.SPEC_DATASET, "sample_rate_min": rate[0], "sample_rate_max": rate[1]}
-    for name in wanted:
-        log(f"spec questions on {name}")
-        engine = {"spec": lambda: spec.SpecEngine(server.url),
-                  "quarry": lambda: engines.QuarryEngine(server.url),
-                  "duckdb": lambda: engines.DuckDBEngine(threads),
-                  "chdb": lambda: engines.ChdbEngine(threads)}[name]()
-        for q in qs:
-            r = time_spec_question(engine, q, args.runs)
-            results[q.key]["engines"][name] = r
-            shown = f"{r['cold_ms']:.1f} ms cold, {r['warm_median_ms']:.1f} ms warm" if "cold_ms" in r else r["error"][:200]
-            log(f"  {name} {q.key}: {shown}")
-        engine.close()
-    for q in qs:
-        results[q.key]["agreement"] = check_answers(q, results[q.key]["engines"])
-        log(f"{q.key}: {results[q.key]['agreement']}")
+    ask_engines(qs, results, wanted, engine_factories(server, threads), time_spec_question,
+                args.runs, "spec questions")
     return results, info
 
 

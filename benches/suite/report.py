@@ -29,6 +29,16 @@ def size_label(events: int) -> str:
     return str(events)
 
 
+def timing_cell(engines: dict, name: str, field: str) -> str:
+    """A report cell: the engine's timing, or why there is none."""
+    x = engines.get(name)
+    if not x:
+        return "-"
+    if not x.get("valid"):
+        return "wrong" if x.get("answer_rows") is not None else "error"
+    return fmt_ms(x.get(field))
+
+
 def geomean(values: list[float]) -> float | None:
     values = [v for v in values if v and v > 0]
     if not values:
@@ -285,12 +295,7 @@ def markdown(result: dict) -> str:
         e = q["engines"]
 
         def cell(name, field):
-            x = e.get(name)
-            if not x:
-                return "-"
-            if not x.get("valid"):
-                return "wrong" if x.get("answer_rows") is not None else "error"
-            return fmt_ms(x[field])
+            return timing_cell(e, name, field)
 
         per = r["per_question"].get(key, {})
         lines.append(
@@ -369,12 +374,7 @@ def spec_markdown(result: dict) -> list[str]:
         e, r = q["engines"], sr.get(key, {})
 
         def cell(name, field):
-            x = e.get(name)
-            if not x:
-                return "-"
-            if not x.get("valid"):
-                return "wrong" if x.get("answer_rows") is not None else "error"
-            return fmt_ms(x.get(field))
+            return timing_cell(e, name, field)
 
         def verdict(status):
             return f"**{status}**" if status == MISSED else (status or "-")
