@@ -4,7 +4,7 @@
 # quarry-load, seals, and prints warm medians of 5 runs of spec questions and of SQL
 # variants (plain groups, groups + exemplars, groups x 1-minute buckets), then the
 # server's own phase timings of every spec run (RUST_LOG=quarry_query::spec=debug).
-# Needs `cargo build --release -p quarry-ui-api --bin quarry -p quarry-datagen --bin quarry-load`.
+# Needs `cargo build --release -p quarry --bin quarry -p quarry-datagen --bin quarry-load`.
 # Loopback only; PORT (default 18080) must be free.
 set -u
 T=${CARGO_TARGET_DIR:-$HOME/.cache/quarry/target}/release

@@ -11,7 +11,7 @@ use quarry_query::spec::{
 
 use crate::auth::Environment;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Now, in nanoseconds since the epoch: where a spec without start or end ends.
 pub fn now_ns() -> i64 {

@@ -1,18 +1,8 @@
-//! `quarry`: the Quarry server binary.
+//! `quarry`: the command line over `quarry-server`. It parses flags, sets up
+//! logging and the runtime, and runs a server built from the configuration; the
+//! server itself lives in the library.
 
-mod auth;
 mod cli;
-mod config;
-mod demo;
-mod error;
-mod metrics;
-mod names;
-mod otlp;
-mod routes;
-mod saved_queries;
-mod server;
-#[cfg(test)]
-mod testing;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -20,8 +10,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+use quarry_server::Config;
+
 use crate::cli::{Cli, Command};
-use crate::config::Config;
 
 /// mimalloc instead of glibc's malloc: ingest and query allocate many short-lived
 /// buffers of very different sizes from several threads, where glibc spent over
@@ -51,7 +42,7 @@ const WORKER_STACK_BYTES: usize = 16 << 20;
 fn main() -> ExitCode {
     // Size overflows in arrow kernels become "resources exhausted" answers rather
     // than crash reports (see `quarry_query::panic_guard`).
-    quarry_query::panic_guard::install_panic_hook();
+    quarry_server::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(WORKER_STACK_BYTES)
@@ -74,8 +65,8 @@ async fn serve() -> ExitCode {
         Command::Serve(args) => args,
         Command::Demo(args) => args.into_demo(),
     };
-    let result = match Config::load(&args) {
-        Ok(config) => server::run(config, args.demo_config()).await,
+    let result = match Config::load(&args.overrides()) {
+        Ok(config) => quarry_server::run(config, args.demo_config()).await,
         Err(error) => Err(error),
     };
     match result {

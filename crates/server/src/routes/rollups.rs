@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Environment;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `POST /api/v1/rollups/{dataset}`: 201 with the new rollup's status.
 pub async fn create(

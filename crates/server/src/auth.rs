@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -16,7 +18,6 @@ use axum::response::Response;
 use quarry_segment_store::DEFAULT_ENVIRONMENT;
 
 use crate::error::ApiError;
-use crate::server::AppState;
 
 /// The header carrying the API key (Honeycomb's name for it).
 pub const TEAM_HEADER: &str = "x-honeycomb-team";
@@ -55,11 +56,11 @@ pub struct Environment(pub String);
 /// Middleware: refuses requests without a valid key (401) and records the
 /// environment of the others for their handler.
 pub async fn require_key(
-    State(state): State<AppState>,
+    State(auth): State<Arc<Auth>>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let environment = state.auth.environment(request.headers())?;
+    let environment = auth.environment(request.headers())?;
     request.extensions_mut().insert(Environment(environment));
     Ok(next.run(request).await)
 }

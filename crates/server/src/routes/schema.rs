@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::auth::Environment;
 use crate::error::ApiError;
 use crate::names::DatasetName;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// A dataset as `GET /1/datasets` shows it.
 #[derive(Debug, Serialize)]

@@ -7,7 +7,7 @@ use quarry_query::trace::{Trace, assemble_trace};
 
 use crate::auth::Environment;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Longest trace id accepted (W3C ids are 32 hex digits; other formats are longer).
 const MAX_TRACE_ID_BYTES: usize = 256;

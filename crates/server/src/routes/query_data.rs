@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::query::{now_ns, parse_spec};
 use crate::auth::Environment;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `POST /1/query_results/{dataset}` body.
 #[derive(Debug, Deserialize)]

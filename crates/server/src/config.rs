@@ -16,7 +16,6 @@ use quarry_segment_store::{
 };
 use serde::Deserialize;
 
-use crate::cli::ServeArgs;
 use crate::error::ApiError;
 use crate::names;
 
@@ -38,7 +37,7 @@ const WAL_SUBDIR: &str = "wal";
 const OBJECTS_SUBDIR: &str = "objects";
 
 /// When a write is acknowledged (the file's and the flag's spelling).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DurabilityMode {
     /// After fsync of the write-ahead log.
@@ -54,6 +53,26 @@ impl From<DurabilityMode> for Durability {
             DurabilityMode::Relaxed => Durability::Relaxed,
         }
     }
+}
+
+/// What the command line sets over the file: each field, when set, wins over the
+/// file's key, which wins over the built-in default.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// The TOML file to read; none means built-in defaults only.
+    pub config: Option<PathBuf>,
+    /// `[storage] data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `[server] http`.
+    pub http: Option<String>,
+    /// `[storage] durability`.
+    pub durability: Option<DurabilityMode>,
+    /// `[server] otlp_grpc` (`off` turns the receiver off).
+    pub otlp_grpc: Option<String>,
+    /// `[server] otlp_http` (`off` turns the receiver off).
+    pub otlp_http: Option<String>,
+    /// `[retention] max_age` (`30d`, `12h`, ... or `forever`).
+    pub retention_max_age: Option<String>,
 }
 
 /// The configuration the server runs with.
@@ -81,8 +100,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the file named by `--config` (if any) and applies the flags over it.
-    pub fn load(args: &ServeArgs) -> Result<Config, ApiError> {
+    /// Reads the file `overrides.config` names (if any) and applies the overrides
+    /// (the command line's flags) over it.
+    pub fn load(args: &Overrides) -> Result<Config, ApiError> {
         let file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|error| {
@@ -336,7 +356,7 @@ fn parse_file(text: &str) -> Result<FileConfig, toml::de::Error> {
 }
 
 /// Layers flags over the file over the defaults, then checks the result.
-fn resolve(file: FileConfig, args: &ServeArgs) -> Result<Config, ApiError> {
+fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
     let FileConfig {
         server,
         storage,
@@ -513,14 +533,14 @@ fn create_dir(dir: &Path) -> Result<(), ApiError> {
 mod tests {
     use super::*;
 
-    fn from_toml(text: &str, args: &ServeArgs) -> Result<Config, ApiError> {
+    fn from_toml(text: &str, args: &Overrides) -> Result<Config, ApiError> {
         let file = parse_file(text).map_err(|error| ApiError::Config(error.to_string()))?;
         resolve(file, args)
     }
 
     #[test]
     fn an_empty_file_gives_the_defaults() {
-        let config = from_toml("", &ServeArgs::default()).unwrap();
+        let config = from_toml("", &Overrides::default()).unwrap();
         assert_eq!(config.http, "127.0.0.1:8080");
         assert_eq!(config.data_dir, PathBuf::from("./quarry-data"));
         assert_eq!(config.store.wal_dir, PathBuf::from("./quarry-data/wal"));
@@ -560,7 +580,7 @@ mod tests {
             [auth]
             api_keys = { "k1" = "production", "k2" = "staging" }
         "#;
-        let config = from_toml(text, &ServeArgs::default()).unwrap();
+        let config = from_toml(text, &Overrides::default()).unwrap();
         assert_eq!(config.http, "0.0.0.0:9000");
         assert_eq!(config.otlp_grpc.as_deref(), Some("0.0.0.0:4317"));
         assert_eq!(config.otlp_http, None);
@@ -581,14 +601,14 @@ mod tests {
     #[test]
     fn flags_override_the_file() {
         let text = "[server]\nhttp = \"0.0.0.0:9000\"\n[storage]\ndata_dir = \"/a\"\ndurability = \"relaxed\"\n";
-        let args = ServeArgs {
+        let args = Overrides {
             data_dir: Some(PathBuf::from("/b")),
             http: Some("127.0.0.1:0".into()),
             config: None,
             durability: Some(DurabilityMode::Fsync),
             otlp_grpc: Some("127.0.0.1:0".into()),
             otlp_http: Some("OFF".into()),
-            ..ServeArgs::default()
+            ..Overrides::default()
         };
         let config = from_toml(text, &args).unwrap();
         assert_eq!(config.otlp_grpc.as_deref(), Some("127.0.0.1:0"));
@@ -600,9 +620,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_naming_the_key() {
-        let error = from_toml("[storage]\nseal_max_rowz = 5\n", &ServeArgs::default()).unwrap_err();
+        let error = from_toml("[storage]\nseal_max_rowz = 5\n", &Overrides::default()).unwrap_err();
         assert!(error.to_string().contains("seal_max_rowz"), "{error}");
-        let error = from_toml("[sever]\n", &ServeArgs::default()).unwrap_err();
+        let error = from_toml("[sever]\n", &Overrides::default()).unwrap_err();
         assert!(error.to_string().contains("sever"), "{error}");
     }
 
@@ -610,7 +630,7 @@ mod tests {
     fn zeros_and_bad_environments_are_refused() {
         let error = from_toml(
             "[storage]\npartition_width_secs = 0\n",
-            &ServeArgs::default(),
+            &Overrides::default(),
         )
         .unwrap_err();
         assert_eq!(
@@ -620,18 +640,18 @@ mod tests {
         assert!(
             from_toml(
                 "[auth]\napi_keys = { \"k\" = \"a/b\" }\n",
-                &ServeArgs::default()
+                &Overrides::default()
             )
             .is_err()
         );
         assert!(
             from_toml(
                 "[auth]\napi_keys = { \"\" = \"prod\" }\n",
-                &ServeArgs::default()
+                &Overrides::default()
             )
             .is_err()
         );
-        assert!(from_toml("[storage]\ndurability = \"never\"\n", &ServeArgs::default()).is_err());
+        assert!(from_toml("[storage]\ndurability = \"never\"\n", &Overrides::default()).is_err());
     }
 
     #[test]
@@ -653,7 +673,7 @@ mod tests {
             "debug logs" = "12h 30m"
             audit = "forever"
         "#;
-        let config = from_toml(text, &ServeArgs::default()).unwrap();
+        let config = from_toml(text, &Overrides::default()).unwrap();
         let compaction = &config.store.compaction;
         assert!(!compaction.enabled);
         assert_eq!(compaction.interval, Duration::from_secs(5));
@@ -681,24 +701,24 @@ mod tests {
             Some(Duration::from_secs(30 * 86400))
         );
 
-        let flag = ServeArgs {
+        let flag = Overrides {
             retention_max_age: Some("forever".into()),
-            ..ServeArgs::default()
+            ..Overrides::default()
         };
         assert_eq!(
             from_toml(text, &flag).unwrap().store.retention.max_age,
             None
         );
-        let flag = ServeArgs {
+        let flag = Overrides {
             retention_max_age: Some("2h".into()),
-            ..ServeArgs::default()
+            ..Overrides::default()
         };
         assert_eq!(
             from_toml("", &flag).unwrap().store.retention.max_age,
             Some(Duration::from_secs(7200))
         );
 
-        let defaults = from_toml("", &ServeArgs::default()).unwrap();
+        let defaults = from_toml("", &Overrides::default()).unwrap();
         assert_eq!(defaults.store.retention.max_age, None);
         assert!(defaults.store.compaction.enabled);
         for (bad, key) in [
@@ -717,7 +737,7 @@ mod tests {
                 "compaction.interval_secs",
             ),
         ] {
-            let error = from_toml(bad, &ServeArgs::default()).unwrap_err();
+            let error = from_toml(bad, &Overrides::default()).unwrap_err();
             assert!(error.to_string().contains(key), "{bad}: {error}");
         }
     }
@@ -739,8 +759,8 @@ mod tests {
             uncommented.matches("\nseal_max_rows = ").count() == 1,
             "{uncommented}"
         );
-        let example = from_toml(&uncommented, &ServeArgs::default()).unwrap();
-        let defaults = from_toml("", &ServeArgs::default()).unwrap();
+        let example = from_toml(&uncommented, &Overrides::default()).unwrap();
+        let defaults = from_toml("", &Overrides::default()).unwrap();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
     }
 
@@ -754,14 +774,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("quarry.toml");
         std::fs::write(&path, "[server]\nhttp = \"127.0.0.1:7000\"\n").unwrap();
-        let args = ServeArgs {
+        let args = Overrides {
             config: Some(path),
-            ..ServeArgs::default()
+            ..Overrides::default()
         };
         assert_eq!(Config::load(&args).unwrap().http, "127.0.0.1:7000");
-        let missing = ServeArgs {
+        let missing = Overrides {
             config: Some(dir.path().join("nope.toml")),
-            ..ServeArgs::default()
+            ..Overrides::default()
         };
         assert!(
             Config::load(&missing)

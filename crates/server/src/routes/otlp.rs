@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::auth::Environment;
 use crate::error::ApiError;
 use crate::otlp::{self, DATASET_HEADER, Export, Signal, encode_response, json_response};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `POST /v1/traces`.
 pub async fn traces(

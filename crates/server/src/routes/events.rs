@@ -25,7 +25,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::auth::Environment;
 use crate::error::ApiError;
 use crate::names::DatasetName;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Event time of a single event (RFC 3339 or epoch seconds).
 const EVENT_TIME_HEADER: &str = "x-honeycomb-event-time";

@@ -13,9 +13,10 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
 
-use crate::cli::ServeArgs;
-use crate::config::{self, Config};
-use crate::server::{self, AppState};
+
+use crate::config::{self, Config, Overrides};
+use crate::router;
+use crate::state::AppState;
 
 /// A server under test; keep it alive for as long as requests are sent.
 pub struct TestApp {
@@ -60,9 +61,9 @@ impl TestApp {
     /// A server with default configuration, changed by `adjust`.
     pub async fn start(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let args = ServeArgs {
+        let args = Overrides {
             data_dir: Some(dir.path().to_path_buf()),
-            ..ServeArgs::default()
+            ..Overrides::default()
         };
         let mut config = Config::load(&args).unwrap();
         adjust(&mut config);
@@ -73,7 +74,7 @@ impl TestApp {
             .unwrap();
         let state = AppState::new(store, &config).unwrap();
         TestApp {
-            router: server::router(state.clone()),
+            router: router::router(state.clone()),
             state,
             _dir: dir,
         }

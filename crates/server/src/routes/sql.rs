@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::auth::Environment;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Result format when the request names none.
 const DEFAULT_FORMAT: &str = "json";

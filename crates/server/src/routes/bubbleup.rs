@@ -8,7 +8,7 @@ use quarry_query::bubbleup::{BubbleUpOptions, BubbleUpRequest, BubbleUpResult, r
 
 use crate::auth::Environment;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Compares every column of `dataset` (or `__all__`) between the selection and the
 /// baseline and ranks the columns.

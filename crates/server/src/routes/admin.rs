@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Environment;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `POST /api/v1/admin/seal`: seals every buffer into segments now (before a
 /// backup, or in tests that need segments). Seals all environments: sealing

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use quarry_segment_store::DEFAULT_ENVIRONMENT;
 
 /// Default events of the backfill (spans and logs together).
@@ -223,7 +223,7 @@ mod tests {
     async fn a_data_directory_with_other_data_is_refused() {
         let app = TestApp::start(|_| {}).await;
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::load(&crate::cli::ServeArgs::default()).unwrap();
+        let mut config = Config::load(&crate::config::Overrides::default()).unwrap();
         config.data_dir = dir.path().to_path_buf();
         let demo = DemoConfig {
             backfill_events: 10,

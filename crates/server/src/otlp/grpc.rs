@@ -22,7 +22,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{DATASET_HEADER, Export, Signal, acquire_permit, encode_response, export};
 use crate::error::{ApiError, RETRY_DELAY};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The gRPC status code of an error (the HTTP status's counterpart).
 pub fn code_of(error: &ApiError) -> Code {

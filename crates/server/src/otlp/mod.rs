@@ -24,7 +24,7 @@ pub use response::{encode_response, json_response};
 
 use crate::error::ApiError;
 use crate::names;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Header (HTTP) or metadata key (gRPC) sending every row of a request to one
 /// dataset instead of the service's.

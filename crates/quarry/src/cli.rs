@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::DurabilityMode;
-use crate::demo::{DEFAULT_BACKFILL_EVENTS, DemoConfig};
+use quarry_server::{DEFAULT_BACKFILL_EVENTS, DemoConfig, DurabilityMode, Overrides};
 
 /// Quarry: a columnar wide-event analytics database with a Honeycomb-compatible API.
 #[derive(Debug, Parser)]
@@ -46,7 +45,7 @@ pub struct ServeArgs {
     /// When a write is acknowledged: `fsync` (survives power loss) or `relaxed`
     /// (survives a process crash; fsync every 200 ms) [default: fsync]
     #[arg(long, value_enum)]
-    pub durability: Option<DurabilityMode>,
+    pub durability: Option<DurabilityArg>,
     /// Demo mode: fill the store with generated telemetry of a small shop (two hours
     /// back, then live, with an injected slowdown to find) [default: off]
     #[arg(long)]
@@ -70,6 +69,24 @@ pub struct ServeArgs {
     pub retention_max_age: Option<String>,
 }
 
+/// `--durability`'s values (the config file's spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DurabilityArg {
+    /// After fsync of the write-ahead log.
+    Fsync,
+    /// After the write reaches the OS; fsync runs periodically.
+    Relaxed,
+}
+
+impl From<DurabilityArg> for DurabilityMode {
+    fn from(arg: DurabilityArg) -> Self {
+        match arg {
+            DurabilityArg::Fsync => DurabilityMode::Fsync,
+            DurabilityArg::Relaxed => DurabilityMode::Relaxed,
+        }
+    }
+}
+
 /// Data directory of `quarry demo`: never the default one of `quarry serve`.
 pub const DEMO_DATA_DIR: &str = "./quarry-demo-data";
 
@@ -79,6 +96,19 @@ impl ServeArgs {
         self.demo = true;
         self.data_dir = self.data_dir.or_else(|| Some(PathBuf::from(DEMO_DATA_DIR)));
         self
+    }
+
+    /// What the flags set over the configuration file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            http: self.http.clone(),
+            durability: self.durability.map(DurabilityMode::from),
+            otlp_grpc: self.otlp_grpc.clone(),
+            otlp_http: self.otlp_http.clone(),
+            retention_max_age: self.retention_max_age.clone(),
+        }
     }
 
     /// What demo mode generates, when it is on.
@@ -116,7 +146,12 @@ mod tests {
         };
         assert_eq!(args.data_dir, Some(PathBuf::from("/tmp/q")));
         assert_eq!(args.http.as_deref(), Some("127.0.0.1:0"));
-        assert_eq!(args.durability, Some(DurabilityMode::Relaxed));
+        assert_eq!(args.durability, Some(DurabilityArg::Relaxed));
+        assert_eq!(
+            args.overrides().durability,
+            Some(DurabilityMode::Relaxed)
+        );
+        assert_eq!(args.overrides().http.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.config, None);
         assert_eq!(args.otlp_grpc.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.otlp_http.as_deref(), Some("off"));

@@ -1,0 +1,304 @@
+//! The server's life: bind, open the store, serve, drain, close.
+//!
+//! [`Server::start`] builds a whole server from a [`Config`] in-process (the
+//! `quarry` binary, the black-box tests and, later, each node role use it) and
+//! returns once it listens; [`RunningServer::stop`] drains and closes it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use object_store::local::LocalFileSystem;
+use quarry_segment_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+use crate::demo::{self, DemoConfig};
+use crate::error::ApiError;
+use crate::otlp::grpc::{LogsService, MetricsService, Receiver, TraceService};
+use crate::router::{otlp_http_router, router};
+use crate::state::AppState;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Builds servers from a configuration.
+pub struct Server;
+
+/// A server that listens; dropping it without [`RunningServer::stop`] leaves it
+/// serving until the runtime ends.
+pub struct RunningServer {
+    http_address: SocketAddr,
+    otlp_grpc_address: Option<SocketAddr>,
+    otlp_http_address: Option<SocketAddr>,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ApiError>>,
+}
+
+impl Server {
+    /// Binds every listener, opens the store (replaying its WAL), starts the
+    /// background tasks and serves. Returns once the server accepts connections.
+    /// With `demo`, generated telemetry is written into the store meanwhile.
+    pub async fn start(config: Config, demo: Option<DemoConfig>) -> Result<RunningServer, ApiError> {
+        // Bind first: a busy port fails at once, not after a long WAL replay.
+        let listener = bind(&config.http).await?;
+        let http_address = local_address(&listener)?;
+        let otlp_grpc = bind_optional(config.otlp_grpc.as_deref()).await?;
+        let otlp_http = bind_optional(config.otlp_http.as_deref()).await?;
+        let otlp_grpc_address = otlp_grpc.as_ref().map(local_address).transpose()?;
+        let otlp_http_address = otlp_http.as_ref().map(local_address).transpose()?;
+        let objects = config::prepare_data_dir(&config)?;
+        let object_store = LocalFileSystem::new_with_prefix(&objects).map_err(|error| {
+            ApiError::Startup(format!("cannot open {}: {error}", objects.display()))
+        })?;
+        info!(data_dir = %config.data_dir.display(), durability = ?config.store.durability, "opening the store");
+        let store = Store::open(config.store.clone(), Arc::new(object_store))
+            .await
+            .map_err(|error| ApiError::Startup(format!("cannot open the store: {error}")))?;
+        let state = match AppState::new(Arc::clone(&store), &config) {
+            Ok(state) => state,
+            Err(error) => {
+                close_store(&store).await;
+                return Err(error);
+            }
+        };
+        let maintenance = quarry_query::rollup::RollupMaintenance::start(
+            Arc::clone(&store),
+            Arc::clone(&state.engine),
+            config.rollups.clone(),
+        );
+        let demo_writer = match demo {
+            Some(demo) => match demo::start(&state, &config, demo) {
+                Ok(writer) => Some(writer),
+                Err(error) => {
+                    maintenance.stop();
+                    close_store(&store).await;
+                    return Err(error);
+                }
+            },
+            None => None,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        // The OTLP receivers stop when the HTTP server starts draining or ends.
+        let (ended_tx, ended_rx) = watch::channel(false);
+        let receivers_stop = {
+            let (mut stopping, mut ended) = (stop_rx.clone(), ended_rx);
+            async move {
+                tokio::select! {
+                    _ = stopping.wait_for(|stopping| *stopping) => {}
+                    _ = ended.wait_for(|ended| *ended) => {}
+                }
+            }
+        };
+        let receivers = match start_otlp_receivers(&state, otlp_grpc, otlp_http, receivers_stop) {
+            Ok(receivers) => receivers,
+            Err(error) => {
+                maintenance.stop();
+                close_store(&store).await;
+                return Err(error);
+            }
+        };
+        let ready = Arc::clone(&state.ready);
+        let mut draining = stop_rx.clone();
+        let graceful = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
+            if draining.wait_for(|stopping| *stopping).await.is_err() {
+                // The handle was dropped: serve until the runtime ends.
+                std::future::pending::<()>().await;
+            }
+            ready.store(false, Ordering::SeqCst);
+            info!("shutting down: no new connections, finishing requests in flight");
+        });
+        info!("listening on http://{http_address}");
+        let mut stopping = stop_rx;
+        let task = tokio::spawn(async move {
+            let served = tokio::select! {
+                served = graceful => served.map_err(|error| ApiError::Startup(format!("server failed: {error}"))),
+                () = async move {
+                    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } => {
+                    warn!(grace = ?SHUTDOWN_GRACE, "requests still in flight after the grace period; closing anyway");
+                    Ok(())
+                }
+            };
+            let _ = ended_tx.send(true);
+            for receiver in receivers {
+                if tokio::time::timeout(SHUTDOWN_GRACE, receiver)
+                    .await
+                    .is_err()
+                {
+                    warn!("an OTLP receiver was still busy after the grace period; closing anyway");
+                }
+            }
+            if let Some(writer) = demo_writer {
+                writer.abort();
+                let _ = writer.await;
+            }
+            maintenance.stop();
+            close_store(&store).await;
+            served
+        });
+        Ok(RunningServer {
+            http_address,
+            otlp_grpc_address,
+            otlp_http_address,
+            state,
+            stop,
+            task,
+        })
+    }
+}
+
+impl RunningServer {
+    /// Where the HTTP API listens (the bound port when the configuration said 0).
+    pub fn http_address(&self) -> SocketAddr {
+        self.http_address
+    }
+
+    /// Where the OTLP/gRPC receiver listens, when it is on.
+    pub fn otlp_grpc_address(&self) -> Option<SocketAddr> {
+        self.otlp_grpc_address
+    }
+
+    /// Where the OTLP/HTTP receiver's own port listens, when it is on.
+    pub fn otlp_http_address(&self) -> Option<SocketAddr> {
+        self.otlp_http_address
+    }
+
+    /// The state the handlers share (the store, the engine, the counters).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting connections, lets requests in flight finish (at most the
+    /// grace period), stops the background tasks and closes the store, making
+    /// pending writes durable.
+    pub async fn stop(self) -> Result<(), ApiError> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .map_err(|error| ApiError::Internal(format!("the server task failed: {error}")))?
+    }
+
+    /// Serves until `signal` resolves (or the server fails), then stops.
+    pub async fn stop_on(self, signal: impl Future<Output = ()>) -> Result<(), ApiError> {
+        tokio::select! {
+            () = signal => {}
+            // Every receiver is gone: the server ended by itself (it failed).
+            () = self.stop.closed() => {}
+        }
+        self.stop().await
+    }
+}
+
+/// Opens the store, serves until SIGINT/SIGTERM, drains, closes the store.
+pub async fn run(config: Config, demo: Option<DemoConfig>) -> Result<(), ApiError> {
+    Server::start(config, demo).await?.stop_on(shutdown_signal()).await
+}
+
+/// Binds a TCP listener.
+async fn bind(address: &str) -> Result<TcpListener, ApiError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|error| ApiError::Startup(format!("cannot listen on {address}: {error}")))
+}
+
+/// Binds a listener when an address is configured.
+async fn bind_optional(address: Option<&str>) -> Result<Option<TcpListener>, ApiError> {
+    match address {
+        Some(address) => bind(address).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+fn local_address(listener: &TcpListener) -> Result<std::net::SocketAddr, ApiError> {
+    listener
+        .local_addr()
+        .map_err(|error| ApiError::Startup(format!("cannot read the bound address: {error}")))
+}
+
+/// Serves OTLP/gRPC and OTLP/HTTP on their listeners until `stop` resolves; logs
+/// each bound address (port 0 binds a free port, and tests read it from the log).
+fn start_otlp_receivers(
+    state: &AppState,
+    grpc: Option<TcpListener>,
+    http: Option<TcpListener>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ApiError> {
+    let stop = futures::FutureExt::shared(Box::pin(stop));
+    let mut tasks = Vec::new();
+    if let Some(listener) = grpc {
+        let address = local_address(&listener)?;
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = tonic::transport::Server::builder()
+            .add_service(Receiver::<TraceService>::new(state.clone()))
+            .add_service(Receiver::<LogsService>::new(state.clone()))
+            .add_service(Receiver::<MetricsService>::new(state.clone()))
+            .serve_with_incoming_shutdown(incoming, stop.clone());
+        info!("OTLP/gRPC receiver on {address}");
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = server.await {
+                warn!(%error, "the OTLP/gRPC receiver failed");
+            }
+        }));
+    }
+    if let Some(listener) = http {
+        let address = local_address(&listener)?;
+        let server =
+            axum::serve(listener, otlp_http_router(state.clone())).with_graceful_shutdown(stop);
+        info!("OTLP/HTTP receiver on http://{address}");
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = server.await {
+                warn!(%error, "the OTLP/HTTP receiver failed");
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+/// Makes pending writes durable and stops the store's tasks; failures are logged
+/// (acknowledged writes are in the WAL either way).
+async fn close_store(store: &Store) {
+    match store.shutdown().await {
+        Ok(()) => info!("store closed"),
+        Err(error) => warn!(%error, "store shutdown failed"),
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            warn!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
