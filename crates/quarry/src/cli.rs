@@ -147,10 +147,7 @@ mod tests {
         assert_eq!(args.data_dir, Some(PathBuf::from("/tmp/q")));
         assert_eq!(args.http.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.durability, Some(DurabilityArg::Relaxed));
-        assert_eq!(
-            args.overrides().durability,
-            Some(DurabilityMode::Relaxed)
-        );
+        assert_eq!(args.overrides().durability, Some(DurabilityMode::Relaxed));
         assert_eq!(args.overrides().http.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.config, None);
         assert_eq!(args.otlp_grpc.as_deref(), Some("127.0.0.1:0"));

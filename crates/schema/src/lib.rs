@@ -12,10 +12,12 @@
 //! - A value whose type conflicts with its column, and that cannot be coerced without
 //!   loss, is stored in the sibling column `<name>#<type>` (e.g. `status#string`).
 
+pub mod clock;
 pub mod conform;
 mod dataset_schema;
 mod field_type;
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use conform::{ConformError, conform_batch};
 pub use dataset_schema::DatasetSchema;
 pub use field_type::{FieldType, Placement, placement};

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use quarry_ingest::Limits;
 use quarry_query::rollup::{ConfiguredRollup, RollupSettings};
+use quarry_schema::{SharedClock, system_clock};
 use quarry_segment_store::{
     DEFAULT_ENVIRONMENT, Durability, RollupDefinition, RollupFilter, RollupMeasure, StoreConfig,
 };
@@ -97,6 +98,8 @@ pub struct Config {
     pub otlp_http: Option<String>,
     /// Rollups of the `[[rollups]]` sections and the default trace rollup switch.
     pub rollups: RollupSettings,
+    /// Wall time for the whole server (the system clock; tests set a manual one).
+    pub clock: SharedClock,
 }
 
 impl Config {
@@ -469,6 +472,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         otlp_grpc,
         otlp_http,
         rollups,
+        clock: system_clock(),
     })
 }
 

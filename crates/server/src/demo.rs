@@ -13,17 +13,20 @@
 //! its last 48 minutes, and each live hour has one in its last 24 minutes.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use quarry_datagen::{BatchBodies, Event, Generator, GeneratorConfig};
-use quarry_ingest::{DecodeContext, decode_batch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::state::AppState;
 use quarry_segment_store::DEFAULT_ENVIRONMENT;
+
+use crate::error::ApiError;
+use crate::ingest_service::{IngestRequest, Payload};
+use crate::state::AppState;
 
 /// Default events of the backfill (spans and logs together).
 pub const DEFAULT_BACKFILL_EVENTS: u64 = 200_000;
@@ -39,6 +42,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 const SEED: u64 = 42;
 /// Content type of the generated batch bodies.
 const JSON: &str = "application/json";
+/// How long the demo waits when the ingest service admits no more requests.
+const ADMISSION_RETRY: Duration = Duration::from_millis(100);
 
 /// What demo mode generates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,11 +58,7 @@ enum DemoError {
     #[error("the generator refused its configuration: {0}")]
     Generator(#[from] quarry_datagen::DatagenError),
     #[error("generated events were refused: {0}")]
-    Ingest(#[from] quarry_ingest::IngestError),
-    #[error("the store refused generated events: {0}")]
-    Store(#[from] quarry_segment_store::StoreError),
-    #[error("a decoding task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    Ingest(#[from] ApiError),
 }
 
 /// File marking a data directory as demo mode's own.
@@ -103,7 +104,7 @@ pub fn spawn(state: AppState, environment: String, config: DemoConfig) -> JoinHa
 }
 
 async fn run(state: &AppState, environment: &str, config: DemoConfig) -> Result<(), DemoError> {
-    let start = now_ns();
+    let start = state.clock.now_ns();
     if state.store.datasets(environment).is_empty() {
         let generator = Generator::new(
             GeneratorConfig::new(SEED, config.backfill_events, start).with_window(BACKFILL_WINDOW),
@@ -122,7 +123,7 @@ async fn run(state: &AppState, environment: &str, config: DemoConfig) -> Result<
     }
     let per_second = (config.backfill_events as f64 / BACKFILL_WINDOW.as_secs_f64()).max(1.0);
     let live_events = (per_second * LIVE_WINDOW.as_secs_f64()) as u64;
-    let mut window_end = now_ns();
+    let mut window_end = state.clock.now_ns();
     for hour in 1.. {
         window_end += LIVE_WINDOW.as_nanos() as i64;
         let generator = Generator::new(
@@ -144,7 +145,7 @@ async fn stream(
     let mut held = 0;
     for event in generator {
         loop {
-            let wait = event.time_ns - now_ns();
+            let wait = event.time_ns - state.clock.now_ns();
             if wait <= 0 {
                 break;
             }
@@ -182,36 +183,31 @@ fn batch_body(events: &[Event]) -> Vec<u8> {
     body
 }
 
-/// Decodes one batch body exactly as `POST /1/batch` would and appends it.
+/// Appends one batch body through the ingest service, exactly as `POST /1/batch`
+/// would; while the service is saturated the demo waits instead of failing.
 async fn append(
     state: &AppState,
     environment: &str,
     dataset: &str,
     body: Vec<u8>,
 ) -> Result<(), DemoError> {
-    let schema = state.store.schema(environment, dataset);
-    let limits = state.limits;
-    let decoded = tokio::task::spawn_blocking(move || {
-        let context = DecodeContext {
-            schema: schema.as_ref(),
-            limits: &limits,
-            now_ns: now_ns(),
-        };
-        decode_batch(&body, Some(JSON), &context)
-    })
-    .await??;
-    if let Some(batch) = decoded.batch {
-        state.store.append(environment, dataset, batch).await?;
-    }
+    let admission = loop {
+        match state.ingest.admit() {
+            Ok(admission) => break admission,
+            Err(_) => tokio::time::sleep(ADMISSION_RETRY).await,
+        }
+    };
+    let request = IngestRequest {
+        environment: environment.to_owned(),
+        body: Bytes::from(body),
+        content_encoding: None,
+        payload: Payload::EventBatch {
+            dataset: dataset.to_owned(),
+            content_type: Some(JSON.to_owned()),
+        },
+    };
+    state.ingest.ingest(&admission, request).await?;
     Ok(())
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
-        })
 }
 
 #[cfg(test)]

@@ -8,14 +8,15 @@
 //! command-line parser or a process-wide logger: the `quarry` binary owns those,
 //! so tests and the coming node roles build servers in-process from a [`Config`].
 //!
-//! Modules depend one way: `routes`/`otlp` → `state` → `config`, `auth`,
-//! `metrics`, `error`; `router` → `routes`; `server` → `router`. A test
+//! Modules depend one way: `routes`/`otlp` → `state` → `ingest_service`,
+//! `config`, `auth`, `metrics`, `error`; `router` → `routes`; `server` → `router`. A test
 //! (`tests/module_order.rs`) keeps it so.
 
 pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod ingest_service;
 pub mod metrics;
 mod names;
 mod otlp;

@@ -24,7 +24,7 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     // The events endpoints read bodies up to the configured limit (axum's default
     // of 2 MiB stays in force for everything else, SQL included).
-    let ingest_body_limit = DefaultBodyLimit::max(state.limits.max_body_bytes);
+    let ingest_body_limit = DefaultBodyLimit::max(state.ingest.limits().max_body_bytes);
     let api = Router::new()
         .route(
             "/1/events/{dataset}",
@@ -63,7 +63,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/rollups/{dataset}/{name}",
             get(rollups::get).delete(rollups::delete),
         )
-        .route_layer(from_fn_with_state(Arc::clone(&state.auth), auth::require_key));
+        .route_layer(from_fn_with_state(
+            Arc::clone(&state.auth),
+            auth::require_key,
+        ));
     let routes = Router::new()
         .merge(api)
         .route("/", get(web::root))
@@ -77,7 +80,7 @@ pub fn router(state: AppState) -> Router {
 
 /// OTLP/HTTP's routes (served on the API port and on the OTLP/HTTP port).
 fn otlp_routes(state: &AppState) -> Router<AppState> {
-    let ingest_body_limit = DefaultBodyLimit::max(state.limits.max_body_bytes);
+    let ingest_body_limit = DefaultBodyLimit::max(state.ingest.limits().max_body_bytes);
     Router::new()
         .route("/v1/traces", post(otlp::traces).layer(ingest_body_limit))
         .route("/v1/logs", post(otlp::logs).layer(ingest_body_limit))
@@ -87,7 +90,10 @@ fn otlp_routes(state: &AppState) -> Router<AppState> {
 /// The OTLP/HTTP port's router: the OTLP routes only, behind the same auth.
 pub fn otlp_http_router(state: AppState) -> Router {
     let routes = otlp_routes(&state)
-        .route_layer(from_fn_with_state(Arc::clone(&state.auth), auth::require_key))
+        .route_layer(from_fn_with_state(
+            Arc::clone(&state.auth),
+            auth::require_key,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(routes, Arc::clone(&state.metrics)).with_state(state)

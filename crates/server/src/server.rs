@@ -45,7 +45,10 @@ impl Server {
     /// Binds every listener, opens the store (replaying its WAL), starts the
     /// background tasks and serves. Returns once the server accepts connections.
     /// With `demo`, generated telemetry is written into the store meanwhile.
-    pub async fn start(config: Config, demo: Option<DemoConfig>) -> Result<RunningServer, ApiError> {
+    pub async fn start(
+        config: Config,
+        demo: Option<DemoConfig>,
+    ) -> Result<RunningServer, ApiError> {
         // Bind first: a busy port fails at once, not after a long WAL replay.
         let listener = bind(&config.http).await?;
         let http_address = local_address(&listener)?;
@@ -106,14 +109,15 @@ impl Server {
         };
         let ready = Arc::clone(&state.ready);
         let mut draining = stop_rx.clone();
-        let graceful = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
-            if draining.wait_for(|stopping| *stopping).await.is_err() {
-                // The handle was dropped: serve until the runtime ends.
-                std::future::pending::<()>().await;
-            }
-            ready.store(false, Ordering::SeqCst);
-            info!("shutting down: no new connections, finishing requests in flight");
-        });
+        let graceful =
+            axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
+                if draining.wait_for(|stopping| *stopping).await.is_err() {
+                    // The handle was dropped: serve until the runtime ends.
+                    std::future::pending::<()>().await;
+                }
+                ready.store(false, Ordering::SeqCst);
+                info!("shutting down: no new connections, finishing requests in flight");
+            });
         info!("listening on http://{http_address}");
         let mut stopping = stop_rx;
         let task = tokio::spawn(async move {
@@ -201,7 +205,10 @@ impl RunningServer {
 
 /// Opens the store, serves until SIGINT/SIGTERM, drains, closes the store.
 pub async fn run(config: Config, demo: Option<DemoConfig>) -> Result<(), ApiError> {
-    Server::start(config, demo).await?.stop_on(shutdown_signal()).await
+    Server::start(config, demo)
+        .await?
+        .stop_on(shutdown_signal())
+        .await
 }
 
 /// Binds a TCP listener.
@@ -301,4 +308,3 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
-

@@ -1,18 +1,19 @@
-//! What every handler shares: the store, the query engine, auth, limits, counters.
+//! What every handler shares: the store, the query engine, auth, the ingest
+//! service, the clock, counters.
 //!
 //! This module sits below the routes and the router: it names none of them.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use quarry_ingest::Limits;
 use quarry_query::{QueryConfig, QueryEngine};
+use quarry_schema::SharedClock;
 use quarry_segment_store::Store;
-use tokio::sync::Semaphore;
 
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::ingest_service::IngestService;
 use crate::metrics::ApiMetrics;
 use crate::saved_queries::SavedQueries;
 
@@ -25,10 +26,10 @@ pub struct AppState {
     pub engine: Arc<QueryEngine>,
     /// API keys and their environments.
     pub auth: Arc<Auth>,
-    /// Ingest limits handed to the decoders.
-    pub limits: Limits,
-    /// Permits for ingest requests in flight; none left means 429.
-    pub ingest_permits: Arc<Semaphore>,
+    /// The one ingest path of every transport (admission, decoding, appends).
+    pub ingest: IngestService,
+    /// Wall time, for everything decided by the time of day.
+    pub clock: SharedClock,
     /// The HTTP layer's counters.
     pub metrics: Arc<ApiMetrics>,
     /// False once shutdown has begun (reported by `/readyz`).
@@ -40,20 +41,28 @@ pub struct AppState {
 impl AppState {
     /// State over an open store, with the query engine built on it.
     pub fn new(store: Arc<Store>, config: &Config) -> Result<AppState, ApiError> {
+        let clock = Arc::clone(&config.clock);
+        let metrics = Arc::new(ApiMetrics::default());
         let engine =
             QueryEngine::new(Arc::clone(&store), QueryConfig::default()).map_err(|error| {
                 ApiError::Startup(format!("cannot start the query engine: {error}"))
             })?;
+        let ingest = IngestService::new(
+            Arc::clone(&store),
+            config.limits,
+            config.max_concurrent_ingest,
+            Arc::clone(&metrics),
+            Arc::clone(&clock),
+        );
         Ok(AppState {
             store,
             engine: Arc::new(engine),
             auth: Arc::new(Auth::new(config.api_keys.clone())),
-            limits: config.limits,
-            ingest_permits: Arc::new(Semaphore::new(config.max_concurrent_ingest)),
-            metrics: Arc::new(ApiMetrics::default()),
+            ingest,
+            clock,
+            metrics,
             ready: Arc::new(AtomicBool::new(true)),
             saved_queries: Arc::new(SavedQueries::default()),
         })
     }
 }
-

@@ -13,7 +13,6 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
 
-
 use crate::config::{self, Config, Overrides};
 use crate::router;
 use crate::state::AppState;

@@ -24,7 +24,11 @@ async fn a_server_started_in_process_keeps_what_it_acknowledged_across_a_restart
     let server = Server::start(config(), None).await.unwrap();
     assert_ne!(server.http_address().port(), 0);
     assert!(server.otlp_grpc_address().is_none());
-    assert!(server.otlp_http_address().is_some_and(|address| address.port() != 0));
+    assert!(
+        server
+            .otlp_http_address()
+            .is_some_and(|address| address.port() != 0)
+    );
     let address = server.http_address().to_string();
     let batch = json!([
         { "data": { "who": "a", "n": 1 }, "time": "2024-05-01T12:00:00Z" },
@@ -78,7 +82,9 @@ async fn count(address: &str) -> i64 {
     )
     .await;
     assert_eq!(status, 200, "{rows}");
-    rows[0]["n"].as_i64().unwrap_or_else(|| panic!("no count: {rows}"))
+    rows[0]["n"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no count: {rows}"))
 }
 
 /// One HTTP/1.1 request with a JSON body; the status and the JSON answer.
@@ -96,12 +102,18 @@ async fn post(address: &str, path: &str, body: &Value) -> (u16, Value) {
     let response = String::from_utf8(response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()
     };
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 /// The body of a chunked HTTP/1.1 response.

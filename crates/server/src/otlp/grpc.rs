@@ -20,8 +20,9 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::{DATASET_HEADER, Export, Signal, acquire_permit, encode_response, export};
+use super::{DATASET_HEADER, encode_response};
 use crate::error::{ApiError, RETRY_DELAY};
+use crate::ingest_service::{IngestRequest, Payload, Signal};
 use crate::state::AppState;
 
 /// The gRPC status code of an error (the HTTP status's counterpart).
@@ -146,7 +147,7 @@ where
             let status = Status::unimplemented(format!("{} has only {EXPORT_METHOD}", S::NAME));
             return Box::pin(async move { Ok(status.into_http()) });
         }
-        let max_body_bytes = self.state.limits.max_body_bytes;
+        let max_body_bytes = self.state.ingest.limits().max_body_bytes;
         let handler = ExportHandler::<S> {
             state: self.state.clone(),
             _service: PhantomData,
@@ -176,7 +177,7 @@ impl<S: SignalService> UnaryService<Bytes> for ExportHandler<S> {
         let state = self.state.clone();
         Box::pin(async move {
             let outcome = async {
-                let _permit = acquire_permit(&state)?;
+                let admission = state.ingest.admit()?;
                 let (metadata, _extensions, body) = request.into_parts();
                 let headers = metadata.into_headers();
                 let environment = state.auth.environment(&headers)?;
@@ -185,15 +186,18 @@ impl<S: SignalService> UnaryService<Bytes> for ExportHandler<S> {
                     .and_then(|value| value.to_str().ok())
                     .map(|value| value.trim().to_owned())
                     .filter(|value| !value.is_empty());
-                let request = Export {
+                let request = IngestRequest {
                     environment,
-                    signal: S::SIGNAL,
                     body,
+                    // gRPC bodies arrive decompressed.
                     content_encoding: None,
-                    format: OtlpFormat::Protobuf,
-                    dataset_override,
+                    payload: Payload::Otlp {
+                        signal: S::SIGNAL,
+                        format: OtlpFormat::Protobuf,
+                        dataset_override,
+                    },
                 };
-                export(&state, request).await
+                state.ingest.ingest(&admission, request).await
             }
             .await;
             match outcome {

@@ -13,20 +13,20 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use serde_json::{Value, json};
 
-use super::{Exported, Signal};
+use crate::ingest_service::{IngestOutcome, Signal};
 
 /// Whether the response carries a `partial_success` field.
-fn partial(exported: &Exported) -> bool {
-    exported.rejected > 0 || exported.error_message.is_some()
+fn partial(exported: &IngestOutcome) -> bool {
+    exported.rejected > 0 || exported.first_error.is_some()
 }
 
-fn rejected(exported: &Exported) -> i64 {
+fn rejected(exported: &IngestOutcome) -> i64 {
     i64::try_from(exported.rejected).unwrap_or(i64::MAX)
 }
 
 /// The protobuf response to an export of `signal`.
-pub fn encode_response(signal: Signal, exported: &Exported) -> Vec<u8> {
-    let error_message = exported.error_message.clone().unwrap_or_default();
+pub fn encode_response(signal: Signal, exported: &IngestOutcome) -> Vec<u8> {
+    let error_message = exported.first_error.clone().unwrap_or_default();
     let partial = partial(exported);
     match signal {
         Signal::Traces => ExportTraceServiceResponse {
@@ -54,7 +54,7 @@ pub fn encode_response(signal: Signal, exported: &Exported) -> Vec<u8> {
 }
 
 /// The OTLP/JSON response to an export of `signal` (64-bit counts as strings).
-pub fn json_response(signal: Signal, exported: &Exported) -> Value {
+pub fn json_response(signal: Signal, exported: &IngestOutcome) -> Value {
     if !partial(exported) {
         return json!({});
     }
@@ -66,7 +66,7 @@ pub fn json_response(signal: Signal, exported: &Exported) -> Value {
     json!({
         "partialSuccess": {
             count_key: exported.rejected.to_string(),
-            "errorMessage": exported.error_message.clone().unwrap_or_default(),
+            "errorMessage": exported.first_error.clone().unwrap_or_default(),
         }
     })
 }
@@ -77,16 +77,17 @@ mod tests {
 
     #[test]
     fn full_success_is_empty_and_refusals_are_partial() {
-        let ok = Exported {
+        let ok = IngestOutcome {
             rows: 3,
-            ..Exported::default()
+            ..IngestOutcome::default()
         };
         assert!(encode_response(Signal::Traces, &ok).is_empty());
         assert_eq!(json_response(Signal::Logs, &ok), json!({}));
-        let partial = Exported {
+        let partial = IngestOutcome {
             rows: 1,
             rejected: 2,
-            error_message: Some("too many fields".into()),
+            first_error: Some("too many fields".into()),
+            ..IngestOutcome::default()
         };
         let decoded =
             ExportTraceServiceResponse::decode(&encode_response(Signal::Traces, &partial)[..])

@@ -1,12 +1,7 @@
 //! Honeycomb Events API: `POST /1/events/{dataset}` and `POST /1/batch/{dataset}`.
 //!
-//! A request holds an ingest permit from before its body is read until its rows are
-//! durable; with none left it is refused at once (429), so memory under overload is
-//! bounded by the permits times the body limit instead of growing with a queue.
-//! Decompression and decoding are CPU-bound and run on the blocking pool.
-
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+//! A thin adapter over the ingest service (`crate::ingest_service`): the request is
+//! admitted before its body is read, and headers become an `IngestRequest`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -14,16 +9,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use quarry_ingest::{
-    DecodeContext, EventDefaults, EventStatus, IngestError, Limits, decode_batch, decode_body,
-    decode_single_event, parse_event_time, parse_sample_rate,
-};
-use quarry_schema::DatasetSchema;
+use quarry_ingest::{EventDefaults, EventStatus, parse_event_time, parse_sample_rate};
 use serde_json::{Value, json};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::Environment;
 use crate::error::ApiError;
+use crate::ingest_service::{Admission, IngestRequest, Payload};
 use crate::names::DatasetName;
 use crate::state::AppState;
 
@@ -36,21 +27,15 @@ const STATUS_ACCEPTED: u16 = 202;
 /// Batch item status of a refused event.
 const STATUS_REJECTED: u16 = 400;
 
-/// Extractor holding one of the ingest permits for the request's lifetime.
-pub struct IngestPermit {
-    _permit: OwnedSemaphorePermit,
-}
+/// Extractor admitting the request to the ingest service before its body is read;
+/// it holds the admission until the request's rows are durable.
+pub struct Admitted(Admission);
 
-impl FromRequestParts<AppState> for IngestPermit {
+impl FromRequestParts<AppState> for Admitted {
     type Rejection = ApiError;
 
     async fn from_request_parts(_parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Arc::clone(&state.ingest_permits)
-            .try_acquire_owned()
-            .map(|permit| IngestPermit { _permit: permit })
-            .map_err(|_| {
-                ApiError::Overloaded("too many ingest requests in flight; retry later".into())
-            })
+        state.ingest.admit().map(Admitted)
     }
 }
 
@@ -59,7 +44,7 @@ pub async fn single_event(
     State(state): State<AppState>,
     Environment(environment): Environment,
     DatasetName(dataset): DatasetName,
-    _permit: IngestPermit,
+    Admitted(admission): Admitted,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -71,21 +56,13 @@ pub async fn single_event(
             .map(parse_sample_rate)
             .transpose()?,
     };
-    let input = DecodeInput::new(&state, &environment, &dataset, &headers, body?)?;
-    let decoded = input
-        .decode(move |body, content_type, context| {
-            decode_single_event(body, content_type, &defaults, context)
-        })
-        .await;
-    let batch = match decoded {
-        Ok(batch) => batch,
-        Err(error) => {
-            state.metrics.record_events(0, 1);
-            return Err(error);
-        }
+    let payload = Payload::SingleEvent {
+        dataset,
+        content_type: content_type(&headers)?,
+        defaults,
     };
-    state.store.append(&environment, &dataset, batch).await?;
-    state.metrics.record_events(1, 0);
+    let request = ingest_request(environment, &headers, body?, payload)?;
+    state.ingest.ingest(&admission, request).await?;
     Ok(Json(json!({})))
 }
 
@@ -96,87 +73,46 @@ pub async fn batch(
     State(state): State<AppState>,
     Environment(environment): Environment,
     DatasetName(dataset): DatasetName,
-    _permit: IngestPermit,
+    Admitted(admission): Admitted,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let input = DecodeInput::new(&state, &environment, &dataset, &headers, body?)?;
-    let decoded = input.decode(decode_batch).await?;
-    if let Some(batch) = decoded.batch {
-        state.store.append(&environment, &dataset, batch).await?;
-    }
-    let mut accepted = 0;
-    let statuses: Vec<Value> = decoded
-        .statuses
+    let payload = Payload::EventBatch {
+        dataset,
+        content_type: content_type(&headers)?,
+    };
+    let request = ingest_request(environment, &headers, body?, payload)?;
+    let outcome = state.ingest.ingest(&admission, request).await?;
+    let statuses = outcome
+        .items
         .into_iter()
         .map(|status| match status {
-            EventStatus::Accepted => {
-                accepted += 1;
-                json!({ "status": STATUS_ACCEPTED })
-            }
+            EventStatus::Accepted => json!({ "status": STATUS_ACCEPTED }),
             EventStatus::Rejected { error } => json!({ "status": STATUS_REJECTED, "error": error }),
         })
         .collect();
-    state
-        .metrics
-        .record_events(accepted, statuses.len() as u64 - accepted);
     Ok(Json(statuses))
 }
 
-/// Everything a decoder needs, owned so it can move to the blocking pool.
-struct DecodeInput {
+/// The ingest service's request for an Events API body.
+fn ingest_request(
+    environment: String,
+    headers: &HeaderMap,
     body: Bytes,
-    content_encoding: Option<String>,
-    content_type: Option<String>,
-    schema: Option<DatasetSchema>,
-    limits: Limits,
-    now_ns: i64,
+    payload: Payload,
+) -> Result<IngestRequest, ApiError> {
+    Ok(IngestRequest {
+        environment,
+        body,
+        content_encoding: header_text(headers, header::CONTENT_ENCODING.as_str())?
+            .map(str::to_owned),
+        payload,
+    })
 }
 
-impl DecodeInput {
-    fn new(
-        state: &AppState,
-        environment: &str,
-        dataset: &str,
-        headers: &HeaderMap,
-        body: Bytes,
-    ) -> Result<DecodeInput, ApiError> {
-        Ok(DecodeInput {
-            body,
-            content_encoding: header_text(headers, header::CONTENT_ENCODING.as_str())?
-                .map(str::to_owned),
-            content_type: header_text(headers, header::CONTENT_TYPE.as_str())?.map(str::to_owned),
-            schema: state.store.schema(environment, dataset),
-            limits: state.limits,
-            now_ns: now_ns(),
-        })
-    }
-
-    /// Decompresses the body and runs `decode` on it, off the async runtime.
-    async fn decode<T, F>(self, decode: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&[u8], Option<&str>, &DecodeContext<'_>) -> Result<T, IngestError>
-            + Send
-            + 'static,
-    {
-        let decoded = tokio::task::spawn_blocking(move || {
-            let body = decode_body(
-                self.content_encoding.as_deref(),
-                self.body,
-                self.limits.max_body_bytes,
-            )?;
-            let context = DecodeContext {
-                schema: self.schema.as_ref(),
-                limits: &self.limits,
-                now_ns: self.now_ns,
-            };
-            decode(&body, self.content_type.as_deref(), &context)
-        })
-        .await
-        .map_err(|error| ApiError::Internal(format!("decoding task failed: {error}")))?;
-        Ok(decoded?)
-    }
+/// The `Content-Type` header, if present.
+fn content_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    Ok(header_text(headers, header::CONTENT_TYPE.as_str())?.map(str::to_owned))
 }
 
 /// A header's value as text, if present; a non-text value is a 400.
@@ -190,15 +126,6 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
                 .map_err(|_| ApiError::BadRequest(format!("header {name} is not valid text")))
         })
         .transpose()
-}
-
-/// Now, in nanoseconds since the epoch (the decoders' default event time).
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since_epoch| {
-            i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
-        })
 }
 
 #[cfg(test)]
@@ -219,12 +146,6 @@ mod tests {
             axum::http::HeaderValue::from_bytes(&[0xff, 0xfe]).unwrap(),
         );
         assert!(header_text(&headers, EVENT_TIME_HEADER).is_err());
-    }
-
-    #[test]
-    fn now_is_after_2020() {
-        const JAN_1_2020_NS: i64 = 1_577_836_800_000_000_000;
-        assert!(now_ns() > JAN_1_2020_NS);
     }
 
     use crate::testing::TestApp;
@@ -365,9 +286,10 @@ mod tests {
     #[tokio::test]
     async fn ingest_beyond_the_permits_is_shed_with_429() {
         let app = TestApp::start(|config| config.max_concurrent_ingest = 2).await;
-        let held = Arc::clone(&app.state.ingest_permits)
-            .try_acquire_many_owned(2)
-            .unwrap();
+        let held = [
+            app.state.ingest.admit().unwrap(),
+            app.state.ingest.admit().unwrap(),
+        ];
         let reply = app.post_json("/1/events/shop", r#"{"a":1}"#).await;
         assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(reply.headers["retry-after"], "1");

@@ -17,7 +17,8 @@ use serde_json::json;
 
 use crate::auth::Environment;
 use crate::error::ApiError;
-use crate::otlp::{self, DATASET_HEADER, Export, Signal, encode_response, json_response};
+use crate::ingest_service::{IngestRequest, Payload, Signal};
+use crate::otlp::{DATASET_HEADER, encode_response, json_response};
 use crate::state::AppState;
 
 /// `POST /v1/traces`.
@@ -63,17 +64,19 @@ async fn handle(
         Err(error) => return error_response(ApiError::from(error), None),
     };
     let outcome = async {
-        let _permit = otlp::acquire_permit(&state)?;
-        let export = Export {
+        let admission = state.ingest.admit()?;
+        let request = IngestRequest {
             environment,
-            signal,
             body: body?,
             content_encoding: header_text(&headers, header::CONTENT_ENCODING.as_str())
                 .map(str::to_owned),
-            format,
-            dataset_override: header_text(&headers, DATASET_HEADER).map(str::to_owned),
+            payload: Payload::Otlp {
+                signal,
+                format,
+                dataset_override: header_text(&headers, DATASET_HEADER).map(str::to_owned),
+            },
         };
-        otlp::export(&state, export).await
+        state.ingest.ingest(&admission, request).await
     }
     .await;
     match outcome {
@@ -207,9 +210,7 @@ mod tests {
     #[tokio::test]
     async fn overload_is_429_with_retry_after() {
         let app = TestApp::start(|config| config.max_concurrent_ingest = 1).await;
-        let held = std::sync::Arc::clone(&app.state.ingest_permits)
-            .try_acquire_owned()
-            .unwrap();
+        let held = app.state.ingest.admit().unwrap();
         let reply = app.post_json("/v1/logs", LOGS).await;
         assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(reply.headers["retry-after"], "1");

@@ -13,11 +13,6 @@ use crate::auth::Environment;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Now, in nanoseconds since the epoch: where a spec without start or end ends.
-pub fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
 /// A spec from a request body; errors name the bad field. Any Content-Type is
 /// accepted, as for SQL.
 pub fn parse_spec(body: &[u8]) -> Result<QuerySpec, ApiError> {
@@ -33,7 +28,14 @@ pub async fn query(
 ) -> Result<Json<QueryResult>, ApiError> {
     let Path(dataset) = dataset?;
     let spec = parse_spec(&body)?;
-    let result = run_query(&state.engine, &environment, &dataset, &spec, now_ns()).await?;
+    let result = run_query(
+        &state.engine,
+        &environment,
+        &dataset,
+        &spec,
+        state.clock.now_ns(),
+    )
+    .await?;
     Ok(Json(result))
 }
 
@@ -47,7 +49,14 @@ pub async fn events(
     let Path(dataset) = dataset?;
     let request = DrillDownRequest::from_json(&body)
         .map_err(|error| ApiError::BadRequest(error.to_string()))?;
-    let page = drill_down(&state.engine, &environment, &dataset, &request, now_ns()).await?;
+    let page = drill_down(
+        &state.engine,
+        &environment,
+        &dataset,
+        &request,
+        state.clock.now_ns(),
+    )
+    .await?;
     Ok(Json(page))
 }
 

@@ -13,7 +13,7 @@ use quarry_query::spec::{QueryResult, ValidSpec, run_query};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::query::{now_ns, parse_spec};
+use super::query::parse_spec;
 use crate::auth::Environment;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -37,7 +37,8 @@ pub async fn create_query(
 ) -> Result<Json<Value>, ApiError> {
     let Path(dataset) = dataset?;
     let spec = parse_spec(&body)?;
-    ValidSpec::new(&spec, now_ns()).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    ValidSpec::new(&spec, state.clock.now_ns())
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
     let id = state
         .saved_queries
         .save_query(&environment, &dataset, spec.clone());
@@ -63,7 +64,14 @@ pub async fn create_result(
         .saved_queries
         .query(&environment, &dataset, &request.query_id)
         .ok_or_else(|| ApiError::NotFound(format!("query not found: {}", request.query_id)))?;
-    let result = run_query(&state.engine, &environment, &dataset, &spec, now_ns()).await?;
+    let result = run_query(
+        &state.engine,
+        &environment,
+        &dataset,
+        &spec,
+        state.clock.now_ns(),
+    )
+    .await?;
     let query = json!({"id": request.query_id});
     let body = state
         .saved_queries
