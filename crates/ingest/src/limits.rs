@@ -1,4 +1,7 @@
-//! Per-request and per-event bounds on what a client may send.
+//! Per-request and per-event bounds on what a client may send. [`Limits`]
+//! deserializes straight from the server's `[limits]` section.
+
+use serde::Deserialize;
 
 /// Default bound on a request body after decompression: 16 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -12,7 +15,8 @@ pub const DEFAULT_MAX_STRING_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_COLUMNS_PER_DATASET: usize = 10_000;
 
 /// The ingest limits, each enforced with its own clear error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest request body, in bytes after decompression.
     pub max_body_bytes: usize,
@@ -36,5 +40,20 @@ impl Default for Limits {
             max_string_bytes: DEFAULT_MAX_STRING_BYTES,
             max_columns_per_dataset: DEFAULT_MAX_COLUMNS_PER_DATASET,
         }
+    }
+}
+
+impl Limits {
+    /// The first limit set to zero (which would refuse everything), by its key.
+    pub fn zero_limit(&self) -> Option<&'static str> {
+        [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_event_bytes", self.max_event_bytes),
+            ("max_fields_per_event", self.max_fields_per_event),
+            ("max_string_bytes", self.max_string_bytes),
+            ("max_columns_per_dataset", self.max_columns_per_dataset),
+        ]
+        .into_iter()
+        .find_map(|(key, value)| (value == 0).then_some(key))
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use quarry_server::{DEFAULT_BACKFILL_EVENTS, DemoConfig, DurabilityMode, Overrides};
+use quarry_server::{DEFAULT_BACKFILL_EVENTS, DemoConfig, Durability, Overrides};
 
 /// Quarry: a columnar wide-event analytics database with a Honeycomb-compatible API.
 #[derive(Debug, Parser)]
@@ -78,11 +78,11 @@ pub enum DurabilityArg {
     Relaxed,
 }
 
-impl From<DurabilityArg> for DurabilityMode {
+impl From<DurabilityArg> for Durability {
     fn from(arg: DurabilityArg) -> Self {
         match arg {
-            DurabilityArg::Fsync => DurabilityMode::Fsync,
-            DurabilityArg::Relaxed => DurabilityMode::Relaxed,
+            DurabilityArg::Fsync => Durability::Fsync,
+            DurabilityArg::Relaxed => Durability::Relaxed,
         }
     }
 }
@@ -104,7 +104,7 @@ impl ServeArgs {
             config: self.config.clone(),
             data_dir: self.data_dir.clone(),
             http: self.http.clone(),
-            durability: self.durability.map(DurabilityMode::from),
+            durability: self.durability.map(Durability::from),
             otlp_grpc: self.otlp_grpc.clone(),
             otlp_http: self.otlp_http.clone(),
             retention_max_age: self.retention_max_age.clone(),
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(args.data_dir, Some(PathBuf::from("/tmp/q")));
         assert_eq!(args.http.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.durability, Some(DurabilityArg::Relaxed));
-        assert_eq!(args.overrides().durability, Some(DurabilityMode::Relaxed));
+        assert_eq!(args.overrides().durability, Some(Durability::Relaxed));
         assert_eq!(args.overrides().http.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.config, None);
         assert_eq!(args.otlp_grpc.as_deref(), Some("127.0.0.1:0"));

@@ -1,4 +1,9 @@
-//! Every tunable of the query engine, with its default, in one place.
+//! Every tunable of the query engine, with its default, in one place. The
+//! server's `[query]` section deserializes straight into [`QueryConfig`].
+
+use std::fmt;
+
+use serde::Deserialize;
 
 /// Default memory budget of all running queries together: 4 GiB.
 pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 4 << 30;
@@ -11,7 +16,8 @@ pub const DEFAULT_BLOOM_CACHE_BYTES: usize = 256 << 20;
 const FALLBACK_TARGET_PARTITIONS: usize = 4;
 
 /// Configuration of a [`crate::QueryEngine`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct QueryConfig {
     /// Partitions each query is split into (scan parallelism); defaults to the cores.
     pub target_partitions: usize,
@@ -32,6 +38,33 @@ impl Default for QueryConfig {
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
             bloom_cache_bytes: DEFAULT_BLOOM_CACHE_BYTES,
         }
+    }
+}
+
+/// A query setting the engine cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidQuerySetting {
+    /// The key, as the configuration file names it.
+    pub key: &'static str,
+}
+
+impl fmt::Display for InvalidQuerySetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} must be greater than 0", self.key)
+    }
+}
+
+impl QueryConfig {
+    /// Refuses zeros, which would leave queries no parallelism or no memory.
+    pub fn validate(&self) -> Result<(), InvalidQuerySetting> {
+        [
+            ("target_partitions", self.target_partitions),
+            ("memory_limit_bytes", self.memory_limit_bytes),
+            ("bloom_cache_bytes", self.bloom_cache_bytes),
+        ]
+        .into_iter()
+        .find(|(_, value)| *value == 0)
+        .map_or(Ok(()), |(key, _)| Err(InvalidQuerySetting { key }))
     }
 }
 

@@ -46,7 +46,9 @@ pub mod trace;
 
 pub use all_datasets::{ALL_DATASETS, DATASET_COLUMN};
 pub use catalog::{CATALOG_NAME, SCHEMA_NAME};
-pub use config::{DEFAULT_BLOOM_CACHE_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, QueryConfig};
+pub use config::{
+    DEFAULT_BLOOM_CACHE_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, InvalidQuerySetting, QueryConfig,
+};
 pub use encode::{OutputFormat, encode_stream};
 pub use engine::QueryEngine;
 pub use error::QueryError;

@@ -1,11 +1,20 @@
 //! Every tunable of the store, with its default, in one place.
+//!
+//! The structs deserialize straight from the server's TOML file (`[storage]`,
+//! `[compaction]`, `[retention]`): a key's name is its field's, with a `_secs` or
+//! `_ms` suffix where the field is a duration. Unknown keys are errors; values are
+//! checked by [`StoreConfig::validate`].
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer};
+
 /// When an append is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Acknowledge after the WAL frame is fsynced (group commit shares one fsync
     /// between concurrent appends). Survives power loss. The default.
@@ -17,21 +26,27 @@ pub enum Durability {
     Relaxed,
 }
 
-/// Configuration of a [`crate::Store`].
-#[derive(Debug, Clone)]
+/// Configuration of a [`crate::Store`]. Deserializes from `[storage]` (without
+/// `compaction` and `retention`, which are sections of their own).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Local directory of the write-ahead log (must be a local disk: it is fsynced).
+    #[serde(skip)]
     pub wal_dir: PathBuf,
     pub durability: Durability,
     /// Fsync period in [`Durability::Relaxed`] mode.
+    #[serde(rename = "relaxed_sync_interval_ms", deserialize_with = "millis")]
     pub relaxed_sync_interval: Duration,
     /// Seal a dataset's buffer once it holds this many rows.
     pub seal_max_rows: usize,
     /// Seal a dataset's buffer once its Arrow arrays use this many bytes.
     pub seal_max_bytes: usize,
     /// Seal a dataset's buffer once its oldest row has waited this long.
+    #[serde(rename = "seal_max_age_secs", deserialize_with = "seconds")]
     pub seal_max_age: Duration,
     /// Width of a time partition: each segment holds rows of one partition.
+    #[serde(rename = "partition_width_secs", deserialize_with = "seconds")]
     pub partition_width: Duration,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
@@ -47,17 +62,22 @@ pub struct StoreConfig {
     /// Write a manifest checkpoint after this many log entries.
     pub manifest_checkpoint_interval: u64,
     /// Merging small segments of a partition (and sweeping orphaned files).
+    #[serde(skip)]
     pub compaction: CompactionConfig,
     /// Dropping segments by age.
+    #[serde(skip)]
     pub retention: RetentionConfig,
 }
 
 /// When and how the background task merges small segments of one time partition.
-#[derive(Debug, Clone, PartialEq)]
+/// Deserializes from `[compaction]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CompactionConfig {
     /// Run compaction in the background (the admin trigger works either way).
     pub enabled: bool,
     /// Pause between two background rounds.
+    #[serde(rename = "interval_secs", deserialize_with = "seconds")]
     pub interval: Duration,
     /// A partition is compacted once it has this many small segments.
     pub min_segments: usize,
@@ -70,27 +90,54 @@ pub struct CompactionConfig {
     pub max_input_bytes: u64,
     /// Files under `segments/` and `rollups/` that no manifest entry names are
     /// deleted once older than this (a crash between upload and commit leaves them).
+    #[serde(rename = "orphan_grace_secs", deserialize_with = "seconds")]
     pub orphan_grace: Duration,
     /// Files that compaction or retention removed from the manifest are deleted
     /// this long after the commit, so queries that started before it can still
     /// read them (zero: at once).
+    #[serde(rename = "deletion_delay_secs", deserialize_with = "seconds")]
     pub deletion_delay: Duration,
 }
 
-/// How long sealed data is kept.
-#[derive(Debug, Clone, PartialEq)]
+/// How long sealed data is kept. Deserializes from `[retention]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Segments whose newest row is older than this are dropped; `None` keeps
-    /// everything.
+    /// everything. In the file: a duration (`"30d"`, `"12h 30m"`) or `"forever"`.
+    #[serde(deserialize_with = "max_age")]
     pub max_age: Option<Duration>,
     /// Per dataset name (in every environment): overrides `max_age`; `None` keeps
     /// that dataset forever.
+    #[serde(rename = "datasets", deserialize_with = "max_age_by_dataset")]
     pub dataset_max_age: BTreeMap<String, Option<Duration>>,
     /// Pause between two background retention passes.
+    #[serde(rename = "interval_secs", deserialize_with = "seconds")]
     pub interval: Duration,
 }
 
+impl CompactionConfig {
+    /// Checks the `[compaction]` settings.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        positive("interval_secs", self.interval)?;
+        if self.min_segments < MIN_COMPACTION_SEGMENTS {
+            return Err(InvalidSetting {
+                key: "min_segments",
+                problem: format!("must be at least {MIN_COMPACTION_SEGMENTS}"),
+            });
+        }
+        positive("small_segment_bytes", self.small_segment_bytes)?;
+        positive("max_input_rows", self.max_input_rows)?;
+        positive("max_input_bytes", self.max_input_bytes)
+    }
+}
+
 impl RetentionConfig {
+    /// Checks the `[retention]` settings (ages are checked as they are read).
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        positive("interval_secs", self.interval)
+    }
+
     /// The maximum age of the dataset named `dataset`, if its data expires.
     pub fn max_age_for(&self, dataset: &str) -> Option<Duration> {
         match self.dataset_max_age.get(dataset) {
@@ -170,7 +217,60 @@ impl Default for RetentionConfig {
     }
 }
 
+impl Default for StoreConfig {
+    /// Defaults, with no WAL directory yet (set `wal_dir` before opening a store).
+    fn default() -> Self {
+        StoreConfig::new(PathBuf::new())
+    }
+}
+
+/// A setting whose value the store cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSetting {
+    /// The key, as the configuration file names it (`seal_max_rows`).
+    pub key: &'static str,
+    /// What is wrong with its value.
+    pub problem: String,
+}
+
+impl fmt::Display for InvalidSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.key, self.problem)
+    }
+}
+
+/// A merge needs at least two segments.
+pub const MIN_COMPACTION_SEGMENTS: usize = 2;
+
+/// Refuses a zero where zero would stall or break the store.
+fn positive<T: PartialEq + Default>(key: &'static str, value: T) -> Result<(), InvalidSetting> {
+    if value == T::default() {
+        return Err(InvalidSetting {
+            key,
+            problem: "must be greater than 0".into(),
+        });
+    }
+    Ok(())
+}
+
 impl StoreConfig {
+    /// Checks the `[storage]` settings (not those of `compaction` and `retention`,
+    /// which check themselves).
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        positive("relaxed_sync_interval_ms", self.relaxed_sync_interval)?;
+        positive("seal_max_rows", self.seal_max_rows)?;
+        positive("seal_max_bytes", self.seal_max_bytes)?;
+        positive("partition_width_secs", self.partition_width)?;
+        positive("row_group_rows", self.row_group_rows)?;
+        positive("wal_file_max_bytes", self.wal_file_max_bytes)?;
+        positive("max_buffered_bytes", self.max_buffered_bytes)?;
+        positive("max_pending_appends", self.max_pending_appends)?;
+        positive(
+            "manifest_checkpoint_interval",
+            self.manifest_checkpoint_interval,
+        )
+    }
+
     /// Defaults with the WAL under `wal_dir`.
     pub fn new(wal_dir: impl Into<PathBuf>) -> Self {
         StoreConfig {
@@ -191,4 +291,50 @@ impl StoreConfig {
             retention: RetentionConfig::default(),
         }
     }
+}
+
+/// The value of a maximum age that keeps data forever.
+pub const FOREVER: &str = "forever";
+
+/// Whole seconds.
+fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    u64::deserialize(deserializer).map(Duration::from_secs)
+}
+
+/// Whole milliseconds.
+fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    u64::deserialize(deserializer).map(Duration::from_millis)
+}
+
+/// A maximum age: a positive duration in `humantime` syntax (`"30d"`, `"12h 30m"`)
+/// or `"forever"` (`None`).
+pub fn parse_max_age(text: &str) -> Result<Option<Duration>, String> {
+    if text.trim().eq_ignore_ascii_case(FOREVER) {
+        return Ok(None);
+    }
+    match humantime::parse_duration(text.trim()) {
+        Ok(age) if !age.is_zero() => Ok(Some(age)),
+        Ok(_) => Err("must be greater than 0".into()),
+        Err(error) => Err(format!(
+            "{text:?} is not a duration like \"30d\" or \"12h\", nor \"{FOREVER}\": {error}"
+        )),
+    }
+}
+
+fn max_age<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_max_age(&text).map_err(serde::de::Error::custom)
+}
+
+fn max_age_by_dataset<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Option<Duration>>, D::Error> {
+    let texts = BTreeMap::<String, String>::deserialize(deserializer)?;
+    texts
+        .into_iter()
+        .map(|(dataset, text)| match parse_max_age(&text) {
+            Ok(age) => Ok((dataset, age)),
+            Err(problem) => Err(serde::de::Error::custom(format!("{dataset:?}: {problem}"))),
+        })
+        .collect()
 }

@@ -28,9 +28,10 @@ pub mod state;
 #[cfg(test)]
 mod testing;
 
-pub use config::{Config, DurabilityMode, Overrides};
+pub use config::{Config, Overrides};
 pub use demo::{DEFAULT_BACKFILL_EVENTS, DemoConfig};
 pub use error::ApiError;
+pub use quarry_segment_store::Durability;
 pub use server::{RunningServer, Server, run, shutdown_signal};
 pub use state::AppState;
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use quarry_query::{QueryConfig, QueryEngine};
+use quarry_query::QueryEngine;
 use quarry_schema::SharedClock;
 use quarry_segment_store::Store;
 
@@ -44,7 +44,7 @@ impl AppState {
         let clock = Arc::clone(&config.clock);
         let metrics = Arc::new(ApiMetrics::default());
         let engine =
-            QueryEngine::new(Arc::clone(&store), QueryConfig::default()).map_err(|error| {
+            QueryEngine::new(Arc::clone(&store), config.query.clone()).map_err(|error| {
                 ApiError::Startup(format!("cannot start the query engine: {error}"))
             })?;
         let ingest = IngestService::new(
