@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quarry_ingest::Limits;
-use quarry_query::rollup::{ConfiguredRollup, RollupSettings};
+use quarry_rollup::{ConfiguredRollup, RollupSettings};
 use quarry_segment_store::{
     DEFAULT_ENVIRONMENT, Durability, RollupDefinition, RollupFilter, RollupMeasure, StoreConfig,
 };
@@ -306,7 +306,7 @@ fn rollup_settings(
             measures: section.measures,
             filters: section.filters,
         };
-        if let Err(error) = quarry_query::rollup::definition::check_shape(&definition) {
+        if let Err(error) = quarry_rollup::definition::check_shape(&definition) {
             return Err(ApiError::Config(format!("rollups[{index}].{error}")));
         }
         if configured.iter().any(|other| {

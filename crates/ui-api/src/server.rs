@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use object_store::local::LocalFileSystem;
 use quarry_ingest::Limits;
-use quarry_query::{QueryConfig, QueryEngine};
+use quarry_engine::{QueryConfig, QueryEngine};
 use quarry_segment_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -202,7 +202,7 @@ pub async fn run(config: Config, demo: Option<DemoConfig>) -> Result<(), ApiErro
             return Err(error);
         }
     };
-    let maintenance = quarry_query::rollup::RollupMaintenance::start(
+    let maintenance = quarry_rollup::RollupMaintenance::start(
         Arc::clone(&store),
         Arc::clone(&state.engine),
         config.rollups.clone(),

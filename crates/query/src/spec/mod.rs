@@ -17,9 +17,9 @@ mod filters;
 mod json;
 mod model;
 mod ops;
-// Crate-visible so rollups (crate::rollup::spec_plan) can build a `Plan` too.
-pub(crate) mod plan;
+mod plan;
 mod result;
+mod rewrite;
 mod run;
 mod sketches;
 mod states;
@@ -39,6 +39,9 @@ pub use result::{
     BucketTotal, CalculationInfo, Exemplar, Group, Heatmap, HeatmapBucket, HeatmapCell,
     QueryResult, SeriesPoint, Stats,
 };
+/// Public for plan rewrites such as rollups: what a [`PlanRewrite`] builds.
+pub use plan::{CalcPlan, Plan, TIME, key, value};
+pub use rewrite::PlanRewrite;
 pub use run::run_query;
 pub use validate::{
     DEFAULT_LIMIT, DEFAULT_TIME_RANGE_SECS, MAX_LIMIT, MAX_LIST_LEN, MAX_TIME_BUCKETS,
