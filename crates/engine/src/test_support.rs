@@ -70,7 +70,7 @@ impl TestSource {
 
     /// Writes `batch` as a segment at `path`, with bloom filters on `bloom_columns`
     /// and at most `row_group_rows` rows per row group.
-    pub(crate) async fn write_segment(
+    pub async fn write_segment(
         &self,
         path: &str,
         batch: &RecordBatch,
