@@ -3,7 +3,7 @@
 //! filters) and run, over a dataset of 200 sealed segments. A trace-id miss
 //! should open no Parquet file at all; a hit opens the one segment holding it.
 //!
-//! `cargo bench -p quarry-query --bench pruning`
+//! `cargo bench -p quarry-engine --bench pruning`
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +13,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use quarry_datagen::{BatchBodies, Generator, GeneratorConfig};
+use quarry_engine::{QueryConfig, QueryEngine};
 use quarry_ingest::{DecodeContext, Limits, decode_batch};
-use quarry_query::{QueryConfig, QueryEngine};
 use quarry_segment_store::{Store, StoreConfig};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;

@@ -451,11 +451,18 @@ async fn expression_helpers_plan_through_the_dataframe_api() {
         .await
         .unwrap()
         .aggregate(
-            vec![quarry_functions::heatmap_bucket_expr(column("duration_ms"), &scheme).alias("bucket")],
+            vec![
+                quarry_functions::heatmap_bucket_expr(column("duration_ms"), &scheme)
+                    .alias("bucket"),
+            ],
             vec![
                 sum(column("meta.sample_rate")).alias("weight"),
-                quarry_functions::quantile_expr(column("duration_ms"), column("meta.sample_rate"), 0.5)
-                    .alias("p50"),
+                quarry_functions::quantile_expr(
+                    column("duration_ms"),
+                    column("meta.sample_rate"),
+                    0.5,
+                )
+                .alias("p50"),
                 quarry_functions::exemplars_expr(
                     column("duration_ms"),
                     column("timestamp"),

@@ -20,6 +20,7 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+use super::args::float_arg;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, LargeStringArray,
     ListArray, StringArray, StringBuilder, StringViewArray, StructArray, TimestampNanosecondArray,
@@ -33,7 +34,6 @@ use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
-use super::args::float_arg;
 
 /// Time zone of exemplar timestamps: the event schema's (`quarry_schema::TIMESTAMP_TZ`),
 /// spelled here so this crate depends on arrow and DataFusion only.

@@ -28,9 +28,9 @@ use super::filters::{same_filter, valid_filters};
 use super::partial::{SKETCH_MERGE_UDAF, SKETCH_QUANTILE_UDF, has_sketch, rollup_rows};
 use super::table::RollupTable;
 use quarry_engine::ALL_DATASETS;
-use quarry_query::spec::{CalcOp, ValidSpec, column, time_predicate};
 use quarry_engine::scan::DatasetTable;
 use quarry_engine::{QueryEngine, QueryError};
+use quarry_query::spec::{CalcOp, ValidSpec, column, time_predicate};
 
 /// Nanoseconds per second.
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
@@ -264,8 +264,7 @@ async fn all_datasets_relation(
         combined = Some(match combined {
             None => relation,
             Some(mut so_far) => {
-                let same = so_far.frame.schema().as_arrow()
-                    == relation.frame.schema().as_arrow()
+                let same = so_far.frame.schema().as_arrow() == relation.frame.schema().as_arrow()
                     && so_far.applied_filters == relation.applied_filters;
                 if !same {
                     return Ok(None);

@@ -14,9 +14,11 @@ use quarry_schema::TIMESTAMP;
 
 use super::columns::COUNT_COLUMN;
 use super::plan::rollup_relation;
-use quarry_query::spec::{CalcPlan, Columns, Plan, TIME, ValidSpec, column, filters_predicate, key, value};
 use quarry_engine::time_bucket::bucket_start_ns;
 use quarry_engine::{QueryEngine, QueryError};
+use quarry_query::spec::{
+    CalcPlan, Columns, Plan, TIME, ValidSpec, column, filters_predicate, key, value,
+};
 
 /// The spec's `source` value that forces raw rows.
 pub const RAW_SOURCE: &str = "raw";

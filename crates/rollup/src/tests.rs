@@ -10,9 +10,9 @@ use quarry_segment_store::{MeasureOp, RollupDefinition, RollupMeasure, Store, St
 use serde_json::{Value, json};
 
 use super::{RollupRewrite, RollupSettings, create_rollup, get_rollup};
-use quarry_query::spec::{QueryResult, QuerySpec, run_query};
 use quarry_engine::test_support::{batch, floats, ints, strings, times};
 use quarry_engine::{QueryConfig, QueryEngine};
+use quarry_query::spec::{QueryResult, QuerySpec, run_query};
 
 /// 2023-11-14T22:00:00Z, on an hour boundary.
 const START_NS: i64 = 1_699_999_200_000_000_000;
@@ -127,8 +127,8 @@ async fn answer(engine: &QueryEngine, spec: &Value, raw: bool) -> QueryResult {
         START_NS + 24 * HOUR_NS,
         Some(&RollupRewrite),
     )
-        .await
-        .unwrap_or_else(|error| panic!("{spec}: {error}"))
+    .await
+    .unwrap_or_else(|error| panic!("{spec}: {error}"))
 }
 
 /// Whether two JSON values agree: numbers within a relative 1e-9 (float sums

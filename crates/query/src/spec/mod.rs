@@ -35,12 +35,12 @@ pub use filters::{filter_predicate, filters_predicate, time_literal, time_predic
 pub use json::{json_values, rfc3339};
 pub use model::{CalculatedField, Calculation, Filter, Having, Order, QuerySpec, TimeValue};
 pub use ops::{CalcOp, Comparison, FilterOp, PERCENTILES, Percentile};
+/// Public for plan rewrites such as rollups: what a [`PlanRewrite`] builds.
+pub use plan::{CalcPlan, Plan, TIME, key, value};
 pub use result::{
     BucketTotal, CalculationInfo, Exemplar, Group, Heatmap, HeatmapBucket, HeatmapCell,
     QueryResult, SeriesPoint, Stats,
 };
-/// Public for plan rewrites such as rollups: what a [`PlanRewrite`] builds.
-pub use plan::{CalcPlan, Plan, TIME, key, value};
 pub use rewrite::PlanRewrite;
 pub use run::run_query;
 pub use validate::{

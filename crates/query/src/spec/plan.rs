@@ -114,11 +114,7 @@ impl Plan {
     /// rollup, which keeps no raw events, can answer). `base` has the columns
     /// [`TIME`], [`key`]`(i)` per breakdown and whatever `calcs` read; each
     /// calculation's final expression is aliased [`value`]`(i)`.
-    pub fn aggregates_only(
-        spec: ValidSpec,
-        base: DataFrame,
-        calcs: Vec<Option<CalcPlan>>,
-    ) -> Plan {
+    pub fn aggregates_only(spec: ValidSpec, base: DataFrame, calcs: Vec<Option<CalcPlan>>) -> Plan {
         Plan {
             spec,
             base,

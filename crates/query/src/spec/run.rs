@@ -16,7 +16,6 @@ use super::exemplar_ids::fill_exemplar_ids;
 use super::json::{json_values, seconds};
 use super::model::QuerySpec;
 use super::ops::CalcOp;
-use super::rewrite::PlanRewrite;
 use super::plan::{
     BUCKET, CELL_COUNT, CELL_EXEMPLARS, CONCURRENCY, EXEMPLARS, Plan, ROWS, TIME, compile,
     heatmap_max, heatmap_min, key, value,
@@ -25,6 +24,7 @@ use super::result::{
     BucketTotal, CalculationInfo, Exemplar, Group, Heatmap, HeatmapBucket, HeatmapCell,
     QueryResult, SeriesPoint, Stats,
 };
+use super::rewrite::PlanRewrite;
 use super::sketches::{HeatmapScheme, heatmap_scheme};
 use super::states::{PassStates, RowSet};
 use super::validate::NANOS_PER_SECOND;
