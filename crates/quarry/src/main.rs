@@ -29,7 +29,7 @@ const DEFAULT_LOG_FILTER: &str = "info";
 /// Why: planning and running a query recurse once per level of its expressions
 /// and plan, in DataFusion and arrow code that has no depth guard (`Drop`,
 /// `Clone`, expression evaluation, some optimizer passes); a stack overflow
-/// aborts the whole process. The query limits (`quarry_query::query_limits`)
+/// aborts the whole process. The query limits (`quarry_engine::query_limits`)
 /// keep every statement several times below what this stack holds. Measured on
 /// a debug build (larger frames than release): with 2 MiB, `SELECT 1+1+…`
 /// overflowed at about 1,560 terms (a release build at about 1,900); with
@@ -41,7 +41,7 @@ const WORKER_STACK_BYTES: usize = 16 << 20;
 
 fn main() -> ExitCode {
     // Size overflows in arrow kernels become "resources exhausted" answers rather
-    // than crash reports (see `quarry_query::panic_guard`).
+    // than crash reports (see `quarry_engine::panic_guard`).
     quarry_server::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

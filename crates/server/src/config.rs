@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use quarry_engine::QueryConfig;
 use quarry_ingest::Limits;
-use quarry_query::QueryConfig;
-use quarry_query::rollup::{ConfiguredRollup, RollupSettings};
+use quarry_rollup::{ConfiguredRollup, RollupSettings};
 use quarry_schema::{SharedClock, system_clock};
 use quarry_segment_store::{
     DEFAULT_ENVIRONMENT, Durability, InvalidSetting, RollupDefinition, RollupFilter, RollupMeasure,
@@ -208,7 +208,7 @@ fn rollup_settings(
             measures: section.measures,
             filters: section.filters,
         };
-        if let Err(error) = quarry_query::rollup::definition::check_shape(&definition) {
+        if let Err(error) = quarry_rollup::definition::check_shape(&definition) {
             return Err(ApiError::Config(format!("rollups[{index}].{error}")));
         }
         if configured.iter().any(|other| {

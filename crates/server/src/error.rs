@@ -8,8 +8,8 @@ use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use quarry_engine::QueryError;
 use quarry_ingest::IngestError;
-use quarry_query::QueryError;
 use quarry_segment_store::StoreError;
 use serde_json::json;
 

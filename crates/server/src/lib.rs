@@ -37,4 +37,4 @@ pub use state::AppState;
 
 /// Turns size overflows in arrow kernels into "resources exhausted" answers
 /// instead of crash reports; the binary installs it before serving.
-pub use quarry_query::panic_guard::install_panic_hook;
+pub use quarry_engine::panic_guard::install_panic_hook;

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use parking_lot::Mutex;
-use quarry_query::QueryMetrics;
+use quarry_engine::QueryMetrics;
 use quarry_segment_store::StoreMetrics;
 
 /// Route label of requests that matched no route (keeps label cardinality bounded).

@@ -71,7 +71,7 @@ impl Server {
                 return Err(error);
             }
         };
-        let maintenance = quarry_query::rollup::RollupMaintenance::start(
+        let maintenance = quarry_rollup::RollupMaintenance::start(
             Arc::clone(&store),
             Arc::clone(&state.engine),
             config.rollups.clone(),

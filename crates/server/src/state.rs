@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use quarry_query::QueryEngine;
+use quarry_engine::QueryEngine;
 use quarry_schema::SharedClock;
 use quarry_segment_store::Store;
 

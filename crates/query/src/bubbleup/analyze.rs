@@ -34,7 +34,7 @@ use super::columns::{
     VALUE_KEY_PREFIX, candidate, classify, column, key_expr, scalar_f64, typed_value,
 };
 use super::scoring::{Shares, SideWeights, ValueShares, compare_categorical, compare_histogram};
-use crate::QueryError;
+use quarry_engine::QueryError;
 
 /// Internal column: whether a row is in the selection.
 const SELECTED: &str = "__bubbleup_selected";
@@ -459,7 +459,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::test_support::*;
+    use quarry_engine::test_support::*;
 
     /// 400 spans over two regions and four builds: build b-bad in region east is
     /// slow, everything else fast. b-bad is rarer in the baseline than east is, so

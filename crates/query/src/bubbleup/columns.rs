@@ -16,7 +16,7 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, cast, lit, try_cast, 
 use quarry_schema::{FieldType, META_PREFIX, TIMESTAMP};
 use serde::Serialize;
 
-use crate::DATASET_COLUMN;
+use quarry_engine::DATASET_COLUMN;
 
 /// Id columns never compared.
 pub const ID_COLUMNS: [&str; 5] = [

@@ -16,10 +16,10 @@ use serde_json::Value;
 
 use super::analyze::{BubbleUpOptions, BubbleUpResult, bubbleup};
 use super::columns::column;
-use crate::panic_guard::catch_panics;
 pub use crate::spec::Filter;
 use crate::spec::{CalculatedField, Columns, MAX_LIST_LEN, filters_predicate, validate_filters};
-use crate::{QueryEngine, QueryError};
+use quarry_engine::panic_guard::catch_panics;
+use quarry_engine::{QueryEngine, QueryError};
 
 /// Nanoseconds per second.
 const NANOS_PER_SECOND: f64 = 1e9;

@@ -9,8 +9,8 @@ use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::logical_expr::{Expr, ExprSchemable, lit};
 
 use super::error::SpecError;
-use crate::derived;
-use crate::query_limits::{self, MAX_EXPRESSION_NODES, too_many_nodes};
+use quarry_derived as derived;
+use quarry_engine::query_limits::{self, MAX_EXPRESSION_NODES, too_many_nodes};
 
 /// What a name of the spec can refer to.
 pub struct Columns<'a> {

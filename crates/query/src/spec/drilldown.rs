@@ -22,8 +22,8 @@ use super::model::{QuerySpec, TimeValue};
 use super::ops::FilterOp;
 use super::plan::base_table;
 use super::validate::{MAX_LIST_LEN, Operand, ValidFilter, ValidSpec, time_ns};
-use crate::panic_guard::catch_panics;
-use crate::{QueryEngine, QueryError};
+use quarry_engine::panic_guard::catch_panics;
+use quarry_engine::{QueryEngine, QueryError};
 
 /// Events per page when the request gives no limit.
 pub const DEFAULT_EVENTS_PER_PAGE: usize = 100;

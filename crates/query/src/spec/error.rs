@@ -34,8 +34,8 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
-impl From<SpecError> for crate::QueryError {
+impl From<SpecError> for quarry_engine::QueryError {
     fn from(error: SpecError) -> Self {
-        crate::QueryError::InvalidSpec(error.to_string())
+        quarry_engine::QueryError::InvalidSpec(error.to_string())
     }
 }

@@ -34,7 +34,7 @@ use super::plan::{
     DATASET_INPUT, EXEMPLAR_VALUE, Plan, SPAN_ID_INPUT, TIME_NS, TRACE_ID_INPUT, input, key,
 };
 use super::result::{Exemplar, Group, Heatmap};
-use crate::QueryError;
+use quarry_engine::QueryError;
 
 /// Most events the id lookup reads (memory stays bounded whatever the data).
 const MAX_LOOKUP_ROWS: usize = 100_000;

@@ -8,7 +8,7 @@ use arrow::datatypes::{
 };
 use serde_json::{Number, Value};
 
-use crate::QueryError;
+use quarry_engine::QueryError;
 
 /// Every value of `array` as JSON (NaN and infinities as null).
 pub fn json_values(array: &ArrayRef) -> Result<Vec<Value>, QueryError> {

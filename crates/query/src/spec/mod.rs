@@ -17,9 +17,9 @@ mod filters;
 mod json;
 mod model;
 mod ops;
-// Crate-visible so rollups (crate::rollup::spec_plan) can build a `Plan` too.
-pub(crate) mod plan;
+mod plan;
 mod result;
+mod rewrite;
 mod run;
 mod sketches;
 mod states;
@@ -35,10 +35,13 @@ pub use filters::{filter_predicate, filters_predicate, time_literal, time_predic
 pub use json::{json_values, rfc3339};
 pub use model::{CalculatedField, Calculation, Filter, Having, Order, QuerySpec, TimeValue};
 pub use ops::{CalcOp, Comparison, FilterOp, PERCENTILES, Percentile};
+/// Public for plan rewrites such as rollups: what a [`PlanRewrite`] builds.
+pub use plan::{CalcPlan, Plan, TIME, key, value};
 pub use result::{
     BucketTotal, CalculationInfo, Exemplar, Group, Heatmap, HeatmapBucket, HeatmapCell,
     QueryResult, SeriesPoint, Stats,
 };
+pub use rewrite::PlanRewrite;
 pub use run::run_query;
 pub use validate::{
     DEFAULT_LIMIT, DEFAULT_TIME_RANGE_SECS, MAX_LIMIT, MAX_LIST_LEN, MAX_TIME_BUCKETS,

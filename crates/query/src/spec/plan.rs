@@ -35,13 +35,14 @@ use super::filters::{filters_predicate, seconds_to_ns, time_predicate};
 use super::ops::{CalcOp, Comparison};
 use super::sketches;
 use super::validate::{OrderKey, ValidSpec};
-use crate::time_bucket::bucket_start_ns;
-use crate::{DATASET_COLUMN, QueryError};
+use quarry_engine::time_bucket::bucket_start_ns;
+use quarry_engine::{DATASET_COLUMN, QueryError};
 
 /// Span id column read by exemplars.
 const SPAN_ID: &str = "trace.span_id";
 
-/// Start of the row's time bucket, nanoseconds since the epoch.
+/// Start of the row's time bucket, nanoseconds since the epoch (public for plan
+/// rewrites such as rollups, as are [`key`] and [`value`]).
 pub const TIME: &str = "__quarry_time";
 /// The row's weight: `meta.sample_rate` (1 when missing, or in usage mode).
 pub const WEIGHT: &str = "__quarry_weight";
@@ -78,7 +79,7 @@ fn partial(index: usize, part: usize) -> String {
     format!("__quarry_part{index}_{part}")
 }
 
-/// How one calculation is aggregated.
+/// How one calculation is aggregated (public for plan rewrites such as rollups).
 #[derive(Debug, Clone)]
 pub struct CalcPlan {
     /// Partial aggregates, aliased.
@@ -88,17 +89,20 @@ pub struct CalcPlan {
 }
 
 /// The compiled query.
+///
+/// Public for plan rewrites such as rollups ([`super::PlanRewrite`]): they build
+/// one with [`Plan::aggregates_only`]; its parts stay inside this crate.
 pub struct Plan {
     /// The checked spec.
-    pub spec: ValidSpec,
+    pub(crate) spec: ValidSpec,
     /// Filtered rows with the internal columns.
-    pub base: DataFrame,
+    pub(crate) base: DataFrame,
     /// Per calculation; `None` for HEATMAP (not a per-group value).
-    pub calcs: Vec<Option<CalcPlan>>,
+    pub(crate) calcs: Vec<Option<CalcPlan>>,
     /// Indexes of the HEATMAP calculations.
-    pub heatmaps: Vec<usize>,
+    pub(crate) heatmaps: Vec<usize>,
     /// The exemplars of a group, over the base columns (none without the function).
-    pub exemplars: Option<Expr>,
+    pub(crate) exemplars: Option<Expr>,
     /// Exemplars of a heatmap cell, given the value column.
     exemplar_of: Option<ExemplarColumns>,
     /// The calculation whose column is a group exemplar's value.
@@ -107,12 +111,10 @@ pub struct Plan {
 
 impl Plan {
     /// A plan of per-group values only: no heatmaps and no exemplars (what a
-    /// rollup, which keeps no raw events, can answer).
-    pub(crate) fn aggregates_only(
-        spec: ValidSpec,
-        base: DataFrame,
-        calcs: Vec<Option<CalcPlan>>,
-    ) -> Plan {
+    /// rollup, which keeps no raw events, can answer). `base` has the columns
+    /// [`TIME`], [`key`]`(i)` per breakdown and whatever `calcs` read; each
+    /// calculation's final expression is aliased [`value`]`(i)`.
+    pub fn aggregates_only(spec: ValidSpec, base: DataFrame, calcs: Vec<Option<CalcPlan>>) -> Plan {
         Plan {
             spec,
             base,
@@ -238,7 +240,7 @@ pub async fn compile(
             projection.push(text(METRIC_EXPLICIT_BOUNDS).alias(bounds(index)));
             calcs.push(Some(CalcPlan {
                 partials: vec![
-                    crate::functions::histogram_quantile_expr(
+                    quarry_functions::histogram_quantile_expr(
                         column(SERIES_INPUT),
                         cast(column(TIMESTAMP), DataType::Int64),
                         column(DELTA_INPUT),
@@ -518,7 +520,7 @@ impl Plan {
     /// The aggregates of the one pass over (time bucket, keys): every
     /// calculation's partials, the row count, exemplars and each heatmap
     /// column's range. Groups, series and totals merge them by coarser keys.
-    pub fn pass_aggregates(&self) -> Vec<Expr> {
+    pub(crate) fn pass_aggregates(&self) -> Vec<Expr> {
         let mut aggregates = self.partials();
         if let Some(exemplars) = &self.exemplars {
             aggregates.push(exemplars.clone().alias(EXEMPLARS));
@@ -534,7 +536,7 @@ impl Plan {
     /// value bin): the only one of a spec without breakdowns. With breakdowns
     /// the bins would multiply every group's states, so its cells are a pass of
     /// their own ([`Plan::heatmap_cells`]).
-    pub fn heatmap_in_pass(&self) -> Option<usize> {
+    pub(crate) fn heatmap_in_pass(&self) -> Option<usize> {
         match self.heatmaps.as_slice() {
             [index] if self.spec.breakdowns.is_empty() => Some(*index),
             _ => None,
@@ -543,7 +545,7 @@ impl Plan {
 
     /// The group columns of the one pass: the time bucket, the keys, and the
     /// fine value bin of [`Plan::heatmap_in_pass`] (as [`BUCKET`]).
-    pub fn pass_group_columns(&self) -> Vec<Expr> {
+    pub(crate) fn pass_group_columns(&self) -> Vec<Expr> {
         let mut keys = self.pass_keys();
         if let Some(index) = self.heatmap_in_pass() {
             keys.push(sketches::heatmap_fine_bin(column(&input(index))).alias(BUCKET));
@@ -571,14 +573,14 @@ impl Plan {
     }
 
     /// The group columns of the one pass: the time bucket, then the keys.
-    pub fn pass_keys(&self) -> Vec<Expr> {
+    pub(crate) fn pass_keys(&self) -> Vec<Expr> {
         let mut keys = vec![column(TIME)];
         keys.extend(self.keys());
         keys
     }
 
     /// The base aggregated over [`Plan::pass_group_columns`]: the one pass.
-    pub fn pass(&self) -> Result<DataFrame, QueryError> {
+    pub(crate) fn pass(&self) -> Result<DataFrame, QueryError> {
         let mut aggregates = self.pass_aggregates();
         if let Some(index) = self.heatmap_in_pass() {
             aggregates.extend(self.cell_aggregates(index));
@@ -591,7 +593,7 @@ impl Plan {
 
     /// The pass aggregates per group, read by [`Plan::groups`], computed from the
     /// base (when the one pass's states cannot be merged).
-    pub fn per_group(&self) -> Result<DataFrame, QueryError> {
+    pub(crate) fn per_group(&self) -> Result<DataFrame, QueryError> {
         Ok(self
             .base
             .clone()
@@ -599,7 +601,7 @@ impl Plan {
     }
 
     /// The pass aggregates over every row, read by [`Plan::totals`], from the base.
-    pub fn overall(&self) -> Result<DataFrame, QueryError> {
+    pub(crate) fn overall(&self) -> Result<DataFrame, QueryError> {
         Ok(self
             .base
             .clone()
@@ -608,7 +610,7 @@ impl Plan {
 
     /// The pass aggregates per (time bucket, top group), read by
     /// [`Plan::series`], from the base rows of `groups` only.
-    pub fn per_bucket(
+    pub(crate) fn per_bucket(
         &self,
         context: &SessionContext,
         groups: &[RecordBatch],
@@ -620,7 +622,7 @@ impl Plan {
 
     /// The top groups over the whole range: havings, then orders, then limit.
     /// `per_group` holds the keys and the pass aggregates of every group.
-    pub fn groups(&self, per_group: DataFrame) -> Result<DataFrame, QueryError> {
+    pub(crate) fn groups(&self, per_group: DataFrame) -> Result<DataFrame, QueryError> {
         let mut selected = self.keys();
         selected.extend(self.finals());
         if self.exemplars.is_some() {
@@ -709,7 +711,7 @@ impl Plan {
     /// Spans in flight per time bucket (and group, with `by_group`), weighted:
     /// each span counts in every bucket from its start's to its end's (clipped to
     /// the range). Columns: [`TIME`], the keys (with `by_group`), [`CONCURRENCY`].
-    pub fn concurrency(
+    pub(crate) fn concurrency(
         &self,
         context: &SessionContext,
         groups: &[RecordBatch],
@@ -738,7 +740,7 @@ impl Plan {
 
     /// One point per time bucket of each top group, sorted by time; `per_bucket`
     /// holds the time bucket, the keys and the partials of the top groups.
-    pub fn series(&self, per_bucket: DataFrame) -> Result<DataFrame, QueryError> {
+    pub(crate) fn series(&self, per_bucket: DataFrame) -> Result<DataFrame, QueryError> {
         let mut selected = self.pass_keys();
         selected.extend(self.finals());
         let mut order = vec![column(TIME).sort(true, false)];
@@ -748,7 +750,7 @@ impl Plan {
 
     /// The calculations over every matching row, and each heatmap column's
     /// range; `overall` holds the pass aggregates of all rows.
-    pub fn totals(&self, overall: DataFrame) -> Result<DataFrame, QueryError> {
+    pub(crate) fn totals(&self, overall: DataFrame) -> Result<DataFrame, QueryError> {
         let mut finals = self.finals();
         for index in &self.heatmaps {
             finals.push(column(&heatmap_min(*index)));
@@ -758,7 +760,7 @@ impl Plan {
     }
 
     /// Whether answers carry exemplars (raw plans over data with timestamps).
-    pub fn has_exemplars(&self) -> bool {
+    pub(crate) fn has_exemplars(&self) -> bool {
         self.exemplar_of.is_some()
     }
 
@@ -769,7 +771,7 @@ impl Plan {
 
     /// The cells of HEATMAP calculation `index` over `scheme`: time bucket, value
     /// bucket, weighted count, sorted.
-    pub fn heatmap_cells(
+    pub(crate) fn heatmap_cells(
         &self,
         index: usize,
         scheme: &sketches::HeatmapScheme,

@@ -24,18 +24,19 @@ use super::result::{
     BucketTotal, CalculationInfo, Exemplar, Group, Heatmap, HeatmapBucket, HeatmapCell,
     QueryResult, SeriesPoint, Stats,
 };
+use super::rewrite::PlanRewrite;
 use super::sketches::{HeatmapScheme, heatmap_scheme};
 use super::states::{PassStates, RowSet};
 use super::validate::NANOS_PER_SECOND;
 use super::validate::ValidSpec;
-use crate::panic_guard::catch_panics;
-use crate::{QueryEngine, QueryError};
+use quarry_engine::panic_guard::catch_panics;
+use quarry_engine::{QueryEngine, QueryError};
 
-/// Most bytes of rollup rows [`materialized`] holds in memory; beyond it the plan
-/// reads the rollup segments again for each aggregate, as raw plans do.
+/// Most bytes of rewritten (rollup) rows [`materialized`] holds in memory; beyond
+/// it the plan reads the rollup segments again for each aggregate, as raw plans do.
 const MATERIALIZE_MAX_BYTES: usize = 64 << 20;
 
-/// A rollup plan whose base rows are read once into memory: totals, groups and
+/// A rewritten plan (a rollup's) whose base rows are read once into memory: totals, groups and
 /// series each aggregate the base, and a rollup's rows are few (buckets times
 /// dimension values) while reading them means decoding sketch columns.
 async fn materialized(context: &SessionContext, mut plan: Plan) -> Result<Plan, QueryError> {
@@ -57,16 +58,22 @@ async fn materialized(context: &SessionContext, mut plan: Plan) -> Result<Plan, 
 }
 
 /// Runs `spec` over `dataset` (or `__all__`) of environment `env`; `now_ns` is
-/// the time a spec without start or end ends at.
+/// the time a spec without start or end ends at. `rewrite` (the server passes
+/// rollups) may answer with its own plan; without it, or when it declines, the
+/// plan compiled from raw rows answers.
 pub async fn run_query(
     engine: &QueryEngine,
     env: &str,
     dataset: &str,
     spec: &QuerySpec,
     now_ns: i64,
+    rewrite: Option<&dyn PlanRewrite>,
 ) -> Result<QueryResult, QueryError> {
     // A panic while planning or running fails this query only.
-    catch_panics(run_query_unguarded(engine, env, dataset, spec, now_ns)).await
+    catch_panics(run_query_unguarded(
+        engine, env, dataset, spec, now_ns, rewrite,
+    ))
+    .await
 }
 
 async fn run_query_unguarded(
@@ -75,22 +82,29 @@ async fn run_query_unguarded(
     dataset: &str,
     spec: &QuerySpec,
     now_ns: i64,
+    rewrite: Option<&dyn PlanRewrite>,
 ) -> Result<QueryResult, QueryError> {
     let started = Instant::now();
     let valid = ValidSpec::new(spec, now_ns)?;
     let context = engine.session(env)?;
-    // Rollup hook (docs/rollups.md): a rollup that fits answers with the same kind
-    // of plan; otherwise the raw one.
-    let rollup = crate::rollup::spec_plan::rollup_plan(
-        engine,
-        &context,
-        env,
-        dataset,
-        &valid,
-        spec.source.as_deref(),
-    )
-    .await?;
-    let (plan, source) = match rollup {
+    // Rewrite hook (docs/rollups.md): a rollup that fits answers with the same
+    // kind of plan; otherwise the raw one.
+    let rewritten = match rewrite {
+        Some(rewrite) => {
+            rewrite
+                .rewrite(
+                    engine,
+                    &context,
+                    env,
+                    dataset,
+                    &valid,
+                    spec.source.as_deref(),
+                )
+                .await?
+        }
+        None => None,
+    };
+    let (plan, source) = match rewritten {
         Some((plan, source)) => (materialized(&context, plan).await?, source),
         None => (compile(&context, dataset, valid).await?, "raw".to_owned()),
     };

@@ -12,7 +12,7 @@ use datafusion::common::ScalarValue;
 use datafusion::functions::expr_fn::{greatest, least};
 use datafusion::logical_expr::{Expr, lit, when};
 
-use crate::functions::{
+use quarry_functions::{
     MAX_COARSEN, bin_edges, exemplars_expr, quantile_expr, value_bin, value_bin_expr,
 };
 

@@ -30,7 +30,7 @@ use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr, collect, execute_st
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 
-use crate::QueryError;
+use quarry_engine::QueryError;
 
 /// The partial aggregation states of one pass, grouped by the pass's group
 /// columns (time bucket first, then the breakdown keys).

@@ -4,8 +4,8 @@ use quarry_schema::FieldType;
 use serde_json::{Value, json};
 
 use super::{QueryResult, QuerySpec, run_query};
-use crate::test_support::*;
-use crate::{QueryEngine, QueryError};
+use quarry_engine::test_support::*;
+use quarry_engine::{QueryEngine, QueryError};
 
 const SECOND: i64 = 1_000_000_000;
 /// Every test row is within [0, 10 minutes).
@@ -54,7 +54,7 @@ fn engine_with_spans() -> QueryEngine {
 
 async fn run(engine: &QueryEngine, spec: &str) -> Result<QueryResult, QueryError> {
     let spec = QuerySpec::from_json(spec.as_bytes()).map_err(QueryError::from)?;
-    run_query(engine, "default", "spans", &spec, 600 * SECOND).await
+    run_query(engine, "default", "spans", &spec, 600 * SECOND, None).await
 }
 
 fn groups(result: &QueryResult) -> Vec<(Value, Value)> {
@@ -216,7 +216,7 @@ async fn bad_specs_name_the_field() {
         );
     }
     let spec = QuerySpec::default();
-    let missing = run_query(&engine, "default", "nope", &spec, 0).await;
+    let missing = run_query(&engine, "default", "nope", &spec, 0, None).await;
     assert!(matches!(missing, Err(QueryError::DatasetNotFound(_))));
 }
 
@@ -390,10 +390,10 @@ async fn a_200k_value_breakdown_runs_in_a_bounded_pool() {
         Vec::new(),
         vec![batch],
     );
-    let config = crate::QueryConfig {
+    let config = quarry_engine::QueryConfig {
         target_partitions: 2,
         memory_limit_bytes: 64 << 20,
-        ..crate::QueryConfig::default()
+        ..quarry_engine::QueryConfig::default()
     };
     let engine = QueryEngine::with_source(source, config).unwrap();
     let result = run(

@@ -9,8 +9,8 @@ use quarry_schema::{TIMESTAMP, TRACE_ID};
 use serde_json::{Map, Value};
 
 use super::tree::{Trace, TraceRow, build_trace};
-use crate::panic_guard::catch_panics;
-use crate::{ALL_DATASETS, QueryEngine, QueryError};
+use quarry_engine::panic_guard::catch_panics;
+use quarry_engine::{ALL_DATASETS, QueryEngine, QueryError};
 
 /// Most rows one trace lookup returns; beyond it the trace is marked truncated.
 pub const MAX_TRACE_ROWS: usize = 100_000;

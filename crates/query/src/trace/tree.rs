@@ -338,7 +338,7 @@ fn span_node(row: TraceRow, trace_start: i64) -> TraceSpan {
         parent_id: text(&fields, PARENT_ID),
         name: text(&fields, "name"),
         service_name: text(&fields, "service.name"),
-        dataset: text(&fields, crate::DATASET_COLUMN),
+        dataset: text(&fields, quarry_engine::DATASET_COLUMN),
         timestamp: rfc3339(row.timestamp_ns),
         start_offset_ms: (row.timestamp_ns - trace_start) as f64 / NANOS_PER_MS,
         duration_ms,

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use quarry_query::spec::{
     DrillDownRequest, EventsPage, QueryResult, QuerySpec, drill_down, run_query,
 };
+use quarry_rollup::RollupRewrite;
 
 use crate::auth::Environment;
 use crate::error::ApiError;
@@ -28,12 +29,14 @@ pub async fn query(
 ) -> Result<Json<QueryResult>, ApiError> {
     let Path(dataset) = dataset?;
     let spec = parse_spec(&body)?;
+    // Rollups answer the specs they fit (docs/rollups.md).
     let result = run_query(
         &state.engine,
         &environment,
         &dataset,
         &spec,
         state.clock.now_ns(),
+        Some(&RollupRewrite),
     )
     .await?;
     Ok(Json(result))

@@ -10,6 +10,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use quarry_query::spec::{QueryResult, ValidSpec, run_query};
+use quarry_rollup::RollupRewrite;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -64,12 +65,14 @@ pub async fn create_result(
         .saved_queries
         .query(&environment, &dataset, &request.query_id)
         .ok_or_else(|| ApiError::NotFound(format!("query not found: {}", request.query_id)))?;
+    // Rollups answer the specs they fit (docs/rollups.md).
     let result = run_query(
         &state.engine,
         &environment,
         &dataset,
         &spec,
         state.clock.now_ns(),
+        Some(&RollupRewrite),
     )
     .await?;
     let query = json!({"id": request.query_id});

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use quarry_query::rollup::{self, RollupStatus};
+use quarry_rollup::{self as rollup, RollupStatus};
 use quarry_segment_store::RollupDefinition;
 use serde_json::{Value, json};
 

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt, stream};
-use quarry_query::{OutputFormat, encode_stream};
+use quarry_engine::{OutputFormat, encode_stream};
 use serde::Deserialize;
 
 use crate::auth::Environment;
@@ -137,7 +137,7 @@ mod tests {
 
     #[tokio::test]
     async fn statements_beyond_the_query_limits_are_400_naming_the_limit() {
-        use quarry_query::query_limits::{MAX_EXPRESSION_DEPTH, MAX_SET_OPERATIONS};
+        use quarry_engine::query_limits::{MAX_EXPRESSION_DEPTH, MAX_SET_OPERATIONS};
         let app = app_with_rows().await;
         let deep_sum = format!("SELECT {}", vec!["1"; MAX_EXPRESSION_DEPTH + 1].join("+"));
         let deep_or = format!(
