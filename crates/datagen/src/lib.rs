@@ -19,6 +19,10 @@
 //! let events: usize = BatchBodies::new(generator, 500).map(|b| b.events).sum();
 //! assert_eq!(events, 1_000);
 //! ```
+//!
+//! quarry-datagen depends only on the vocabulary crate `quarry-schema` (for the
+//! field names it writes), never on storage, ingest or queries: tests and
+//! benchmarks of every layer use it.
 
 pub mod batch;
 pub mod config;

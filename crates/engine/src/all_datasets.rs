@@ -304,7 +304,6 @@ mod tests {
     }
 
     mod over_an_engine {
-        use std::sync::atomic::Ordering;
 
         use arrow::array::AsArray;
         use arrow::datatypes::Float64Type;
@@ -395,7 +394,7 @@ mod tests {
             assert_eq!(single_int(&per_dataset), 2);
 
             let metrics = engine.metrics();
-            let before = metrics.segments_pruned_by_bloom.load(Ordering::Relaxed);
+            let before = metrics.segments_pruned_by_bloom.get();
             let trace = query(
                 &engine,
                 "default",
@@ -404,10 +403,7 @@ mod tests {
             .await;
             assert_eq!(single_int(&trace), 2);
             // The db segment's bloom filter excludes t1; the api segment's holds it.
-            assert_eq!(
-                metrics.segments_pruned_by_bloom.load(Ordering::Relaxed) - before,
-                1
-            );
+            assert_eq!(metrics.segments_pruned_by_bloom.get() - before, 1);
         }
 
         #[tokio::test]

@@ -194,7 +194,6 @@ impl TableProvider for DatasetTable {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
 
     use arrow::array::{Array, AsArray, RecordBatch};
     use arrow::datatypes::{Float64Type, Int64Type, TimestampNanosecondType};
@@ -371,24 +370,14 @@ mod tests {
             2045
         );
         let metrics = engine.metrics();
-        assert_eq!(metrics.segments_considered.load(Ordering::Relaxed), 3);
-        assert_eq!(
-            metrics
-                .segments_pruned_by_time_or_stats
-                .load(Ordering::Relaxed),
-            2
-        );
-        assert_eq!(metrics.segments_scanned.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.segments_considered.get(), 3);
+        assert_eq!(metrics.segments_pruned_by_time_or_stats.get(), 2);
+        assert_eq!(metrics.segments_scanned.get(), 1);
 
         // Min/max of any column prune too: n < 100 lives only in the first hour.
         let low = query(&engine, "default", "SELECT count(*) FROM t WHERE n < 100").await;
         assert_eq!(single_int(&low), 10);
-        assert_eq!(
-            metrics
-                .segments_pruned_by_time_or_stats
-                .load(Ordering::Relaxed),
-            4
-        );
+        assert_eq!(metrics.segments_pruned_by_time_or_stats.get(), 4);
 
         // The filter also reaches the Parquet scan itself (row groups, pages, rows).
         let plan = query(&engine, "default", "EXPLAIN SELECT n FROM t WHERE n > 150").await;
@@ -478,15 +467,10 @@ mod tests {
         )
         .await;
         assert_eq!(single_int(&found), 140);
-        assert_eq!(metrics.segments_pruned_by_bloom.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            metrics
-                .segments_pruned_by_time_or_stats
-                .load(Ordering::Relaxed),
-            0
-        );
-        assert_eq!(metrics.segments_scanned.load(Ordering::Relaxed), 1);
-        assert_eq!(metrics.bloom_filter_reads.load(Ordering::Relaxed), 4);
+        assert_eq!(metrics.segments_pruned_by_bloom.get(), 1);
+        assert_eq!(metrics.segments_pruned_by_time_or_stats.get(), 0);
+        assert_eq!(metrics.segments_scanned.get(), 1);
+        assert_eq!(metrics.bloom_filter_reads.get(), 4);
 
         // Literal first works the same, and the filters now come from the cache.
         let reversed = query(
@@ -496,8 +480,8 @@ mod tests {
         )
         .await;
         assert_eq!(single_int(&reversed), 140);
-        assert_eq!(metrics.segments_pruned_by_bloom.load(Ordering::Relaxed), 2);
-        assert_eq!(metrics.bloom_filter_reads.load(Ordering::Relaxed), 4);
+        assert_eq!(metrics.segments_pruned_by_bloom.get(), 2);
+        assert_eq!(metrics.bloom_filter_reads.get(), 4);
 
         // An IN list keeps every segment that may hold any of its values.
         let listed = query(
@@ -507,7 +491,7 @@ mod tests {
         )
         .await;
         assert_eq!(single_int(&listed), 142);
-        assert_eq!(metrics.segments_pruned_by_bloom.load(Ordering::Relaxed), 2);
+        assert_eq!(metrics.segments_pruned_by_bloom.get(), 2);
 
         let absent = query(
             &engine,
@@ -516,7 +500,7 @@ mod tests {
         )
         .await;
         assert_eq!(single_int(&absent), 0);
-        assert_eq!(metrics.segments_pruned_by_bloom.load(Ordering::Relaxed), 4);
+        assert_eq!(metrics.segments_pruned_by_bloom.get(), 4);
     }
 
     #[tokio::test]
@@ -618,10 +602,10 @@ mod tests {
 
         let limited = query(&engine, "default", "SELECT * FROM l LIMIT 2").await;
         assert_eq!(total_rows(&limited), 2);
-        assert_eq!(engine.metrics().segments_scanned.load(Ordering::Relaxed), 0);
+        assert_eq!(engine.metrics().segments_scanned.get(), 0);
         let all = query(&engine, "default", "SELECT * FROM l LIMIT 5").await;
         assert_eq!(total_rows(&all), 5);
-        assert_eq!(engine.metrics().segments_scanned.load(Ordering::Relaxed), 1);
+        assert_eq!(engine.metrics().segments_scanned.get(), 1);
         let flags = query(&engine, "default", "SELECT a FROM empty").await;
         assert!(
             flags

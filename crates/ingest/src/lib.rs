@@ -18,6 +18,10 @@
 //!   columns this batch adds; Quarry's own `meta.` columns never cause a rejection.
 //! - The event size limit measures the event in the encoding it was sent in (a
 //!   batch item's JSON or msgpack bytes; for single events, the body).
+//!
+//! quarry-ingest depends only on `quarry-schema`: it turns bytes into batches and
+//! must not know where they are stored (`quarry-segment-store`) or how they are
+//! queried; admission and appends are the server's ingest service's.
 
 mod batch_builder;
 mod content_type;

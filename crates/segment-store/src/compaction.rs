@@ -24,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -32,6 +33,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use quarry_schema::DatasetSchema;
 use serde::Serialize;
 
+use crate::metrics::observe_since;
 use crate::segment_writer::{SegmentFile, SegmentSettings, build_segments};
 use crate::store::now_ns;
 use crate::wal::DatasetKey;
@@ -153,7 +155,12 @@ impl Store {
                 if self.inner.shutting_down.load(Ordering::Relaxed) {
                     return first_error.map_or(Ok(report), Err);
                 }
-                if let Err(error) = self.merge(&key, &snapshot.schema, group, &mut report).await {
+                let started = Instant::now();
+                let merged = self.merge(&key, &snapshot.schema, group, &mut report).await;
+                if merged.is_ok() {
+                    observe_since(&self.inner.metrics.compaction_seconds, started);
+                }
+                if let Err(error) = merged {
                     tracing::warn!(env = %key.0, dataset = %key.1, %error, "compaction of a partition failed");
                     first_error.get_or_insert(error);
                 }
@@ -219,19 +226,11 @@ impl Store {
         report.bytes_out += bytes_out;
         report.rows += expected_rows;
         let metrics = &self.inner.metrics;
-        metrics.compactions.fetch_add(1, Ordering::Relaxed);
-        metrics
-            .segments_compacted
-            .fetch_add(inputs.len() as u64, Ordering::Relaxed);
-        metrics
-            .segments_written
-            .fetch_add(added.len() as u64, Ordering::Relaxed);
-        metrics
-            .compaction_bytes_read
-            .fetch_add(bytes_in, Ordering::Relaxed);
-        metrics
-            .compaction_bytes_written
-            .fetch_add(bytes_out, Ordering::Relaxed);
+        metrics.compactions.inc_by(1);
+        metrics.segments_compacted.inc_by(inputs.len() as u64);
+        metrics.segments_written.inc_by(added.len() as u64);
+        metrics.compaction_bytes_read.inc_by(bytes_in);
+        metrics.compaction_bytes_written.inc_by(bytes_out);
         let obsolete: Vec<String> = inputs
             .iter()
             .map(|input| input.path.clone())
@@ -464,8 +463,8 @@ mod tests {
         }
         assert!(exists(dir.path(), &merged.path));
         let metrics = store.metrics();
-        assert_eq!(metrics.compactions.load(Ordering::Relaxed), 1);
-        assert_eq!(metrics.segments_compacted.load(Ordering::Relaxed), 4);
+        assert_eq!(metrics.compactions.get(), 1);
+        assert_eq!(metrics.segments_compacted.get(), 4);
         // A second pass finds nothing to do.
         assert_eq!(store.compact(Some(2)).await.unwrap().merges, 0);
 

@@ -21,6 +21,10 @@
 //! [`Durability`]) and visible to [`Store::snapshot`]. Replay after a crash is
 //! idempotent: every WAL entry carries a sequence number and the manifest records,
 //! per dataset, the highest sequence already sealed into segments.
+//!
+//! quarry-segment-store depends only on `quarry-schema` (its tests also on
+//! `quarry-ingest` and `quarry-datagen`): it stores batches and must not know
+//! their wire formats or how they are queried.
 
 mod compaction;
 mod config;
@@ -28,6 +32,7 @@ mod dataset;
 mod error;
 mod maintenance;
 mod manifest;
+mod metrics;
 mod names;
 mod orphans;
 mod quarantine;
@@ -47,6 +52,7 @@ pub mod wal;
 pub use compaction::CompactionReport;
 pub use config::*;
 pub use error::{Result, StoreError};
+pub use metrics::{AmountGauge, StoreMetrics};
 pub use quarantine::QuarantinedRecord;
 pub use retention::RetentionReport;
 pub use rollup::{
@@ -57,7 +63,6 @@ pub use segment_meta::{BloomFilterLocation, ColumnStats, SegmentMeta, StatValue}
 pub use store::Store;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use arrow::array::RecordBatch;
 use quarry_schema::DatasetSchema;
@@ -82,43 +87,6 @@ pub struct DatasetInfo {
     pub created_at_ns: i64,
     pub last_written_ns: i64,
     pub schema: DatasetSchema,
-}
-
-/// Counters of the store's own work, exported on `/metrics`.
-#[derive(Debug, Default)]
-pub struct StoreMetrics {
-    pub appended_rows: AtomicU64,
-    pub appended_batches: AtomicU64,
-    pub wal_bytes: AtomicU64,
-    pub wal_fsyncs: AtomicU64,
-    pub appends_refused_overloaded: AtomicU64,
-    pub segments_written: AtomicU64,
-    pub rows_sealed: AtomicU64,
-    pub manifest_commits: AtomicU64,
-    pub wal_files_deleted: AtomicU64,
-    pub replayed_rows: AtomicU64,
-    /// Bytes of Arrow data held in buffers (including rows being sealed): a gauge.
-    pub buffered_bytes: AtomicU64,
-    /// Merges committed by compaction.
-    pub compactions: AtomicU64,
-    /// Segments merged away by compaction (its inputs).
-    pub segments_compacted: AtomicU64,
-    /// File bytes of compaction's inputs.
-    pub compaction_bytes_read: AtomicU64,
-    /// File bytes of compaction's outputs.
-    pub compaction_bytes_written: AtomicU64,
-    /// Segments dropped by retention.
-    pub segments_expired: AtomicU64,
-    /// Rows of the segments dropped by retention.
-    pub rows_expired: AtomicU64,
-    /// File bytes of the segments dropped by retention.
-    pub bytes_expired: AtomicU64,
-    /// Rollup segments removed with their sources (by compaction or retention).
-    pub rollup_segments_removed: AtomicU64,
-    /// Unreferenced files deleted by the orphan sweep.
-    pub orphan_files_deleted: AtomicU64,
-    /// Manifest records set aside because they could not be read: a gauge.
-    pub manifest_quarantined_records: AtomicU64,
 }
 
 /// Environment variable that makes the process abort right after a seal's manifest

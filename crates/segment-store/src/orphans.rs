@@ -9,7 +9,6 @@
 //! referenced.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -76,10 +75,7 @@ impl Store {
             "deleting data files no manifest entry names"
         );
         let deleted = self.delete_unreferenced(orphans).await;
-        self.inner
-            .metrics
-            .orphan_files_deleted
-            .fetch_add(deleted, Ordering::Relaxed);
+        self.inner.metrics.orphan_files_deleted.inc_by(deleted);
         Ok(deleted)
     }
 
@@ -154,9 +150,6 @@ mod tests {
         assert!(!exists(dir.path(), orphan));
         assert!(exists(dir.path(), not_data), "only .parquet files are data");
         assert!(exists(dir.path(), &segment.path), "referenced files stay");
-        assert_eq!(
-            store.metrics().orphan_files_deleted.load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!(store.metrics().orphan_files_deleted.get(), 1);
     }
 }

@@ -17,7 +17,6 @@
 //! old files; the orphan sweep deletes both kinds later. Neither is ever read.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -63,10 +62,10 @@ impl Store {
         let rollup_files = dataset.state.lock().replace_segments(&paths, added);
         drop(manifest);
         let metrics = &self.inner.metrics;
-        metrics.manifest_commits.fetch_add(1, Ordering::Relaxed);
+        metrics.manifest_commits.inc_by(1);
         metrics
             .rollup_segments_removed
-            .fetch_add(rollup_files.len() as u64, Ordering::Relaxed);
+            .inc_by(rollup_files.len() as u64);
         self.inner.changed();
         Ok(Some(Replaced { rollup_files }))
     }

@@ -8,7 +8,6 @@
 //! at the next pass.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
@@ -67,11 +66,9 @@ impl Store {
             report.bytes_dropped += bytes;
             report.rollup_files_dropped += replaced.rollup_files.len() as u64;
             let metrics = &self.inner.metrics;
-            metrics
-                .segments_expired
-                .fetch_add(dropped.len() as u64, Ordering::Relaxed);
-            metrics.rows_expired.fetch_add(rows, Ordering::Relaxed);
-            metrics.bytes_expired.fetch_add(bytes, Ordering::Relaxed);
+            metrics.segments_expired.inc_by(dropped.len() as u64);
+            metrics.rows_expired.inc_by(rows);
+            metrics.bytes_expired.inc_by(bytes);
             tracing::info!(env = %key.0, dataset = %key.1, segments = dropped.len(), rows, "retention dropped expired segments");
             let obsolete: Vec<String> = dropped
                 .iter()
@@ -173,14 +170,8 @@ mod tests {
             3,
             "a dataset kept forever is untouched"
         );
-        assert_eq!(store.metrics().segments_expired.load(Ordering::Relaxed), 2);
-        assert_eq!(
-            store
-                .metrics()
-                .rollup_segments_removed
-                .load(Ordering::Relaxed),
-            2
-        );
+        assert_eq!(store.metrics().segments_expired.get(), 2);
+        assert_eq!(store.metrics().rollup_segments_removed.get(), 2);
         // Nothing more to drop at the same time.
         assert_eq!(
             store

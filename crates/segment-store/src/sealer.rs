@@ -2,12 +2,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::manifest::Action;
+use crate::metrics::observe_since;
 use crate::segment_writer::{SegmentSettings, build_segments};
 use crate::store::now_ns;
 use crate::wal::DatasetKey;
@@ -76,7 +77,7 @@ fn due(store: &Store) -> Vec<DatasetKey> {
             largest = Some((state.buffer_bytes, key));
         }
     }
-    let buffered = store.inner.metrics.buffered_bytes.load(Ordering::Relaxed) as f64;
+    let buffered = store.inner.metrics.buffered_bytes.get() as f64;
     if buffered >= config.max_buffered_bytes as f64 * MEMORY_PRESSURE_FRACTION
         && let Some((_, key)) = largest
     {
@@ -106,6 +107,7 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
             state.last_written_ns,
         )
     };
+    let started = Instant::now();
     let settings = SegmentSettings {
         partition_width_ns: inner.config.partition_width.as_nanos() as i64,
         row_group_rows: inner.config.row_group_rows,
@@ -144,20 +146,17 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
                 last_written_ns,
             }])
             .await?;
-        inner
-            .metrics
-            .manifest_commits
-            .fetch_add(1, Ordering::Relaxed);
-        inner
-            .metrics
-            .segments_written
-            .fetch_add(metas.len() as u64, Ordering::Relaxed);
-        inner.metrics.rows_sealed.fetch_add(rows, Ordering::Relaxed);
+        inner.metrics.manifest_commits.inc_by(1);
+        inner.metrics.segments_written.inc_by(metas.len() as u64);
+        inner.metrics.rows_sealed.inc_by(rows);
         Ok(metas.into_iter().map(Arc::new).collect())
     }
     .await;
     let segments = match written {
-        Ok(segments) => segments,
+        Ok(segments) => {
+            observe_since(&inner.metrics.seal_seconds, started);
+            segments
+        }
         Err(error) => {
             dataset.state.lock().abort_seal();
             return Err(error);
@@ -172,10 +171,7 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
     }
     let freed = dataset.state.lock().finish_seal(segments, max_seq);
     inner.changed();
-    inner
-        .metrics
-        .buffered_bytes
-        .fetch_sub(freed as u64, Ordering::Relaxed);
+    inner.metrics.buffered_bytes.dec_by(freed as u64);
     store.wal.rotate().await?;
     store.delete_sealed_wal_files()
 }

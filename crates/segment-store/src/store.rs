@@ -94,15 +94,9 @@ impl WalSink for Inner {
         };
         // Counted here, not by the appender: the rows are buffered even if the
         // client that sent them has gone away before the acknowledgement.
-        self.metrics
-            .appended_rows
-            .fetch_add(batch_rows, Ordering::Relaxed);
-        self.metrics
-            .appended_batches
-            .fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .buffered_bytes
-            .fetch_add(added as u64, Ordering::Relaxed);
+        self.metrics.appended_rows.inc_by(batch_rows);
+        self.metrics.appended_batches.inc_by(1);
+        self.metrics.buffered_bytes.inc_by(added as u64);
         if rows >= self.config.seal_max_rows || bytes >= self.config.seal_max_bytes {
             self.seal_wakeup.notify_one();
         }
@@ -149,7 +143,7 @@ impl Store {
         let metrics = Arc::new(StoreMetrics::default());
         metrics
             .manifest_quarantined_records
-            .store(manifest.quarantined().len() as u64, Ordering::Relaxed);
+            .set(manifest.quarantined().len() as u64);
         let inner = Arc::new(Inner {
             crash_after_seal_commit: std::env::var_os(FAULT_CRASH_AFTER_SEAL_COMMIT)
                 .is_some_and(|v| v == "1"),
@@ -182,12 +176,9 @@ impl Store {
                 replay_inner
                     .metrics
                     .replayed_rows
-                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    .inc_by(batch.num_rows() as u64);
                 let bytes = state.push(entry.seq, batch);
-                replay_inner
-                    .metrics
-                    .buffered_bytes
-                    .fetch_add(bytes as u64, Ordering::Relaxed);
+                replay_inner.metrics.buffered_bytes.inc_by(bytes as u64);
                 Ok(())
             })?;
             Ok::<_, StoreError>((outcome, index))
@@ -247,12 +238,8 @@ impl Store {
             return Ok(());
         }
         let metrics = &self.inner.metrics;
-        if metrics.buffered_bytes.load(Ordering::Relaxed) as usize
-            >= self.inner.config.max_buffered_bytes
-        {
-            metrics
-                .appends_refused_overloaded
-                .fetch_add(1, Ordering::Relaxed);
+        if metrics.buffered_bytes.get() as usize >= self.inner.config.max_buffered_bytes {
+            metrics.appends_refused_overloaded.inc_by(1);
             self.inner.seal_wakeup.notify_one();
             return Err(StoreError::Overloaded(
                 "buffers are full; sealing is behind".into(),
@@ -275,9 +262,7 @@ impl Store {
             done,
         }) {
             if matches!(error, StoreError::Overloaded(_)) {
-                metrics
-                    .appends_refused_overloaded
-                    .fetch_add(1, Ordering::Relaxed);
+                metrics.appends_refused_overloaded.inc_by(1);
             }
             return Err(error);
         }
@@ -382,7 +367,7 @@ impl Store {
         self.inner
             .metrics
             .wal_files_deleted
-            .fetch_add(deletable.len() as u64, Ordering::Relaxed);
+            .inc_by(deletable.len() as u64);
         crate::wal::sync_dir(dir)
     }
 }
@@ -481,7 +466,7 @@ mod tests {
         let reopened = open(dir.path()).await;
         assert_eq!(sealed_rows(&reopened, "a"), 15);
         assert_eq!(ids(&reopened, "a"), (15..20).collect::<Vec<_>>());
-        assert_eq!(reopened.metrics().replayed_rows.load(Ordering::Relaxed), 5);
+        assert_eq!(reopened.metrics().replayed_rows.get(), 5);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -515,7 +500,7 @@ mod tests {
         assert_eq!(sealed_rows(&reopened, "a"), 10);
         assert_eq!(sealed_rows(&reopened, "b"), 3);
         assert!(ids(&reopened, "a").is_empty() && ids(&reopened, "b").is_empty());
-        assert_eq!(reopened.metrics().replayed_rows.load(Ordering::Relaxed), 0);
+        assert_eq!(reopened.metrics().replayed_rows.get(), 0);
         // The restored files held only sealed entries and are gone again.
         let wal_files = crate::wal::list_files(&dir.path().join("wal")).unwrap();
         assert_eq!(

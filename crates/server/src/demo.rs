@@ -247,12 +247,7 @@ mod tests {
         let handle = spawn(app.state.clone(), "default".into(), config);
         let mut rows = 0;
         for _ in 0..600 {
-            rows = app
-                .state
-                .store
-                .metrics()
-                .appended_rows
-                .load(std::sync::atomic::Ordering::Relaxed);
+            rows = app.state.store.metrics().appended_rows.get();
             if rows >= 3_000 {
                 break;
             }

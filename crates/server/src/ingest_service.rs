@@ -13,6 +13,7 @@
 //! and an [`IngestOutcome`] (or an [`ApiError`]) into their response.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use quarry_ingest::otlp::{
@@ -70,6 +71,28 @@ pub enum Payload {
         /// A dataset for every row instead of the services' (not yet validated).
         dataset_override: Option<String>,
     },
+}
+
+impl Payload {
+    /// The payload's label on `/metrics`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Payload::SingleEvent { .. } => "event",
+            Payload::EventBatch { .. } => "batch",
+            Payload::Otlp {
+                signal: Signal::Traces,
+                ..
+            } => "otlp_traces",
+            Payload::Otlp {
+                signal: Signal::Logs,
+                ..
+            } => "otlp_logs",
+            Payload::Otlp {
+                signal: Signal::Metrics,
+                ..
+            } => "otlp_metrics",
+        }
+    }
 }
 
 /// One request as a transport received it.
@@ -170,6 +193,8 @@ impl IngestService {
         _admission: &Admission,
         request: IngestRequest,
     ) -> Result<IngestOutcome, ApiError> {
+        let started = Instant::now();
+        let payload = request.payload.label();
         let single_event = matches!(request.payload, Payload::SingleEvent { .. });
         let environment = request.environment.clone();
         let decoded = match self.decode(request).await {
@@ -189,6 +214,8 @@ impl IngestService {
         futures::future::try_join_all(appends).await?;
         let rows = rows as u64;
         self.metrics.record_events(rows, decoded.rejected);
+        self.metrics
+            .record_ingest(payload, started.elapsed().as_secs_f64());
         Ok(IngestOutcome {
             rows,
             rejected: decoded.rejected,

@@ -1,50 +1,148 @@
-//! The server's own counters and the Prometheus text exposition of all of Quarry's.
-//!
-//! The engine crates keep their counters as plain atomics (`StoreMetrics`,
-//! `QueryMetrics`); this module only names and renders them, so `/metrics` is the one
-//! place where metric names are decided.
+//! The server's own metrics, and `/metrics`: the OpenMetrics text of one registry
+//! that every part registers its metrics in, each part defining its own (the
+//! store's in `quarry-segment-store`, the query engine's in `quarry-engine`).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
-use parking_lot::Mutex;
-use quarry_engine::QueryMetrics;
-use quarry_segment_store::StoreMetrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
 /// Route label of requests that matched no route (keeps label cardinality bounded).
 const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// Counters kept by the HTTP layer.
-#[derive(Debug, Default)]
+/// Content type of the OpenMetrics text exposition.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of a counted response.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteStatus {
+    /// The route template (`/1/events/{dataset}`), never the raw path.
+    pub route: String,
+    /// `2xx`, `4xx`, ...
+    pub status: &'static str,
+}
+
+/// Label of a timed request: its route template.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// The route template.
+    pub route: String,
+}
+
+/// Label of a timed ingest request: what its body held.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PayloadLabel {
+    /// `event`, `batch`, `otlp_traces`, `otlp_logs` or `otlp_metrics`.
+    pub payload: &'static str,
+}
+
+/// Buckets of request latencies: 0.5 ms to about 65 s, doubling.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.000_5, 2.0, 18)
+}
+
+/// Metrics of the HTTP layer and the ingest service.
+#[derive(Debug)]
 pub struct ApiMetrics {
-    /// Requests by (route template, status class).
-    http_requests: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Responses by route template and status class.
+    http_requests: Family<RouteStatus, Counter>,
+    /// Seconds from a request's arrival to its response, by route template: the
+    /// latency of every query endpoint as well as of ingest over HTTP.
+    http_request_seconds: Family<RouteLabel, Histogram>,
+    /// Seconds the ingest service took per admitted request (every transport).
+    ingest_request_seconds: Family<PayloadLabel, Histogram>,
     /// Events written to the store.
-    pub events_accepted: AtomicU64,
+    events_accepted: Counter,
     /// Events refused by decoding or validation.
-    pub events_rejected: AtomicU64,
+    events_rejected: Counter,
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        ApiMetrics {
+            http_requests: Family::default(),
+            http_request_seconds: Family::new_with_constructor(
+                || Histogram::new(latency_buckets()),
+            ),
+            ingest_request_seconds: Family::new_with_constructor(|| {
+                Histogram::new(latency_buckets())
+            }),
+            events_accepted: Counter::default(),
+            events_rejected: Counter::default(),
+        }
+    }
 }
 
 impl ApiMetrics {
-    /// Counts one answered request.
-    pub fn record_request(&self, route: &str, status: StatusCode) {
-        *self
-            .http_requests
-            .lock()
-            .entry((route.to_owned(), status_class(status)))
-            .or_insert(0) += 1;
+    /// Counts one answered request and its latency.
+    pub fn record_request(&self, route: &str, status: StatusCode, seconds: f64) {
+        self.http_requests
+            .get_or_create(&RouteStatus {
+                route: route.to_owned(),
+                status: status_class(status),
+            })
+            .inc();
+        self.http_request_seconds
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
     }
 
     /// Adds to the accepted and rejected event counters.
     pub fn record_events(&self, accepted: u64, rejected: u64) {
-        self.events_accepted.fetch_add(accepted, Ordering::Relaxed);
-        self.events_rejected.fetch_add(rejected, Ordering::Relaxed);
+        self.events_accepted.inc_by(accepted);
+        self.events_rejected.inc_by(rejected);
+    }
+
+    /// Times one ingest request of the ingest service.
+    pub fn record_ingest(&self, payload: &'static str, seconds: f64) {
+        self.ingest_request_seconds
+            .get_or_create(&PayloadLabel { payload })
+            .observe(seconds);
+    }
+
+    /// Events accepted so far.
+    pub fn events_accepted(&self) -> u64 {
+        self.events_accepted.get()
+    }
+
+    /// Registers every metric of the HTTP layer and the ingest service.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "quarry_ingest_events_accepted",
+            "Events accepted by the events API",
+            self.events_accepted.clone(),
+        );
+        registry.register(
+            "quarry_ingest_events_rejected",
+            "Events refused by the events API",
+            self.events_rejected.clone(),
+        );
+        registry.register(
+            "quarry_ingest_request_duration_seconds",
+            "Seconds the ingest service took per admitted request, from decoding to durable rows, by payload",
+            self.ingest_request_seconds.clone(),
+        );
+        registry.register(
+            "quarry_http_requests",
+            "HTTP requests by route and status class",
+            self.http_requests.clone(),
+        );
+        registry.register(
+            "quarry_http_request_duration_seconds",
+            "Seconds from an HTTP request's arrival to its response, by route",
+            self.http_request_seconds.clone(),
+        );
     }
 }
 
@@ -58,7 +156,7 @@ fn status_class(status: StatusCode) -> &'static str {
     }
 }
 
-/// Middleware counting every response by route template and status class.
+/// Middleware counting and timing every response by route template.
 pub async fn track_requests(
     State(metrics): State<Arc<ApiMetrics>>,
     request: Request,
@@ -68,254 +166,52 @@ pub async fn track_requests(
         || UNMATCHED_ROUTE.to_owned(),
         |path| path.as_str().to_owned(),
     );
+    let started = Instant::now();
     let response = next.run(request).await;
-    metrics.record_request(&route, response.status());
+    metrics.record_request(&route, response.status(), started.elapsed().as_secs_f64());
     response
 }
 
-/// The Prometheus text exposition (format 0.0.4) of every Quarry counter.
-pub fn render(store: &StoreMetrics, query: &QueryMetrics, api: &ApiMetrics) -> String {
-    let mut out = String::new();
-    let store_counters: [(&str, &AtomicU64, &str); 10] = [
-        (
-            "appended_rows",
-            &store.appended_rows,
-            "Rows appended to the store.",
-        ),
-        (
-            "appended_batches",
-            &store.appended_batches,
-            "Batches appended to the store.",
-        ),
-        (
-            "wal_bytes",
-            &store.wal_bytes,
-            "Bytes written to the write-ahead log.",
-        ),
-        (
-            "wal_fsyncs",
-            &store.wal_fsyncs,
-            "Fsyncs of the write-ahead log.",
-        ),
-        (
-            "appends_refused_overloaded",
-            &store.appends_refused_overloaded,
-            "Appends refused because the store was overloaded.",
-        ),
-        (
-            "segments_written",
-            &store.segments_written,
-            "Parquet segments written.",
-        ),
-        (
-            "rows_sealed",
-            &store.rows_sealed,
-            "Rows sealed into Parquet segments.",
-        ),
-        (
-            "manifest_commits",
-            &store.manifest_commits,
-            "Manifest log entries committed.",
-        ),
-        (
-            "wal_files_deleted",
-            &store.wal_files_deleted,
-            "Write-ahead log files deleted after sealing.",
-        ),
-        (
-            "replayed_rows",
-            &store.replayed_rows,
-            "Rows replayed from the write-ahead log at startup.",
-        ),
-    ];
-    for (field, value, help) in store_counters {
-        counter(
-            &mut out,
-            &format!("quarry_store_{field}_total"),
-            help,
-            load(value),
-        );
-    }
-    let maintenance_counters: [(&str, &AtomicU64, &str); 9] = [
-        (
-            "compactions",
-            &store.compactions,
-            "Compaction merges committed.",
-        ),
-        (
-            "segments_compacted",
-            &store.segments_compacted,
-            "Segments merged away by compaction.",
-        ),
-        (
-            "compaction_bytes_read",
-            &store.compaction_bytes_read,
-            "File bytes of the segments compaction merged.",
-        ),
-        (
-            "compaction_bytes_written",
-            &store.compaction_bytes_written,
-            "File bytes of the segments compaction wrote.",
-        ),
-        (
-            "segments_expired",
-            &store.segments_expired,
-            "Segments dropped by retention.",
-        ),
-        (
-            "rows_expired",
-            &store.rows_expired,
-            "Rows of the segments dropped by retention.",
-        ),
-        (
-            "bytes_expired",
-            &store.bytes_expired,
-            "File bytes of the segments dropped by retention.",
-        ),
-        (
-            "rollup_segments_removed",
-            &store.rollup_segments_removed,
-            "Rollup segment files removed with their source segments.",
-        ),
-        (
-            "orphan_files_deleted",
-            &store.orphan_files_deleted,
-            "Unreferenced data files deleted by the orphan sweep.",
-        ),
-    ];
-    for (field, value, help) in maintenance_counters {
-        counter(
-            &mut out,
-            &format!("quarry_store_{field}_total"),
-            help,
-            load(value),
-        );
-    }
-    gauge(
-        &mut out,
-        "quarry_store_buffered_bytes",
-        "Bytes held in in-memory buffers, not yet sealed.",
-        load(&store.buffered_bytes),
-    );
-    gauge(
-        &mut out,
-        "quarry_manifest_quarantined_records",
-        "Manifest records set aside at start because they could not be read (their files are kept).",
-        load(&store.manifest_quarantined_records),
-    );
-
-    let query_counters: [(&str, &AtomicU64, &str); 5] = [
-        (
-            "segments_considered",
-            &query.segments_considered,
-            "Segments considered by query planning.",
-        ),
-        (
-            "segments_pruned_by_time_or_stats",
-            &query.segments_pruned_by_time_or_stats,
-            "Segments skipped by time range or column statistics.",
-        ),
-        (
-            "segments_pruned_by_bloom",
-            &query.segments_pruned_by_bloom,
-            "Segments skipped by bloom filters.",
-        ),
-        (
-            "segments_scanned",
-            &query.segments_scanned,
-            "Segments scanned by queries.",
-        ),
-        (
-            "bloom_filter_reads",
-            &query.bloom_filter_reads,
-            "Bloom filters read from segments.",
-        ),
-    ];
-    for (field, value, help) in query_counters {
-        counter(
-            &mut out,
-            &format!("quarry_query_{field}_total"),
-            help,
-            load(value),
-        );
-    }
-
-    counter(
-        &mut out,
-        "quarry_ingest_events_accepted_total",
-        "Events accepted by the events API.",
-        load(&api.events_accepted),
-    );
-    counter(
-        &mut out,
-        "quarry_ingest_events_rejected_total",
-        "Events refused by the events API.",
-        load(&api.events_rejected),
-    );
-
-    header(
-        &mut out,
-        "quarry_http_requests_total",
-        "HTTP requests by route and status class.",
-        "counter",
-    );
-    for ((route, class), count) in api.http_requests.lock().iter() {
-        let _ = writeln!(
-            out,
-            "quarry_http_requests_total{{route=\"{}\",status=\"{class}\"}} {count}",
-            escape_label(route)
-        );
-    }
-    out
-}
-
-fn load(value: &AtomicU64) -> u64 {
-    value.load(Ordering::Relaxed)
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    header(out, name, help, "counter");
-    let _ = writeln!(out, "{name} {value}");
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    header(out, name, help, "gauge");
-    let _ = writeln!(out, "{name} {value}");
-}
-
-/// Escapes a label value as the text format requires.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The OpenMetrics text of `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quarry_engine::QueryMetrics;
+    use quarry_segment_store::StoreMetrics;
 
     #[test]
     fn renders_every_family_with_help_and_type() {
         let store = StoreMetrics::default();
-        store.appended_rows.store(42, Ordering::Relaxed);
-        store.buffered_bytes.store(1000, Ordering::Relaxed);
+        store.appended_rows.inc_by(42);
+        store.buffered_bytes.set(1000);
+        store.wal_fsync_seconds.observe(0.003);
         let query = QueryMetrics::default();
-        query.segments_pruned_by_bloom.store(3, Ordering::Relaxed);
+        query.segments_pruned_by_bloom.inc_by(3);
         let api = ApiMetrics::default();
         api.record_events(5, 2);
-        api.record_request("/1/events/{dataset}", StatusCode::OK);
-        api.record_request("/1/events/{dataset}", StatusCode::ACCEPTED);
-        api.record_request("/1/events/{dataset}", StatusCode::PAYLOAD_TOO_LARGE);
+        api.record_request("/1/events/{dataset}", StatusCode::OK, 0.01);
+        api.record_request("/1/events/{dataset}", StatusCode::ACCEPTED, 0.02);
+        api.record_request("/1/events/{dataset}", StatusCode::PAYLOAD_TOO_LARGE, 0.001);
+        api.record_ingest("batch", 0.004);
+        let mut registry = Registry::default();
+        store.register(&mut registry);
+        query.register(&mut registry);
+        api.register(&mut registry);
 
-        let text = render(&store, &query, &api);
-        assert!(text.contains(
-            "# TYPE quarry_store_appended_rows_total counter\nquarry_store_appended_rows_total 42\n"
-        ));
+        let text = render(&registry);
+        assert!(
+            text.contains(
+                "# TYPE quarry_store_appended_rows counter\nquarry_store_appended_rows_total 42\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains(
             "# TYPE quarry_store_buffered_bytes gauge\nquarry_store_buffered_bytes 1000\n"
         ));
@@ -328,22 +224,42 @@ mod tests {
         assert!(text.contains(
             "quarry_http_requests_total{route=\"/1/events/{dataset}\",status=\"4xx\"} 1\n"
         ));
+        assert!(text.contains(
+            "quarry_http_request_duration_seconds_count{route=\"/1/events/{dataset}\"} 3\n"
+        ));
+        assert!(text.contains("quarry_wal_fsync_duration_seconds_count 1\n"));
+        assert!(
+            text.contains(
+                "quarry_ingest_request_duration_seconds_bucket{le=\"0.004\",payload=\"batch\"} 1\n"
+            ) || text
+                .contains("quarry_ingest_request_duration_seconds_count{payload=\"batch\"} 1\n")
+        );
+        assert!(text.ends_with("# EOF\n"));
         // Every sample line belongs to a family announced by HELP and TYPE lines.
         for line in text.lines().filter(|line| !line.starts_with('#')) {
-            let name = line.split(['{', ' ']).next().unwrap();
+            let sample = line.split(['{', ' ']).next().unwrap();
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| sample.strip_suffix(suffix))
+                .unwrap_or(sample);
             assert!(
-                text.contains(&format!("# TYPE {name} ")),
-                "no TYPE for {name}"
+                text.contains(&format!("# TYPE {family} ")),
+                "no TYPE for {sample}"
             );
             assert!(
-                text.contains(&format!("# HELP {name} ")),
-                "no HELP for {name}"
+                text.contains(&format!("# HELP {family} ")),
+                "no HELP for {sample}"
             );
         }
     }
 
     #[test]
     fn label_values_are_escaped() {
-        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let api = ApiMetrics::default();
+        api.record_request("a\"b\\c\nd", StatusCode::OK, 0.0);
+        let mut registry = Registry::default();
+        api.register(&mut registry);
+        let text = render(&registry);
+        assert!(text.contains(r#"route="a\"b\\c\nd""#), "{text}");
     }
 }

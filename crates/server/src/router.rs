@@ -173,7 +173,9 @@ mod tests {
                 .unwrap();
             assert_eq!(body, r#"{"error":"internal server error"}"#);
         }
-        let text = metrics::render(&Default::default(), &Default::default(), &metrics);
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let text = metrics::render(&registry);
         assert!(
             text.contains("quarry_http_requests_total{route=\"/boom\",status=\"5xx\"} 2"),
             "{text}"

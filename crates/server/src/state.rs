@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use prometheus_client::registry::Registry;
 use quarry_engine::QueryEngine;
 use quarry_schema::SharedClock;
 use quarry_segment_store::Store;
@@ -30,8 +31,10 @@ pub struct AppState {
     pub ingest: IngestService,
     /// Wall time, for everything decided by the time of day.
     pub clock: SharedClock,
-    /// The HTTP layer's counters.
+    /// The HTTP layer's and the ingest service's metrics.
     pub metrics: Arc<ApiMetrics>,
+    /// Every metric of this server (store, engine, HTTP, ingest), for `/metrics`.
+    pub registry: Arc<Registry>,
     /// False once shutdown has begun (reported by `/readyz`).
     pub ready: Arc<AtomicBool>,
     /// Saved queries and results of the Query Data API.
@@ -54,7 +57,12 @@ impl AppState {
             Arc::clone(&metrics),
             Arc::clone(&clock),
         );
+        let mut registry = Registry::default();
+        store.metrics().register(&mut registry);
+        engine.metrics().register(&mut registry);
+        metrics.register(&mut registry);
         Ok(AppState {
+            registry: Arc::new(registry),
             store,
             engine: Arc::new(engine),
             auth: Arc::new(Auth::new(config.api_keys.clone())),

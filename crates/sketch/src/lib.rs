@@ -22,6 +22,9 @@
 //! let restored = QuantileSketch::from_bytes(&sketch.to_bytes()).unwrap();
 //! assert_eq!(restored, sketch);
 //! ```
+//!
+//! quarry-sketch is a leaf: it depends on no other Quarry crate and on no engine
+//! (no arrow, no DataFusion), so every layer can keep and merge sketches.
 
 mod bins;
 mod codec;

@@ -11,7 +11,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::frame::{file_header, stamp_seq};
 use super::{DatasetKey, WalIndex, file_path, sync_dir};
+use crate::metrics::observe_since;
 use crate::{Durability, Result, StoreError, StoreMetrics};
 
 /// Most appends written in one group.
@@ -248,10 +248,7 @@ impl Writer {
             .file
             .write_all(&bytes)
             .and_then(|()| match self.settings.durability {
-                Durability::Fsync => {
-                    self.metrics.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
-                    self.file.sync_data()
-                }
+                Durability::Fsync => sync_counted(&self.file, &self.metrics),
                 Durability::Relaxed => Ok(()),
             });
         if let Err(error) = durable {
@@ -269,9 +266,7 @@ impl Writer {
         self.unsynced = self.settings.durability == Durability::Relaxed;
         self.file_bytes += bytes.len() as u64;
         self.next_seq += group.len() as u64;
-        self.metrics
-            .wal_bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.metrics.wal_bytes.inc_by(bytes.len() as u64);
         {
             let mut index = self.index.lock();
             for (offset, append) in group.iter().enumerate() {
@@ -314,8 +309,7 @@ impl Writer {
     fn sync_if_unsynced(&mut self) {
         self.last_sync = std::time::Instant::now();
         if self.unsynced && self.failed.is_none() {
-            self.metrics.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
-            if let Err(error) = self.file.sync_data() {
+            if let Err(error) = sync_counted(&self.file, &self.metrics) {
                 tracing::error!(%error, "write-ahead log sync failed; refusing further appends");
                 self.failed = Some(error.to_string());
             }
@@ -346,4 +340,12 @@ fn create_file(dir: &std::path::Path, id: u64) -> Result<File> {
     file.sync_all().map_err(wal_error)?;
     sync_dir(dir)?;
     Ok(file)
+}
+/// One fsync of the active file, counted and timed for `/metrics`.
+fn sync_counted(file: &File, metrics: &StoreMetrics) -> std::io::Result<()> {
+    metrics.wal_fsyncs.inc_by(1);
+    let started = std::time::Instant::now();
+    let synced = file.sync_data();
+    observe_since(&metrics.wal_fsync_seconds, started);
+    synced
 }

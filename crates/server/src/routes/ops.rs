@@ -9,9 +9,6 @@ use axum::response::{IntoResponse, Response};
 use crate::metrics;
 use crate::state::AppState;
 
-/// Content type of the Prometheus text exposition format.
-const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> &'static str {
     "ok"
@@ -26,14 +23,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str)
     }
 }
 
-/// `GET /metrics`: Prometheus text of the store's, the query engine's and the API's counters.
+/// `GET /metrics`: the OpenMetrics text of the store's, the query engine's and the
+/// API's metrics.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let text = metrics::render(
-        state.store.metrics(),
-        state.engine.metrics(),
-        &state.metrics,
-    );
-    ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response()
+    let text = metrics::render(&state.registry);
+    (
+        [(header::CONTENT_TYPE, metrics::OPENMETRICS_CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -64,13 +62,17 @@ mod tests {
         let metrics = app.get("/metrics").await;
         assert_eq!(
             metrics.headers["content-type"],
-            super::PROMETHEUS_CONTENT_TYPE
+            crate::metrics::OPENMETRICS_CONTENT_TYPE
         );
         let text = metrics.text();
         for family in [
-            "# TYPE quarry_store_appended_rows_total counter",
+            "# TYPE quarry_store_appended_rows counter",
             "# TYPE quarry_store_buffered_bytes gauge",
-            "# TYPE quarry_query_segments_scanned_total counter",
+            "# TYPE quarry_query_segments_scanned counter",
+            "# TYPE quarry_store_seal_duration_seconds histogram",
+            "# TYPE quarry_wal_fsync_duration_seconds histogram",
+            "# TYPE quarry_store_compaction_duration_seconds histogram",
+            "quarry_http_request_duration_seconds_count{route=\"/healthz\"} 1",
             "quarry_http_requests_total{route=\"/healthz\",status=\"2xx\"} 1",
             "quarry_http_requests_total{route=\"/readyz\",status=\"5xx\"} 1",
         ] {
