@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use quarry_schema::fields::{DURATION_MS, ERROR, HTTP_ROUTE, NAME, SERVICE_NAME, SPAN_ID};
 use quarry_schema::{DatasetSchema, FieldType, TIMESTAMP};
 use quarry_segment_store::{MeasureOp, RollupDefinition, RollupMeasure};
 
@@ -19,11 +20,11 @@ pub const TRACE_DEFAULT_NAME: &str = "requests";
 /// Bucket of the default trace rollup: one minute.
 pub const TRACE_DEFAULT_GRANULARITY_SECS: u64 = 60;
 /// Columns whose presence marks a dataset as holding spans.
-const TRACE_MARKER_COLUMNS: [&str; 2] = ["trace.span_id", "duration_ms"];
+const TRACE_MARKER_COLUMNS: [&str; 2] = [SPAN_ID, DURATION_MS];
 /// The default trace rollup's dimensions.
-const TRACE_DEFAULT_DIMENSIONS: [&str; 4] = ["service.name", "name", "error", "http.route"];
+const TRACE_DEFAULT_DIMENSIONS: [&str; 4] = [SERVICE_NAME, NAME, ERROR, HTTP_ROUTE];
 /// The default trace rollup's measured column.
-const TRACE_DEFAULT_DURATION: &str = "duration_ms";
+const TRACE_DEFAULT_DURATION: &str = DURATION_MS;
 
 fn invalid(message: String) -> QueryError {
     QueryError::InvalidSpec(message)
