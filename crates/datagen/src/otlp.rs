@@ -126,7 +126,10 @@ fn body(dataset: &'static str, spans: Vec<Span>) -> OtlpBody {
                 attributes: vec![
                     kv(SERVICE_NAME, Value::StringValue(dataset.to_owned())),
                     kv(TELEMETRY_SDK_LANGUAGE, Value::StringValue("rust".into())),
-                    kv(TELEMETRY_SDK_NAME, Value::StringValue("opentelemetry".into())),
+                    kv(
+                        TELEMETRY_SDK_NAME,
+                        Value::StringValue("opentelemetry".into()),
+                    ),
                     kv(TELEMETRY_SDK_VERSION, Value::StringValue("0.31.0".into())),
                 ],
                 ..Default::default()

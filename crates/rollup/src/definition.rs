@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
-use quarry_schema::fields::{DURATION_MS, ERROR, HTTP_ROUTE, NAME, SERVICE_NAME, SPAN_ID};
+use quarry_schema::fields::{
+    DURATION_MS, ERROR, HTTP_ROUTE, NAME, ROLLUP_PREFIX, SERVICE_NAME, SPAN_ID,
+};
 use quarry_schema::{DatasetSchema, FieldType, TIMESTAMP};
 use quarry_segment_store::{MeasureOp, RollupDefinition, RollupMeasure};
 
@@ -58,7 +60,7 @@ pub fn check_shape(definition: &RollupDefinition) -> Result<(), QueryError> {
     }
     let mut seen = HashSet::new();
     for (index, dimension) in definition.dimensions.iter().enumerate() {
-        if dimension.is_empty() || dimension == TIMESTAMP || dimension.starts_with("meta.rollup.") {
+        if dimension.is_empty() || dimension == TIMESTAMP || dimension.starts_with(ROLLUP_PREFIX) {
             return Err(invalid(format!(
                 "dimensions[{index}]: {dimension:?} cannot be a dimension"
             )));

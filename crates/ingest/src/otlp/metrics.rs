@@ -104,18 +104,30 @@ impl Rows<'_> {
             None => {}
             Some(Data::Gauge(gauge)) => {
                 for point in &gauge.data_points {
-                    self.row(metric, METRIC_KIND_GAUGE, scope, &number_point(point), |event| {
-                        put_number(event, point);
-                    });
+                    self.row(
+                        metric,
+                        METRIC_KIND_GAUGE,
+                        scope,
+                        &number_point(point),
+                        |event| {
+                            put_number(event, point);
+                        },
+                    );
                 }
             }
             Some(Data::Sum(sum)) => {
                 for point in &sum.data_points {
-                    self.row(metric, METRIC_KIND_SUM, scope, &number_point(point), |event| {
-                        put_temporality(event, sum.aggregation_temporality);
-                        put_bool(event, METRIC_MONOTONIC, sum.is_monotonic);
-                        put_number(event, point);
-                    });
+                    self.row(
+                        metric,
+                        METRIC_KIND_SUM,
+                        scope,
+                        &number_point(point),
+                        |event| {
+                            put_temporality(event, sum.aggregation_temporality);
+                            put_bool(event, METRIC_MONOTONIC, sum.is_monotonic);
+                            put_number(event, point);
+                        },
+                    );
                 }
             }
             Some(Data::Histogram(histogram)) => {
@@ -130,17 +142,29 @@ impl Rows<'_> {
             Some(Data::ExponentialHistogram(histogram)) => {
                 for point in &histogram.data_points {
                     let common = exponential_point(point);
-                    self.row(metric, METRIC_KIND_EXPONENTIAL_HISTOGRAM, scope, &common, |event| {
-                        put_temporality(event, histogram.aggregation_temporality);
-                        put_exponential(event, point);
-                    });
+                    self.row(
+                        metric,
+                        METRIC_KIND_EXPONENTIAL_HISTOGRAM,
+                        scope,
+                        &common,
+                        |event| {
+                            put_temporality(event, histogram.aggregation_temporality);
+                            put_exponential(event, point);
+                        },
+                    );
                 }
             }
             Some(Data::Summary(summary)) => {
                 for point in &summary.data_points {
-                    self.row(metric, METRIC_KIND_SUMMARY, scope, &summary_point(point), |event| {
-                        put_summary(event, point);
-                    });
+                    self.row(
+                        metric,
+                        METRIC_KIND_SUMMARY,
+                        scope,
+                        &summary_point(point),
+                        |event| {
+                            put_summary(event, point);
+                        },
+                    );
                 }
             }
         }
@@ -248,11 +272,7 @@ fn put_aggregates(
     max: Option<f64>,
 ) {
     put_uint(event, METRIC_COUNT, count);
-    for (key, value) in [
-        (METRIC_SUM, sum),
-        (METRIC_MIN, min),
-        (METRIC_MAX, max),
-    ] {
+    for (key, value) in [(METRIC_SUM, sum), (METRIC_MIN, min), (METRIC_MAX, max)] {
         if let Some(value) = value {
             put_float(event, key, value);
         }

@@ -29,7 +29,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{DataFrame, SessionContext};
 use quarry_schema::fields::{
     DURATION_MS, METRIC_BUCKET_COUNTS, METRIC_EXPLICIT_BOUNDS, METRIC_MONOTONIC, METRIC_SERIES_ID,
-    METRIC_START_TIME_UNIX_NANO, METRIC_TEMPORALITY, SPAN_ID,
+    METRIC_START_TIME_UNIX_NANO, METRIC_TEMPORALITY, METRIC_TEMPORALITY_DELTA, SPAN_ID,
 };
 use quarry_schema::{SAMPLE_RATE, TIMESTAMP, TRACE_ID};
 
@@ -41,7 +41,6 @@ use super::sketches;
 use super::validate::{OrderKey, ValidSpec};
 use quarry_engine::time_bucket::bucket_start_ns;
 use quarry_engine::{DATASET_COLUMN, QueryError};
-
 
 /// Start of the row's time bucket, nanoseconds since the epoch (public for plan
 /// rewrites such as rollups, as are [`key`] and [`value`]).
@@ -412,15 +411,28 @@ fn rate_inputs(columns: &Columns) -> Vec<Expr> {
         lit(ScalarValue::Utf8(None)),
     );
     vec![
-        typed(METRIC_SERIES_ID, DataType::Utf8, lit(ScalarValue::Utf8(None))).alias(SERIES_INPUT),
+        typed(
+            METRIC_SERIES_ID,
+            DataType::Utf8,
+            lit(ScalarValue::Utf8(None)),
+        )
+        .alias(SERIES_INPUT),
         datafusion::functions::expr_fn::coalesce(vec![
             typed(METRIC_MONOTONIC, DataType::Boolean, lit(false)),
             lit(false),
         ])
         .alias(MONOTONIC_INPUT),
-        typed(METRIC_START_TIME_UNIX_NANO, DataType::Int64, lit(ScalarValue::Int64(None))).alias(START_INPUT),
-        datafusion::functions::expr_fn::coalesce(vec![temporality.eq(lit("delta")), lit(false)])
-            .alias(DELTA_INPUT),
+        typed(
+            METRIC_START_TIME_UNIX_NANO,
+            DataType::Int64,
+            lit(ScalarValue::Int64(None)),
+        )
+        .alias(START_INPUT),
+        datafusion::functions::expr_fn::coalesce(vec![
+            temporality.eq(lit(METRIC_TEMPORALITY_DELTA)),
+            lit(false),
+        ])
+        .alias(DELTA_INPUT),
     ]
 }
 

@@ -14,11 +14,11 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use quarry_schema::fields::{
     ANNOTATION_LINK, ANNOTATION_SPAN_EVENT, ANNOTATION_TYPE, DURATION_MS, ERROR, NAME, PARENT_ID,
     SERVICE_NAME, SIGNAL_LOG, SIGNAL_TYPE, SPAN_ID,
 };
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// Nanoseconds per millisecond.
@@ -339,10 +339,7 @@ fn span_node(row: TraceRow, trace_start: i64) -> TraceSpan {
         self_time_ms: duration_ms,
         depth: 0,
         orphan: false,
-        error: fields
-            .get(ERROR)
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        error: fields.get(ERROR).and_then(Value::as_bool).unwrap_or(false),
         children: Vec::new(),
         events: Vec::new(),
         links: Vec::new(),
