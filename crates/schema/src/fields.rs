@@ -282,13 +282,6 @@ pub const ALL_FIELD_NAMES: &[&str] = &[
     TELEMETRY_SDK_VERSION,
 ];
 
-/// `name` in double quotes, as SQL spells a column: `"trace.trace_id"`.
-///
-/// For names without `"`, which every name of this vocabulary is.
-pub fn quoted(name: &str) -> String {
-    format!("\"{name}\"")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,10 +293,5 @@ mod tests {
         for name in ALL_FIELD_NAMES {
             assert!(seen.insert(*name), "{name} listed twice");
         }
-    }
-
-    #[test]
-    fn quoted_wraps_in_double_quotes() {
-        assert_eq!(quoted(TRACE_ID), "\"trace.trace_id\"");
     }
 }
