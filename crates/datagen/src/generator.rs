@@ -15,6 +15,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Pareto, Zipf};
 
+use quarry_schema::fields::{
+    BODY, CLOUD_REGION, DURATION_MS, ERROR, HOST_NAME, HTTP_METHOD, HTTP_ROUTE, HTTP_STATUS_CODE,
+    NAME, PARENT_ID, SERVICE_NAME, SEVERITY, SEVERITY_TEXT, SPAN_ID, SPAN_KIND, SPAN_KIND_SERVER,
+    TRACE_ID,
+};
+
 use crate::DatagenError;
 use crate::config::{GeneratorConfig, TRACE_END_MARGIN, duration_ns};
 use crate::event::{Event, EventKind, FieldValue};
@@ -249,25 +255,25 @@ impl Generator {
         );
 
         let mut fields = Vec::with_capacity(18);
-        fields.push(("trace.trace_id", str_value(&trace.trace_id)));
-        fields.push(("trace.span_id", str_value(&span_id)));
+        fields.push((TRACE_ID, str_value(&trace.trace_id)));
+        fields.push((SPAN_ID, str_value(&span_id)));
         if let Some(parent) = parent {
-            fields.push(("trace.parent_id", str_value(parent)));
+            fields.push((PARENT_ID, str_value(parent)));
         }
-        fields.push(("service.name", str_value(service_name)));
-        fields.push(("name", str_value(op.name)));
-        fields.push(("span.kind", str_value("server")));
-        fields.push(("duration_ms", FieldValue::Float(duration_ms)));
-        fields.push(("error", FieldValue::Bool(error)));
-        fields.push(("http.method", str_value(op.method)));
-        fields.push(("http.route", str_value(op.route)));
-        fields.push(("http.status_code", FieldValue::Int(status)));
+        fields.push((SERVICE_NAME, str_value(service_name)));
+        fields.push((NAME, str_value(op.name)));
+        fields.push((SPAN_KIND, str_value(SPAN_KIND_SERVER)));
+        fields.push((DURATION_MS, FieldValue::Float(duration_ms)));
+        fields.push((ERROR, FieldValue::Bool(error)));
+        fields.push((HTTP_METHOD, str_value(op.method)));
+        fields.push((HTTP_ROUTE, str_value(op.route)));
+        fields.push((HTTP_STATUS_CODE, FieldValue::Int(status)));
         fields.push(("customer_id", str_value(&trace.customer_id)));
         fields.push(("merchant_id", str_value(&trace.merchant_id)));
         fields.push(("request_id", str_value(&trace.request_id)));
-        fields.push(("cloud.region", str_value(trace.region)));
+        fields.push((CLOUD_REGION, str_value(trace.region)));
         fields.push(("build_id", str_value(&build_id)));
-        fields.push(("host.name", str_value(&host)));
+        fields.push((HOST_NAME, str_value(&host)));
         self.pending[slot] = Event {
             dataset: service_name,
             time_ns: start_us * 1000,
@@ -309,18 +315,18 @@ impl Generator {
                 time_ns: end_us * 1000,
                 kind: EventKind::Log,
                 fields: vec![
-                    ("trace.trace_id", str_value(&trace.trace_id)),
-                    ("trace.parent_id", str_value(&span_id)),
-                    ("service.name", str_value(service_name)),
-                    ("severity_text", str_value(severity)),
-                    ("severity", str_value(&severity.to_ascii_lowercase())),
-                    ("body", FieldValue::Str(body)),
+                    (TRACE_ID, str_value(&trace.trace_id)),
+                    (PARENT_ID, str_value(&span_id)),
+                    (SERVICE_NAME, str_value(service_name)),
+                    (SEVERITY_TEXT, str_value(severity)),
+                    (SEVERITY, str_value(&severity.to_ascii_lowercase())),
+                    (BODY, FieldValue::Str(body)),
                     ("customer_id", str_value(&trace.customer_id)),
                     ("merchant_id", str_value(&trace.merchant_id)),
                     ("request_id", str_value(&trace.request_id)),
-                    ("cloud.region", str_value(trace.region)),
+                    (CLOUD_REGION, str_value(trace.region)),
                     ("build_id", str_value(&build_id)),
-                    ("host.name", FieldValue::Str(host)),
+                    (HOST_NAME, FieldValue::Str(host)),
                 ],
             });
         }

@@ -13,6 +13,10 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
+use quarry_schema::fields::{
+    DURATION_MS, ERROR, NAME, PARENT_ID, SERVICE_NAME, SPAN_ID, SPAN_KIND, TELEMETRY_SDK_LANGUAGE,
+    TELEMETRY_SDK_NAME, TELEMETRY_SDK_VERSION, TRACE_ID,
+};
 
 use crate::event::{Event, EventKind, FieldValue};
 use crate::generator::Generator;
@@ -120,13 +124,13 @@ fn body(dataset: &'static str, spans: Vec<Span>) -> OtlpBody {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![
-                    kv("service.name", Value::StringValue(dataset.to_owned())),
-                    kv("telemetry.sdk.language", Value::StringValue("rust".into())),
+                    kv(SERVICE_NAME, Value::StringValue(dataset.to_owned())),
+                    kv(TELEMETRY_SDK_LANGUAGE, Value::StringValue("rust".into())),
                     kv(
-                        "telemetry.sdk.name",
+                        TELEMETRY_SDK_NAME,
                         Value::StringValue("opentelemetry".into()),
                     ),
-                    kv("telemetry.sdk.version", Value::StringValue("0.31.0".into())),
+                    kv(TELEMETRY_SDK_VERSION, Value::StringValue("0.31.0".into())),
                 ],
                 ..Default::default()
             }),
@@ -163,22 +167,22 @@ pub fn span_of(event: &Event, serial: u64) -> Option<Span> {
     };
     for (name, value) in &event.fields {
         match (*name, value) {
-            ("trace.trace_id", FieldValue::Str(id)) => span.trace_id = hex::decode(id).ok()?,
-            ("trace.span_id", FieldValue::Str(id)) => span.span_id = hex::decode(id).ok()?,
-            ("trace.parent_id", FieldValue::Str(id)) => {
+            (TRACE_ID, FieldValue::Str(id)) => span.trace_id = hex::decode(id).ok()?,
+            (SPAN_ID, FieldValue::Str(id)) => span.span_id = hex::decode(id).ok()?,
+            (PARENT_ID, FieldValue::Str(id)) => {
                 span.parent_span_id = hex::decode(id).ok()?;
             }
-            ("name", FieldValue::Str(text)) => span.name = text.clone(),
-            ("duration_ms", FieldValue::Float(ms)) => {
+            (NAME, FieldValue::Str(text)) => span.name = text.clone(),
+            (DURATION_MS, FieldValue::Float(ms)) => {
                 span.end_time_unix_nano = start + (ms * NANOS_PER_MILLI) as u64;
             }
-            ("error", FieldValue::Bool(true)) => {
+            (ERROR, FieldValue::Bool(true)) => {
                 span.status = Some(Status {
                     message: "error".into(),
                     code: StatusCode::Error as i32,
                 });
             }
-            ("service.name" | "span.kind" | "error", _) => {}
+            (SERVICE_NAME | SPAN_KIND | ERROR, _) => {}
             (name, value) => span.attributes.push(kv(name, any_of(value))),
         }
     }

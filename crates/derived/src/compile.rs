@@ -14,16 +14,13 @@ use datafusion::functions::expr_fn::{
 };
 use datafusion::functions_nested::expr_fn::array_element;
 use datafusion::logical_expr::{Case, Expr, cast, lit, not, try_cast};
+use quarry_schema::TIMESTAMP;
 
 use super::ast::{Ast, AstKind, BinaryOp, Literal, Span, UnaryOp};
 use super::branches::{coalesce_values, if_values};
 use super::dynamic::{CompareOp, compare, to_number, truthy};
 use super::error::DerivedError;
 use super::functions::Function;
-
-/// The event-time column (`quarry_schema::TIMESTAMP`), spelled here so this crate
-/// depends on arrow and DataFusion only.
-const TIMESTAMP: &str = "timestamp";
 
 /// Compiled size limit of a regular expression; far above any sane pattern, far
 /// below what would let one expression eat the server's memory.

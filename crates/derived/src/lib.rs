@@ -9,8 +9,9 @@
 //! The language is documented in `docs/calculated-fields.md`. Every error names
 //! its position; no input, however hostile, panics or overflows the stack.
 //!
-//! quarry-derived depends only on arrow and DataFusion (and `regex` to check
-//! patterns): no storage, no engine, no query specs. The query-spec compiler
+//! quarry-derived depends only on arrow, DataFusion and the vocabulary crate
+//! `quarry-schema` (and `regex` to check patterns): no storage, no engine, no
+//! query specs. The query-spec compiler
 //! (`quarry-query`) resolves column names and calls it.
 
 mod ast;

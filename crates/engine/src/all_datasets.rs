@@ -39,7 +39,7 @@ use crate::table::{DatasetTable, ScanContext};
 /// Name of the environment-wide table.
 pub const ALL_DATASETS: &str = "__all__";
 /// Column of `__all__` naming the dataset each row comes from.
-pub const DATASET_COLUMN: &str = "meta.dataset";
+pub const DATASET_COLUMN: &str = quarry_schema::fields::DATASET;
 
 /// Where one dataset column lands in the union.
 #[derive(Debug, Clone, PartialEq)]

@@ -34,10 +34,7 @@ use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
-
-/// Time zone of exemplar timestamps: the event schema's (`quarry_schema::TIMESTAMP_TZ`),
-/// spelled here so this crate depends on arrow and DataFusion only.
-const TIMESTAMP_TZ: &str = "UTC";
+use quarry_schema::TIMESTAMP_TZ;
 
 /// Name of the aggregate.
 pub const EXEMPLARS: &str = "quarry_exemplars";

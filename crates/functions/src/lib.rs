@@ -1,8 +1,9 @@
 //! Quarry's own SQL functions: weighted quantiles and mergeable sketches, heatmap
 //! buckets, value bins, exemplars and OTLP histogram quantiles.
 //!
-//! quarry-functions depends only on arrow, DataFusion and the sketch algorithm
-//! (`quarry-sketch`): no storage, no engine, no query specs. Their tests through
+//! quarry-functions depends only on arrow, DataFusion, the sketch algorithm
+//! (`quarry-sketch`) and the vocabulary crate `quarry-schema`: no storage, no
+//! engine, no query specs. Their tests through
 //! SQL over a dataset (segment plus buffer) live with the engine that registers
 //! them (`quarry-engine`, `functions_tests.rs`).
 //!

@@ -7,35 +7,36 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use quarry_schema::fields::{ROLLUP_COUNT, ROLLUP_PREFIX};
 use quarry_schema::{DatasetSchema, FieldType, TIMESTAMP, timestamp_data_type};
 use quarry_segment_store::{MeasureOp, RollupDefinition};
 
 /// Σ sample rate of the rows of a group.
-pub const COUNT_COLUMN: &str = "meta.rollup.count";
+pub const COUNT_COLUMN: &str = ROLLUP_COUNT;
 
 /// Σ sample rate of the rows whose `column` is not null.
 pub fn count_of(column: &str) -> String {
-    format!("meta.rollup.count.{column}")
+    format!("{ROLLUP_COUNT}.{column}")
 }
 
 /// Σ `column` × sample rate.
 pub fn sum_of(column: &str) -> String {
-    format!("meta.rollup.sum.{column}")
+    format!("{ROLLUP_PREFIX}sum.{column}")
 }
 
 /// Smallest value of `column`.
 pub fn min_of(column: &str) -> String {
-    format!("meta.rollup.min.{column}")
+    format!("{ROLLUP_PREFIX}min.{column}")
 }
 
 /// Largest value of `column`.
 pub fn max_of(column: &str) -> String {
-    format!("meta.rollup.max.{column}")
+    format!("{ROLLUP_PREFIX}max.{column}")
 }
 
 /// Weighted quantile sketch of `column`.
 pub fn sketch_of(column: &str) -> String {
-    format!("meta.rollup.sketch.{column}")
+    format!("{ROLLUP_PREFIX}sketch.{column}")
 }
 
 /// A definition's measures, by kind: each set holds column names.

@@ -2,6 +2,9 @@
 
 use std::collections::HashSet;
 
+use quarry_schema::fields::{
+    DURATION_MS, ERROR, HTTP_ROUTE, NAME, ROLLUP_PREFIX, SERVICE_NAME, SPAN_ID,
+};
 use quarry_schema::{DatasetSchema, FieldType, TIMESTAMP};
 use quarry_segment_store::{MeasureOp, RollupDefinition, RollupMeasure};
 
@@ -19,11 +22,11 @@ pub const TRACE_DEFAULT_NAME: &str = "requests";
 /// Bucket of the default trace rollup: one minute.
 pub const TRACE_DEFAULT_GRANULARITY_SECS: u64 = 60;
 /// Columns whose presence marks a dataset as holding spans.
-const TRACE_MARKER_COLUMNS: [&str; 2] = ["trace.span_id", "duration_ms"];
+const TRACE_MARKER_COLUMNS: [&str; 2] = [SPAN_ID, DURATION_MS];
 /// The default trace rollup's dimensions.
-const TRACE_DEFAULT_DIMENSIONS: [&str; 4] = ["service.name", "name", "error", "http.route"];
+const TRACE_DEFAULT_DIMENSIONS: [&str; 4] = [SERVICE_NAME, NAME, ERROR, HTTP_ROUTE];
 /// The default trace rollup's measured column.
-const TRACE_DEFAULT_DURATION: &str = "duration_ms";
+const TRACE_DEFAULT_DURATION: &str = DURATION_MS;
 
 fn invalid(message: String) -> QueryError {
     QueryError::InvalidSpec(message)
@@ -57,7 +60,7 @@ pub fn check_shape(definition: &RollupDefinition) -> Result<(), QueryError> {
     }
     let mut seen = HashSet::new();
     for (index, dimension) in definition.dimensions.iter().enumerate() {
-        if dimension.is_empty() || dimension == TIMESTAMP || dimension.starts_with("meta.rollup.") {
+        if dimension.is_empty() || dimension == TIMESTAMP || dimension.starts_with(ROLLUP_PREFIX) {
             return Err(invalid(format!(
                 "dimensions[{index}]: {dimension:?} cannot be a dimension"
             )));

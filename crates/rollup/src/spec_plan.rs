@@ -23,7 +23,7 @@ use quarry_query::spec::{
 /// The spec's `source` value that forces raw rows.
 pub const RAW_SOURCE: &str = "raw";
 /// Prefix of the measure columns kept in the plan's base rows.
-const MEASURE_PREFIX: &str = "meta.rollup.";
+const MEASURE_PREFIX: &str = quarry_schema::fields::ROLLUP_PREFIX;
 
 /// Specs answered from rollups when one fits: the rewrite the server gives the
 /// spec runner.

@@ -8,6 +8,8 @@
 //!
 //! Naming rules (documented for users in the README):
 //! - `timestamp` is the event time (nanoseconds, UTC); `meta.` columns are Quarry's.
+//! - Every reserved name and every Honeycomb/OpenTelemetry field name Quarry maps
+//!   to is a constant of [`fields`]; other crates spell them only through it.
 //! - A user field that collides with a reserved name is stored as `<name>#user`.
 //! - A value whose type conflicts with its column, and that cannot be coerced without
 //!   loss, is stored in the sibling column `<name>#<type>` (e.g. `status#string`).
@@ -16,27 +18,19 @@ pub mod clock;
 pub mod conform;
 mod dataset_schema;
 mod field_type;
+pub mod fields;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use conform::{ConformError, conform_batch};
 pub use dataset_schema::DatasetSchema;
 pub use field_type::{FieldType, Placement, placement};
+pub use fields::{META_PREFIX, SAMPLE_RATE, TIMESTAMP, TRACE_ID, TRUNCATED_FIELDS};
 
 use std::borrow::Cow;
 
-/// Event time column: `Timestamp(Nanosecond, "UTC")`, never null.
-pub const TIMESTAMP: &str = "timestamp";
-/// Sample rate of the event (`1` = not sampled); weights COUNT, SUM, AVG, percentiles.
-pub const SAMPLE_RATE: &str = "meta.sample_rate";
-/// Comma-separated names of fields whose string value was truncated to the size limit.
-pub const TRUNCATED_FIELDS: &str = "meta.truncated_fields";
-/// Trace id column; segments carry a bloom filter on it.
-pub const TRACE_ID: &str = "trace.trace_id";
-/// Prefix of Quarry's own columns.
-pub const META_PREFIX: &str = "meta.";
 /// Separator of Quarry-made column name variants (`name#user`, `name#string`).
 pub const VARIANT_SEPARATOR: char = '#';
-/// Time zone of the `timestamp` column.
+/// Time zone of the [`TIMESTAMP`] column.
 pub const TIMESTAMP_TZ: &str = "UTC";
 
 /// Whether `name` is reserved for Quarry (the event time or a `meta.` column).

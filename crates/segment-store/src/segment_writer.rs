@@ -18,6 +18,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{ParquetMetaData, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+use quarry_schema::fields::{PARENT_ID, SPAN_ID};
 use quarry_schema::{DatasetSchema, FieldType, TIMESTAMP, TRACE_ID};
 
 use crate::{BloomFilterLocation, ColumnStats, Result, SegmentMeta, StatValue, StoreError};
@@ -208,7 +209,7 @@ const DATA_PAGE_ROWS: usize = 8192;
 const ID_PAGE_BYTES: usize = 32 << 10;
 
 /// Columns of random identifiers (OpenTelemetry's trace, span and parent ids).
-const RANDOM_ID_COLUMNS: &[&str] = &[TRACE_ID, "trace.span_id", "trace.parent_id"];
+const RANDOM_ID_COLUMNS: &[&str] = &[TRACE_ID, SPAN_ID, PARENT_ID];
 
 fn writer_properties(
     rows: &RecordBatch,

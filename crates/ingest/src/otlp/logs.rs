@@ -5,9 +5,11 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
 use quarry_schema::DatasetSchema;
+use quarry_schema::fields::{
+    BODY, PARENT_ID, SEVERITY, SEVERITY_CODE, SEVERITY_TEXT, SIGNAL_LOG, SIGNAL_TYPE, TRACE_ID,
+};
 
 use super::sink::{Datasets, Sink, UNKNOWN_LOG_SOURCE};
-use super::traces::SIGNAL_TYPE;
 use super::values::{
     put_attributes, put_id, put_int, put_resource, put_scope, put_text, put_value,
 };
@@ -15,11 +17,6 @@ use super::{OtlpBatches, OtlpContext, time_ns};
 use crate::IngestError;
 use crate::flat_event::FlatEvent;
 use crate::sample_rate::DEFAULT_SAMPLE_RATE;
-
-/// `meta.signal_type` of log rows.
-const SIGNAL_LOG: &str = "log";
-/// The body's field; a map body's keys become `body.<key>`.
-const BODY: &str = "body";
 
 /// Maps a logs export request to one batch per dataset.
 pub fn map_logs(
@@ -67,13 +64,13 @@ fn put_record(event: &mut FlatEvent, record: &LogRecord) -> Option<i64> {
         put_value(event, body, 1);
         event.leave(mark);
     }
-    put_text(event, "severity", severity(record.severity_number));
-    put_int(event, "severity_code", i64::from(record.severity_number));
+    put_text(event, SEVERITY, severity(record.severity_number));
+    put_int(event, SEVERITY_CODE, i64::from(record.severity_number));
     if !record.severity_text.is_empty() {
-        put_text(event, "severity_text", &record.severity_text);
+        put_text(event, SEVERITY_TEXT, &record.severity_text);
     }
-    put_id(event, "trace.trace_id", &record.trace_id);
-    put_id(event, "trace.parent_id", &record.span_id);
+    put_id(event, TRACE_ID, &record.trace_id);
+    put_id(event, PARENT_ID, &record.span_id);
     event.own_string(SIGNAL_TYPE, SIGNAL_LOG);
     sample_rate
 }

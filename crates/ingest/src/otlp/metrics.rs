@@ -16,10 +16,19 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use prost::Message;
 use quarry_schema::DatasetSchema;
+use quarry_schema::fields::{
+    METRIC_BUCKET_COUNTS, METRIC_COUNT, METRIC_DESCRIPTION, METRIC_EXPLICIT_BOUNDS, METRIC_KIND,
+    METRIC_KIND_EXPONENTIAL_HISTOGRAM, METRIC_KIND_GAUGE, METRIC_KIND_HISTOGRAM, METRIC_KIND_SUM,
+    METRIC_KIND_SUMMARY, METRIC_MAX, METRIC_MIN, METRIC_MONOTONIC, METRIC_NAME,
+    METRIC_NEGATIVE_BUCKET_COUNTS, METRIC_NEGATIVE_OFFSET, METRIC_POSITIVE_BUCKET_COUNTS,
+    METRIC_POSITIVE_OFFSET, METRIC_QUANTILES, METRIC_SCALE, METRIC_SERIES_ID,
+    METRIC_START_TIME_UNIX_NANO, METRIC_SUM, METRIC_TEMPORALITY, METRIC_TEMPORALITY_CUMULATIVE,
+    METRIC_TEMPORALITY_DELTA, METRIC_UNIT, METRIC_ZERO_COUNT, METRIC_ZERO_THRESHOLD, SIGNAL_METRIC,
+    SIGNAL_TYPE, UNSPECIFIED, VALUE,
+};
 
 use super::series;
 use super::sink::{Datasets, Sink, UNKNOWN_SERVICE};
-use super::traces::SIGNAL_TYPE;
 use super::values::{
     put_attributes, put_bool, put_float, put_int, put_json_numbers, put_resource, put_scope,
     put_text, put_uint,
@@ -28,9 +37,6 @@ use super::{OtlpBatches, OtlpContext, time_ns};
 use crate::IngestError;
 use crate::flat_event::{Checkpoint, FlatEvent};
 use crate::sample_rate::DEFAULT_SAMPLE_RATE;
-
-/// `meta.signal_type` of metric rows.
-const SIGNAL_METRIC: &str = "metric";
 
 /// Maps a metrics export request to one batch per dataset.
 pub fn map_metrics(
@@ -98,24 +104,36 @@ impl Rows<'_> {
             None => {}
             Some(Data::Gauge(gauge)) => {
                 for point in &gauge.data_points {
-                    self.row(metric, "gauge", scope, &number_point(point), |event| {
-                        put_number(event, point);
-                    });
+                    self.row(
+                        metric,
+                        METRIC_KIND_GAUGE,
+                        scope,
+                        &number_point(point),
+                        |event| {
+                            put_number(event, point);
+                        },
+                    );
                 }
             }
             Some(Data::Sum(sum)) => {
                 for point in &sum.data_points {
-                    self.row(metric, "sum", scope, &number_point(point), |event| {
-                        put_temporality(event, sum.aggregation_temporality);
-                        put_bool(event, "metric.monotonic", sum.is_monotonic);
-                        put_number(event, point);
-                    });
+                    self.row(
+                        metric,
+                        METRIC_KIND_SUM,
+                        scope,
+                        &number_point(point),
+                        |event| {
+                            put_temporality(event, sum.aggregation_temporality);
+                            put_bool(event, METRIC_MONOTONIC, sum.is_monotonic);
+                            put_number(event, point);
+                        },
+                    );
                 }
             }
             Some(Data::Histogram(histogram)) => {
                 for point in &histogram.data_points {
                     let common = histogram_point(point);
-                    self.row(metric, "histogram", scope, &common, |event| {
+                    self.row(metric, METRIC_KIND_HISTOGRAM, scope, &common, |event| {
                         put_temporality(event, histogram.aggregation_temporality);
                         put_histogram(event, point);
                     });
@@ -124,17 +142,29 @@ impl Rows<'_> {
             Some(Data::ExponentialHistogram(histogram)) => {
                 for point in &histogram.data_points {
                     let common = exponential_point(point);
-                    self.row(metric, "exponential_histogram", scope, &common, |event| {
-                        put_temporality(event, histogram.aggregation_temporality);
-                        put_exponential(event, point);
-                    });
+                    self.row(
+                        metric,
+                        METRIC_KIND_EXPONENTIAL_HISTOGRAM,
+                        scope,
+                        &common,
+                        |event| {
+                            put_temporality(event, histogram.aggregation_temporality);
+                            put_exponential(event, point);
+                        },
+                    );
                 }
             }
             Some(Data::Summary(summary)) => {
                 for point in &summary.data_points {
-                    self.row(metric, "summary", scope, &summary_point(point), |event| {
-                        put_summary(event, point);
-                    });
+                    self.row(
+                        metric,
+                        METRIC_KIND_SUMMARY,
+                        scope,
+                        &summary_point(point),
+                        |event| {
+                            put_summary(event, point);
+                        },
+                    );
                 }
             }
         }
@@ -158,18 +188,18 @@ impl Rows<'_> {
         let sample_rate = put_attributes(event, point.attributes)
             .or(scope.sample_rate)
             .unwrap_or(DEFAULT_SAMPLE_RATE);
-        put_text(event, "metric.name", &metric.name);
-        put_text(event, "metric.kind", kind);
+        put_text(event, METRIC_NAME, &metric.name);
+        put_text(event, METRIC_KIND, kind);
         let series = series::series_id(scope.resource, scope.scope, &metric.name, point.attributes);
-        put_text(event, "metric.series_id", &series);
+        put_text(event, METRIC_SERIES_ID, &series);
         if !metric.description.is_empty() {
-            put_text(event, "metric.description", &metric.description);
+            put_text(event, METRIC_DESCRIPTION, &metric.description);
         }
         if !metric.unit.is_empty() {
-            put_text(event, "metric.unit", &metric.unit);
+            put_text(event, METRIC_UNIT, &metric.unit);
         }
         if let Some(start) = time_ns(point.start_time_unix_nano) {
-            put_int(event, "metric.start_time_unix_nano", start);
+            put_int(event, METRIC_START_TIME_UNIX_NANO, start);
         }
         values(event);
         event.own_string(SIGNAL_TYPE, SIGNAL_METRIC);
@@ -217,8 +247,8 @@ fn summary_point(point: &SummaryDataPoint) -> Point<'_> {
 /// `value`: the point's number as a float (see the module docs).
 fn put_number(event: &mut FlatEvent, point: &NumberDataPoint) {
     match point.value {
-        Some(NumberValue::AsDouble(value)) => put_float(event, "value", value),
-        Some(NumberValue::AsInt(value)) => put_float(event, "value", value as f64),
+        Some(NumberValue::AsDouble(value)) => put_float(event, VALUE, value),
+        Some(NumberValue::AsInt(value)) => put_float(event, VALUE, value as f64),
         None => {}
     }
 }
@@ -226,11 +256,11 @@ fn put_number(event: &mut FlatEvent, point: &NumberDataPoint) {
 /// `metric.temporality`: `delta`, `cumulative` or `unspecified`.
 fn put_temporality(event: &mut FlatEvent, temporality: i32) {
     let name = match AggregationTemporality::try_from(temporality) {
-        Ok(AggregationTemporality::Delta) => "delta",
-        Ok(AggregationTemporality::Cumulative) => "cumulative",
-        Ok(AggregationTemporality::Unspecified) | Err(_) => "unspecified",
+        Ok(AggregationTemporality::Delta) => METRIC_TEMPORALITY_DELTA,
+        Ok(AggregationTemporality::Cumulative) => METRIC_TEMPORALITY_CUMULATIVE,
+        Ok(AggregationTemporality::Unspecified) | Err(_) => UNSPECIFIED,
     };
-    put_text(event, "metric.temporality", name);
+    put_text(event, METRIC_TEMPORALITY, name);
 }
 
 /// Count, sum, min and max, shared by histograms and summaries.
@@ -241,12 +271,8 @@ fn put_aggregates(
     min: Option<f64>,
     max: Option<f64>,
 ) {
-    put_uint(event, "metric.count", count);
-    for (key, value) in [
-        ("metric.sum", sum),
-        ("metric.min", min),
-        ("metric.max", max),
-    ] {
+    put_uint(event, METRIC_COUNT, count);
+    for (key, value) in [(METRIC_SUM, sum), (METRIC_MIN, min), (METRIC_MAX, max)] {
         if let Some(value) = value {
             put_float(event, key, value);
         }
@@ -255,30 +281,35 @@ fn put_aggregates(
 
 fn put_histogram(event: &mut FlatEvent, point: &HistogramDataPoint) {
     put_aggregates(event, point.count, point.sum, point.min, point.max);
-    put_json_numbers(event, "metric.bucket_counts", &point.bucket_counts);
-    put_json_numbers(event, "metric.explicit_bounds", &point.explicit_bounds);
+    put_json_numbers(event, METRIC_BUCKET_COUNTS, &point.bucket_counts);
+    put_json_numbers(event, METRIC_EXPLICIT_BOUNDS, &point.explicit_bounds);
 }
 
 fn put_exponential(event: &mut FlatEvent, point: &ExponentialHistogramDataPoint) {
     put_aggregates(event, point.count, point.sum, point.min, point.max);
-    put_int(event, "metric.scale", i64::from(point.scale));
-    put_uint(event, "metric.zero_count", point.zero_count);
-    put_float(event, "metric.zero_threshold", point.zero_threshold);
-    put_buckets(event, "metric.positive", point.positive.as_ref());
-    put_buckets(event, "metric.negative", point.negative.as_ref());
+    put_int(event, METRIC_SCALE, i64::from(point.scale));
+    put_uint(event, METRIC_ZERO_COUNT, point.zero_count);
+    put_float(event, METRIC_ZERO_THRESHOLD, point.zero_threshold);
+    put_buckets(
+        event,
+        [METRIC_POSITIVE_OFFSET, METRIC_POSITIVE_BUCKET_COUNTS],
+        point.positive.as_ref(),
+    );
+    put_buckets(
+        event,
+        [METRIC_NEGATIVE_OFFSET, METRIC_NEGATIVE_BUCKET_COUNTS],
+        point.negative.as_ref(),
+    );
 }
 
-/// `<side>.offset` and `<side>.bucket_counts` of an exponential histogram.
-fn put_buckets(event: &mut FlatEvent, side: &str, buckets: Option<&Buckets>) {
+/// The offset and bucket counts of one side of an exponential histogram, under
+/// the `[offset, bucket_counts]` names of that side.
+fn put_buckets(event: &mut FlatEvent, [offset, counts]: [&str; 2], buckets: Option<&Buckets>) {
     let Some(buckets) = buckets else {
         return;
     };
-    put_int(event, &format!("{side}.offset"), i64::from(buckets.offset));
-    put_json_numbers(
-        event,
-        &format!("{side}.bucket_counts"),
-        &buckets.bucket_counts,
-    );
+    put_int(event, offset, i64::from(buckets.offset));
+    put_json_numbers(event, counts, &buckets.bucket_counts);
 }
 
 /// Count, sum and `metric.quantiles`: `{"<quantile>": value, ...}` as JSON text.
@@ -289,7 +320,7 @@ fn put_summary(event: &mut FlatEvent, point: &SummaryDataPoint) {
         .iter()
         .map(|q| (q.quantile.to_string(), serde_json::Value::from(q.value)))
         .collect();
-    let mark = event.enter("metric.quantiles");
+    let mark = event.enter(METRIC_QUANTILES);
     event.json_value(&serde_json::Value::Object(quantiles));
     event.leave(mark);
 }

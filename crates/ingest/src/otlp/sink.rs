@@ -8,14 +8,13 @@
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use quarry_schema::DatasetSchema;
+use quarry_schema::fields::SERVICE_NAME;
 
 use super::{DatasetBatch, OtlpBatches, OtlpContext};
 use crate::IngestError;
 use crate::batch_builder::BatchBuilder;
 use crate::flat_event::FlatEvent;
 
-/// Resource attribute naming the service (and so the dataset).
-const SERVICE_NAME: &str = "service.name";
 /// Prefix OpenTelemetry SDKs give the service name when none was configured
 /// (`unknown_service:python`); such data goes to one dataset, as in Honeycomb.
 const UNKNOWN_SERVICE_PREFIX: &str = "unknown_service";

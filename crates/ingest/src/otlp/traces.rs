@@ -6,6 +6,13 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use prost::Message;
 use quarry_schema::DatasetSchema;
+use quarry_schema::fields::{
+    ANNOTATION_LINK, ANNOTATION_SPAN_EVENT, ANNOTATION_TYPE, DURATION_MS, ERROR, EXCEPTION_EVENT,
+    LINK_SPAN_ID, LINK_TRACE_ID, NAME, PARENT_ID, PARENT_NAME, SIGNAL_TRACE, SIGNAL_TYPE, SPAN_ID,
+    SPAN_KIND, SPAN_KIND_CLIENT, SPAN_KIND_CONSUMER, SPAN_KIND_INTERNAL, SPAN_KIND_PRODUCER,
+    SPAN_KIND_SERVER, SPAN_NUM_EVENTS, SPAN_NUM_LINKS, STATUS_CODE, STATUS_MESSAGE,
+    TIME_SINCE_SPAN_START_MS, TRACE_ID, UNSPECIFIED,
+};
 
 use super::sink::{Datasets, Sink, UNKNOWN_SERVICE};
 use super::values::{
@@ -16,18 +23,6 @@ use crate::IngestError;
 use crate::flat_event::{Checkpoint, FlatEvent};
 use crate::sample_rate::DEFAULT_SAMPLE_RATE;
 
-/// Quarry's column saying which signal a row came from.
-pub(crate) const SIGNAL_TYPE: &str = "meta.signal_type";
-/// `meta.signal_type` of span, span event and link rows.
-const SIGNAL_TRACE: &str = "trace";
-/// Quarry's column saying what kind of annotation of a span a row is.
-const ANNOTATION_TYPE: &str = "meta.annotation_type";
-const ANNOTATION_SPAN_EVENT: &str = "span_event";
-const ANNOTATION_LINK: &str = "link";
-/// Milliseconds from the span's start to a span event.
-const TIME_SINCE_SPAN_START: &str = "meta.time_since_span_start_ms";
-/// Name of the span event that records an exception (OpenTelemetry semantic conventions).
-const EXCEPTION_EVENT: &str = "exception";
 /// Bytes of a trace id and a span id.
 const TRACE_ID_BYTES: usize = 16;
 const SPAN_ID_BYTES: usize = 8;
@@ -102,28 +97,28 @@ impl Rows<'_> {
         let sample_rate = put_attributes(event, &span.attributes)
             .or(scope.sample_rate)
             .unwrap_or(DEFAULT_SAMPLE_RATE);
-        put_id(event, "trace.trace_id", &span.trace_id);
-        put_id(event, "trace.span_id", &span.span_id);
-        put_id(event, "trace.parent_id", &span.parent_span_id);
-        put_text(event, "name", &span.name);
-        put_text(event, "span.kind", kind_name(span.kind));
+        put_id(event, TRACE_ID, &span.trace_id);
+        put_id(event, SPAN_ID, &span.span_id);
+        put_id(event, PARENT_ID, &span.parent_span_id);
+        put_text(event, NAME, &span.name);
+        put_text(event, SPAN_KIND, kind_name(span.kind));
         let duration_ns = span
             .end_time_unix_nano
             .saturating_sub(span.start_time_unix_nano);
-        put_float(event, "duration_ms", duration_ns as f64 / NANOS_PER_MILLI);
+        put_float(event, DURATION_MS, duration_ns as f64 / NANOS_PER_MILLI);
         let (code, message) = span
             .status
             .as_ref()
             .map_or((0, ""), |status| (status.code, status.message.as_str()));
-        put_int(event, "status_code", i64::from(code));
+        put_int(event, STATUS_CODE, i64::from(code));
         if !message.is_empty() {
-            put_text(event, "status_message", message);
+            put_text(event, STATUS_MESSAGE, message);
         }
         if code == StatusCode::Error as i32 {
-            put_bool(event, "error", true);
+            put_bool(event, ERROR, true);
         }
-        put_int(event, "span.num_events", count(span.events.len()));
-        put_int(event, "span.num_links", count(span.links.len()));
+        put_int(event, SPAN_NUM_EVENTS, count(span.events.len()));
+        put_int(event, SPAN_NUM_LINKS, count(span.links.len()));
         event.own_string(SIGNAL_TYPE, SIGNAL_TRACE);
         if !self.sink.append(scope.slot, event, start_ns, sample_rate) {
             return;
@@ -135,11 +130,11 @@ impl Rows<'_> {
             put_attributes(event, &span_event.attributes);
             self.annotation(span, ANNOTATION_SPAN_EVENT);
             let event = &mut self.event;
-            put_text(event, "name", &span_event.name);
+            put_text(event, NAME, &span_event.name);
             let time = time_ns(span_event.time_unix_nano).unwrap_or(start_ns);
             let since_start_ns = i128::from(time) - i128::from(start_ns);
             event.own_float(
-                TIME_SINCE_SPAN_START,
+                TIME_SINCE_SPAN_START_MS,
                 since_start_ns as f64 / NANOS_PER_MILLI,
             );
             if !self.sink.append(scope.slot, &self.event, time, sample_rate) {
@@ -155,8 +150,8 @@ impl Rows<'_> {
             put_attributes(event, &link.attributes);
             self.annotation(span, ANNOTATION_LINK);
             let event = &mut self.event;
-            put_id(event, "trace.link.trace_id", &link.trace_id);
-            put_id(event, "trace.link.span_id", &link.span_id);
+            put_id(event, LINK_TRACE_ID, &link.trace_id);
+            put_id(event, LINK_SPAN_ID, &link.span_id);
             if !self
                 .sink
                 .append(scope.slot, &self.event, start_ns, sample_rate)
@@ -172,9 +167,9 @@ impl Rows<'_> {
     /// The fields every span event and link row has: its span and its kind.
     fn annotation(&mut self, span: &Span, annotation_type: &str) {
         let event = &mut self.event;
-        put_id(event, "trace.trace_id", &span.trace_id);
-        put_id(event, "trace.parent_id", &span.span_id);
-        put_text(event, "parent_name", &span.name);
+        put_id(event, TRACE_ID, &span.trace_id);
+        put_id(event, PARENT_ID, &span.span_id);
+        put_text(event, PARENT_NAME, &span.name);
         event.own_string(ANNOTATION_TYPE, annotation_type);
         event.own_string(SIGNAL_TYPE, SIGNAL_TRACE);
     }
@@ -203,12 +198,12 @@ fn check_ids(span: &Span) -> Result<(), IngestError> {
 /// `span.kind` as Honeycomb writes it: the kind's name in lower case.
 fn kind_name(kind: i32) -> &'static str {
     match SpanKind::try_from(kind) {
-        Ok(SpanKind::Internal) => "internal",
-        Ok(SpanKind::Server) => "server",
-        Ok(SpanKind::Client) => "client",
-        Ok(SpanKind::Producer) => "producer",
-        Ok(SpanKind::Consumer) => "consumer",
-        Ok(SpanKind::Unspecified) | Err(_) => "unspecified",
+        Ok(SpanKind::Internal) => SPAN_KIND_INTERNAL,
+        Ok(SpanKind::Server) => SPAN_KIND_SERVER,
+        Ok(SpanKind::Client) => SPAN_KIND_CLIENT,
+        Ok(SpanKind::Producer) => SPAN_KIND_PRODUCER,
+        Ok(SpanKind::Consumer) => SPAN_KIND_CONSUMER,
+        Ok(SpanKind::Unspecified) | Err(_) => UNSPECIFIED,
     }
 }
 

@@ -12,11 +12,10 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
+use quarry_schema::fields::{LIBRARY_NAME, LIBRARY_VERSION, SAMPLE_RATE_ATTRIBUTES};
+
 use crate::flat_event::{FlatEvent, MAX_DEPTH};
 use crate::sample_rate::{sample_rate_from_f64, sample_rate_from_i64};
-
-/// Attribute names whose value is the event's sample rate (not stored as a field).
-const SAMPLE_RATE_KEYS: [&str; 2] = ["sampleRate", "SampleRate"];
 
 /// Records `attributes` as top-level fields; returns the sample rate one of them
 /// stated, if any (a value that is not a positive whole number is ignored).
@@ -26,7 +25,7 @@ pub(crate) fn put_attributes(event: &mut FlatEvent, attributes: &[KeyValue]) -> 
         let Some(value) = attribute.value.as_ref() else {
             continue;
         };
-        if SAMPLE_RATE_KEYS.contains(&attribute.key.as_str()) {
+        if SAMPLE_RATE_ATTRIBUTES.contains(&attribute.key.as_str()) {
             sample_rate = sample_rate_of(value).or(sample_rate);
             continue;
         }
@@ -67,10 +66,6 @@ pub(crate) fn put_value(event: &mut FlatEvent, value: &AnyValue, depth: usize) {
         Value::StringValueStrindex(_) => {}
     }
 }
-
-/// Scope fields Honeycomb names `library.*` (the instrumentation library).
-const LIBRARY_NAME: &str = "library.name";
-const LIBRARY_VERSION: &str = "library.version";
 
 /// Records a resource's attributes; returns the sample rate they state.
 pub(crate) fn put_resource(event: &mut FlatEvent, resource: Option<&Resource>) -> Option<i64> {

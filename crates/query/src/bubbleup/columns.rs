@@ -13,19 +13,14 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::error::Result;
 use datafusion::functions::math::expr_fn::{floor, ln};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, cast, lit, try_cast, when};
-use quarry_schema::{FieldType, META_PREFIX, TIMESTAMP};
+use quarry_schema::fields::{LINK_SPAN_ID, LINK_TRACE_ID, PARENT_ID, SPAN_ID};
+use quarry_schema::{FieldType, META_PREFIX, TIMESTAMP, TRACE_ID};
 use serde::Serialize;
 
 use quarry_engine::DATASET_COLUMN;
 
 /// Id columns never compared.
-pub const ID_COLUMNS: [&str; 5] = [
-    "trace.trace_id",
-    "trace.span_id",
-    "trace.parent_id",
-    "trace.link.trace_id",
-    "trace.link.span_id",
-];
+pub const ID_COLUMNS: [&str; 5] = [TRACE_ID, SPAN_ID, PARENT_ID, LINK_TRACE_ID, LINK_SPAN_ID];
 /// A string column with approximately this share of distinct values among its
 /// non-null rows is treated as an identifier and skipped.
 pub const UNIQUE_FRACTION: f64 = 0.8;

@@ -11,6 +11,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use datafusion::logical_expr::{Expr, cast, lit};
 use quarry_schema::TIMESTAMP;
+use quarry_schema::fields::SPAN_ID;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -29,8 +30,6 @@ use quarry_engine::{QueryEngine, QueryError};
 pub const DEFAULT_EVENTS_PER_PAGE: usize = 100;
 /// Most events per page.
 pub const MAX_EVENTS_PER_PAGE: usize = 1000;
-/// Tie-breaker among events with the same timestamp, when the dataset has it.
-const SPAN_ID: &str = "trace.span_id";
 
 /// `POST /api/v1/query/{dataset}/events` body.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -27,6 +27,10 @@ use datafusion::logical_expr::{
     Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder, SortExpr, cast, lit, try_cast, when,
 };
 use datafusion::prelude::{DataFrame, SessionContext};
+use quarry_schema::fields::{
+    DURATION_MS, METRIC_BUCKET_COUNTS, METRIC_EXPLICIT_BOUNDS, METRIC_MONOTONIC, METRIC_SERIES_ID,
+    METRIC_START_TIME_UNIX_NANO, METRIC_TEMPORALITY, METRIC_TEMPORALITY_DELTA, SPAN_ID,
+};
 use quarry_schema::{SAMPLE_RATE, TIMESTAMP, TRACE_ID};
 
 use super::columns::{Columns, column, is_numeric};
@@ -37,9 +41,6 @@ use super::sketches;
 use super::validate::{OrderKey, ValidSpec};
 use quarry_engine::time_bucket::bucket_start_ns;
 use quarry_engine::{DATASET_COLUMN, QueryError};
-
-/// Span id column read by exemplars.
-const SPAN_ID: &str = "trace.span_id";
 
 /// Start of the row's time bucket, nanoseconds since the epoch (public for plan
 /// rewrites such as rollups, as are [`key`] and [`value`]).
@@ -176,16 +177,8 @@ pub const SPAN_END: &str = "__quarry_span_end";
 const SPAN_BUCKETS: &str = "__quarry_span_buckets";
 /// Spans in flight in a time bucket.
 pub const CONCURRENCY: &str = "__quarry_concurrency";
-/// Span duration column read by CONCURRENCY.
-const DURATION: &str = "duration_ms";
 
-/// OTLP metric columns (see docs/otlp.md) and their internal names in a rate's input.
-const METRIC_SERIES: &str = "metric.series_id";
-const METRIC_MONOTONIC: &str = "metric.monotonic";
-const METRIC_START: &str = "metric.start_time_unix_nano";
-const METRIC_TEMPORALITY: &str = "metric.temporality";
-const METRIC_BUCKET_COUNTS: &str = "metric.bucket_counts";
-const METRIC_EXPLICIT_BOUNDS: &str = "metric.explicit_bounds";
+/// Internal names of the OTLP metric columns (see docs/otlp.md) in a rate's input.
 const SERIES_INPUT: &str = "__quarry_series";
 const MONOTONIC_INPUT: &str = "__quarry_monotonic";
 const START_INPUT: &str = "__quarry_start";
@@ -314,8 +307,8 @@ pub async fn compile(
         .any(|c| c.op == CalcOp::Concurrency)
     {
         let start = cast(column(TIMESTAMP), DataType::Int64);
-        let end = if columns.is_plain_column(DURATION) {
-            let nanos = cast(column(DURATION), DataType::Float64) * lit(1e6);
+        let end = if columns.is_plain_column(DURATION_MS) {
+            let nanos = cast(column(DURATION_MS), DataType::Float64) * lit(1e6);
             start.clone()
                 + datafusion::functions::expr_fn::coalesce(vec![
                     try_cast(nanos, DataType::Int64),
@@ -418,15 +411,28 @@ fn rate_inputs(columns: &Columns) -> Vec<Expr> {
         lit(ScalarValue::Utf8(None)),
     );
     vec![
-        typed(METRIC_SERIES, DataType::Utf8, lit(ScalarValue::Utf8(None))).alias(SERIES_INPUT),
+        typed(
+            METRIC_SERIES_ID,
+            DataType::Utf8,
+            lit(ScalarValue::Utf8(None)),
+        )
+        .alias(SERIES_INPUT),
         datafusion::functions::expr_fn::coalesce(vec![
             typed(METRIC_MONOTONIC, DataType::Boolean, lit(false)),
             lit(false),
         ])
         .alias(MONOTONIC_INPUT),
-        typed(METRIC_START, DataType::Int64, lit(ScalarValue::Int64(None))).alias(START_INPUT),
-        datafusion::functions::expr_fn::coalesce(vec![temporality.eq(lit("delta")), lit(false)])
-            .alias(DELTA_INPUT),
+        typed(
+            METRIC_START_TIME_UNIX_NANO,
+            DataType::Int64,
+            lit(ScalarValue::Int64(None)),
+        )
+        .alias(START_INPUT),
+        datafusion::functions::expr_fn::coalesce(vec![
+            temporality.eq(lit(METRIC_TEMPORALITY_DELTA)),
+            lit(false),
+        ])
+        .alias(DELTA_INPUT),
     ]
 }
 

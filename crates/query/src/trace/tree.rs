@@ -14,19 +14,13 @@
 
 use std::collections::HashMap;
 
+use quarry_schema::fields::{
+    ANNOTATION_LINK, ANNOTATION_SPAN_EVENT, ANNOTATION_TYPE, DURATION_MS, ERROR, NAME, PARENT_ID,
+    SERVICE_NAME, SIGNAL_LOG, SIGNAL_TYPE, SPAN_ID,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Span id column.
-pub const SPAN_ID: &str = "trace.span_id";
-/// Parent span id column (absent on roots).
-pub const PARENT_ID: &str = "trace.parent_id";
-/// Kind of annotation row (`span_event`, `link`).
-pub const ANNOTATION_TYPE: &str = "meta.annotation_type";
-/// Kind of signal (`trace`, `log`).
-pub const SIGNAL_TYPE: &str = "meta.signal_type";
-/// Span duration column, in milliseconds.
-pub const DURATION_MS: &str = "duration_ms";
 /// Nanoseconds per millisecond.
 const NANOS_PER_MS: f64 = 1_000_000.0;
 
@@ -120,11 +114,11 @@ enum RowKind {
 
 fn classify(fields: &Map<String, Value>) -> RowKind {
     match meta_text(fields, ANNOTATION_TYPE).as_deref() {
-        Some("span_event") => return RowKind::SpanEvent,
-        Some("link") => return RowKind::Link,
+        Some(ANNOTATION_SPAN_EVENT) => return RowKind::SpanEvent,
+        Some(ANNOTATION_LINK) => return RowKind::Link,
         _ => {}
     }
-    if meta_text(fields, SIGNAL_TYPE).as_deref() == Some("log") {
+    if meta_text(fields, SIGNAL_TYPE).as_deref() == Some(SIGNAL_LOG) {
         return RowKind::Log;
     }
     if text(fields, SPAN_ID).is_some() {
@@ -336,8 +330,8 @@ fn span_node(row: TraceRow, trace_start: i64) -> TraceSpan {
     TraceSpan {
         span_id: text(&fields, SPAN_ID).unwrap_or_default(),
         parent_id: text(&fields, PARENT_ID),
-        name: text(&fields, "name"),
-        service_name: text(&fields, "service.name"),
+        name: text(&fields, NAME),
+        service_name: text(&fields, SERVICE_NAME),
         dataset: text(&fields, quarry_engine::DATASET_COLUMN),
         timestamp: rfc3339(row.timestamp_ns),
         start_offset_ms: (row.timestamp_ns - trace_start) as f64 / NANOS_PER_MS,
@@ -345,10 +339,7 @@ fn span_node(row: TraceRow, trace_start: i64) -> TraceSpan {
         self_time_ms: duration_ms,
         depth: 0,
         orphan: false,
-        error: fields
-            .get("error")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        error: fields.get(ERROR).and_then(Value::as_bool).unwrap_or(false),
         children: Vec::new(),
         events: Vec::new(),
         links: Vec::new(),
