@@ -328,6 +328,8 @@ impl FlatEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value as Json;
 
     fn limits(max_fields: usize, max_string_bytes: usize) -> Limits {
         Limits {
@@ -396,5 +398,212 @@ mod tests {
         event.clear();
         assert_eq!(event.field_count(), 0);
         assert!(event.too_many_fields().is_none());
+    }
+
+    /// A flattened value as the tests compare it.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Leaf {
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Str(String),
+    }
+
+    /// The fields of `event` as (name, value, truncated).
+    fn flattened(event: &FlatEvent) -> Vec<(String, Leaf, bool)> {
+        event
+            .fields()
+            .iter()
+            .map(|field| {
+                let value = match field.value {
+                    Scalar::Bool(b) => Leaf::Bool(b),
+                    Scalar::Int(i) => Leaf::Int(i),
+                    Scalar::Float(f) => Leaf::Float(f),
+                    Scalar::Str { start, end } => Leaf::Str(event.text(start, end).to_owned()),
+                };
+                (event.name(field).to_owned(), value, field.truncated)
+            })
+            .collect()
+    }
+
+    /// The documented rule, written independently of the decoders: objects flatten
+    /// with `.` up to [`MAX_DEPTH`] keys, deeper objects and all arrays become
+    /// compact JSON, nulls vanish, u64 beyond i64 becomes a float.
+    fn reference(
+        object: &serde_json::Map<String, Json>,
+        prefix: &str,
+        depth: usize,
+        out: &mut Vec<(String, Leaf)>,
+    ) {
+        for (key, value) in object {
+            let path = format!("{prefix}{key}");
+            let leaf = match value {
+                Json::Null => continue,
+                Json::Bool(b) => Leaf::Bool(*b),
+                Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                    (Some(i), _, _) => Leaf::Int(i),
+                    (None, Some(u), _) => Leaf::Float(u as f64),
+                    (_, _, f) => Leaf::Float(f.unwrap()),
+                },
+                Json::String(text) => Leaf::Str(text.clone()),
+                Json::Object(inner) if depth + 1 < MAX_DEPTH => {
+                    reference(inner, &format!("{path}."), depth + 1, out);
+                    continue;
+                }
+                Json::Object(_) | Json::Array(_) => Leaf::Str(value.to_string()),
+            };
+            out.push((path, leaf));
+        }
+    }
+
+    /// Applies the string limit to the reference: cut at a char boundary, flagged.
+    fn truncate(fields: Vec<(String, Leaf)>, max_string_bytes: usize) -> Vec<(String, Leaf, bool)> {
+        fields
+            .into_iter()
+            .map(|(name, leaf)| match leaf {
+                Leaf::Str(text) if text.len() > max_string_bytes => {
+                    let kept = text[..text.floor_char_boundary(max_string_bytes)].to_owned();
+                    (name, Leaf::Str(kept), true)
+                }
+                leaf => (name, leaf, false),
+            })
+            .collect()
+    }
+
+    /// Scalars JSON and msgpack both carry exactly: floats are short dyadic
+    /// fractions, so their decimal text parses back to the same bits.
+    fn json_leaf() -> impl Strategy<Value = Json> {
+        prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i64>().prop_map(Json::from),
+            (i64::MAX as u64 + 1..=u64::MAX).prop_map(Json::from),
+            ((-1i32 << 20)..(1 << 20), 1..4i32)
+                .prop_map(|(m, k)| Json::from(f64::from(m) / 2f64.powi(k) + 0.5)),
+            "\\PC{0,12}".prop_map(Json::String),
+        ]
+    }
+
+    /// Event objects nested deeper than [`MAX_DEPTH`], with arrays and empty objects.
+    fn json_object() -> impl Strategy<Value = serde_json::Map<String, Json>> {
+        let value = json_leaf().prop_recursive(8, 96, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Json::Array),
+                prop::collection::vec(("[a-z]{1,2}", inner), 0..4)
+                    .prop_map(|entries| Json::Object(entries.into_iter().collect())),
+            ]
+        });
+        // Chains of one-key objects around MAX_DEPTH deep, which random trees
+        // rarely reach, so the depth rule is always exercised.
+        let chain = (
+            prop::collection::vec("[a-z]{1,2}", MAX_DEPTH - 2..MAX_DEPTH + 3),
+            value.clone(),
+        )
+            .prop_map(|(keys, leaf)| {
+                keys.iter().rev().fold(leaf, |inner, key| {
+                    Json::Object(std::iter::once((key.clone(), inner)).collect())
+                })
+            });
+        let entries = prop_oneof![value, chain];
+        prop::collection::vec(("[a-z_]{1,3}", entries), 0..8)
+            .prop_map(|entries| entries.into_iter().collect())
+    }
+
+    fn to_msgpack(value: &Json) -> rmpv::Value {
+        match value {
+            Json::Null => rmpv::Value::Nil,
+            Json::Bool(b) => rmpv::Value::from(*b),
+            Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => rmpv::Value::from(i),
+                (None, Some(u)) => rmpv::Value::from(u),
+                _ => rmpv::Value::F64(n.as_f64().unwrap()),
+            },
+            Json::String(text) => rmpv::Value::from(text.as_str()),
+            Json::Array(items) => rmpv::Value::Array(items.iter().map(to_msgpack).collect()),
+            Json::Object(entries) => rmpv::Value::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (rmpv::Value::from(k.as_str()), to_msgpack(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn flatten_json(body: &[u8], limits: &Limits) -> FlatEvent {
+        let mut event = FlatEvent::new(limits);
+        crate::json::flatten_event(body, &mut event).unwrap();
+        event
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn json_flattens_to_dotted_names_each_leaf_once(object in json_object()) {
+            let body = serde_json::to_vec(&object).unwrap();
+            let event = flatten_json(&body, &Limits::default());
+            let mut expected = Vec::new();
+            reference(&object, "", 0, &mut expected);
+            prop_assert_eq!(flattened(&event), truncate(expected.clone(), usize::MAX));
+            prop_assert_eq!(event.field_count(), expected.len());
+            // Keys hold no dots, so every path names one leaf.
+            let mut names: Vec<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            prop_assert_eq!(names.len(), expected.len());
+            prop_assert!(names.iter().all(|name| name.split('.').count() <= MAX_DEPTH));
+        }
+
+        #[test]
+        fn flattening_is_deterministic_and_forgets_the_last_event(
+            first in json_object(),
+            second in json_object(),
+        ) {
+            let limits = Limits::default();
+            let body = serde_json::to_vec(&second).unwrap();
+            let fresh = flattened(&flatten_json(&body, &limits));
+            // The same buffers, reused after another event.
+            let mut event = flatten_json(&serde_json::to_vec(&first).unwrap(), &limits);
+            event.clear();
+            crate::json::flatten_event(&body, &mut event).unwrap();
+            prop_assert_eq!(flattened(&event), fresh);
+        }
+
+        #[test]
+        fn msgpack_flattens_like_json(object in json_object()) {
+            let limits = Limits::default();
+            let json = flattened(&flatten_json(&serde_json::to_vec(&object).unwrap(), &limits));
+            let mut body = Vec::new();
+            rmpv::encode::write_value(&mut body, &to_msgpack(&Json::Object(object))).unwrap();
+            let mut event = FlatEvent::new(&limits);
+            crate::msgpack::flatten_event(&body, &mut event).unwrap();
+            prop_assert_eq!(flattened(&event), json);
+        }
+
+        #[test]
+        fn limits_cut_strings_and_count_fields(
+            object in json_object(),
+            max_fields in 0..12usize,
+            max_string_bytes in 0..10usize,
+        ) {
+            let limits = limits(max_fields, max_string_bytes);
+            let event = flatten_json(&serde_json::to_vec(&object).unwrap(), &limits);
+            let mut expected = Vec::new();
+            reference(&object, "", 0, &mut expected);
+            let count = expected.len();
+            let mut expected = truncate(expected, max_string_bytes);
+            // Fields past the limit are counted, not stored; the event is refused.
+            expected.truncate(max_fields);
+            prop_assert_eq!(flattened(&event), expected);
+            prop_assert_eq!(event.field_count(), count);
+            match event.too_many_fields() {
+                None => prop_assert!(count <= max_fields),
+                Some(crate::IngestError::TooManyFields { count: seen, limit }) => {
+                    prop_assert_eq!((seen, limit), (count, max_fields));
+                    prop_assert!(count > max_fields);
+                }
+                Some(other) => prop_assert!(false, "unexpected {}", other),
+            }
+        }
     }
 }

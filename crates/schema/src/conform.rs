@@ -113,7 +113,8 @@ fn ints_fit_float(column: &ArrayRef) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Float64Array, StringArray, TimestampNanosecondArray};
+    use arrow::array::{BooleanArray, Float64Array, StringArray, TimestampNanosecondArray};
+    use proptest::prelude::*;
 
     fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
         let ts: ArrayRef =
@@ -197,5 +198,225 @@ mod tests {
             conform_batch(plain, &mut schema),
             Err(ConformError::MissingTimestamp)
         ));
+    }
+
+    /// Rows of a generated batch.
+    const MAX_ROWS: usize = 24;
+    /// User columns of a generated batch: distinct names without `#`, so no two
+    /// land on one column (the merge rule has its own example above).
+    const BATCH_NAMES: [&str; 3] = ["a", "b", "c"];
+    /// Columns another request may have created first, siblings included, so the
+    /// walk along `<name>#<type>` is exercised.
+    const SCHEMA_NAMES: [&str; 8] = [
+        "a", "b", "a#int", "a#float", "a#string", "a#bool", "b#string", "b#int",
+    ];
+    const VALUE_TYPES: [FieldType; 4] = [
+        FieldType::Bool,
+        FieldType::Int,
+        FieldType::Float,
+        FieldType::String,
+    ];
+
+    /// One cell of a column of any stored type.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Cell {
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Str(String),
+    }
+
+    fn cell(column: &ArrayRef, row: usize) -> Option<Cell> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{Float64Type, Int64Type};
+        if column.is_null(row) {
+            return None;
+        }
+        Some(match FieldType::from_data_type(column.data_type()) {
+            Some(FieldType::Bool) => Cell::Bool(column.as_boolean().value(row)),
+            Some(FieldType::Int) => Cell::Int(column.as_primitive::<Int64Type>().value(row)),
+            Some(FieldType::Float) => Cell::Float(column.as_primitive::<Float64Type>().value(row)),
+            Some(FieldType::String) => Cell::Str(column.as_string::<i32>().value(row).to_owned()),
+            other => panic!("no cell of {other:?}"),
+        })
+    }
+
+    /// Whether `stored` keeps `sent` without loss: the same value, an int as the
+    /// float of the same value, or a number or bool as text that parses back to it.
+    fn keeps(sent: &Cell, stored: &Cell) -> bool {
+        match (sent, stored) {
+            (Cell::Float(a), Cell::Float(b)) => a.to_bits() == b.to_bits(),
+            (a, b) if a == b => true,
+            (Cell::Int(i), Cell::Float(f)) => *f as i64 == *i && *i as f64 == *f,
+            (Cell::Int(i), Cell::Str(s)) => s.parse::<i64>() == Ok(*i),
+            (Cell::Float(f), Cell::Str(s)) => s
+                .parse::<f64>()
+                .is_ok_and(|back| back == *f || (back.is_nan() && f.is_nan())),
+            (Cell::Bool(b), Cell::Str(s)) => s == if *b { "true" } else { "false" },
+            _ => false,
+        }
+    }
+
+    fn column_of(field_type: FieldType, rows: usize) -> BoxedStrategy<ArrayRef> {
+        let cells = |s: BoxedStrategy<Cell>| prop::collection::vec(prop::option::of(s), rows);
+        let cells = match field_type {
+            FieldType::Bool => cells(any::<bool>().prop_map(Cell::Bool).boxed()),
+            // Ints around 2^53 too: beyond it an int column cannot become float.
+            FieldType::Int => cells(
+                prop_oneof![any::<i64>(), -(1i64 << 54)..(1i64 << 54), -1000i64..1000,]
+                    .prop_map(Cell::Int)
+                    .boxed(),
+            ),
+            FieldType::Float => cells(any::<f64>().prop_map(Cell::Float).boxed()),
+            _ => cells("\\PC{0,6}".prop_map(Cell::Str).boxed()),
+        };
+        cells
+            .prop_map(move |cells| -> ArrayRef {
+                match field_type {
+                    FieldType::Bool => {
+                        Arc::new(BooleanArray::from_iter(cells.iter().map(|c| match c {
+                            Some(Cell::Bool(b)) => Some(*b),
+                            _ => None,
+                        })))
+                    }
+                    FieldType::Int => {
+                        Arc::new(Int64Array::from_iter(cells.iter().map(|c| match c {
+                            Some(Cell::Int(i)) => Some(*i),
+                            _ => None,
+                        })))
+                    }
+                    FieldType::Float => {
+                        Arc::new(Float64Array::from_iter(cells.iter().map(|c| match c {
+                            Some(Cell::Float(f)) => Some(*f),
+                            _ => None,
+                        })))
+                    }
+                    _ => Arc::new(StringArray::from_iter(cells.iter().map(|c| match c {
+                        Some(Cell::Str(s)) => Some(s.clone()),
+                        _ => None,
+                    }))),
+                }
+            })
+            .boxed()
+    }
+
+    /// A decoded batch (timestamp and up to three user columns of any type) and
+    /// the schema other requests built meanwhile.
+    fn batch_and_schema() -> impl Strategy<Value = (RecordBatch, DatasetSchema)> {
+        let schema = prop::collection::vec(
+            (
+                prop::sample::select(&SCHEMA_NAMES[..]),
+                prop::sample::select(&VALUE_TYPES[..]),
+            ),
+            0..6,
+        )
+        .prop_map(|columns| {
+            let mut schema = DatasetSchema::default();
+            for (name, field_type) in columns {
+                schema.insert(name, field_type);
+            }
+            schema
+        });
+        let batch = (
+            1..=MAX_ROWS,
+            prop::sample::subsequence(&BATCH_NAMES[..], 0..=3),
+        )
+            .prop_flat_map(|(rows, names)| {
+                let columns: Vec<_> = names
+                    .iter()
+                    .map(|name| {
+                        let name = name.to_string();
+                        prop::sample::select(&VALUE_TYPES[..])
+                            .prop_flat_map(move |t| column_of(t, rows))
+                            .prop_map(move |column| (name.clone(), column))
+                    })
+                    .collect();
+                (Just(rows), columns)
+            })
+            .prop_map(|(rows, columns)| {
+                let times: Vec<i64> = (0..rows as i64).collect();
+                let ts: ArrayRef = Arc::new(
+                    TimestampNanosecondArray::from(times).with_timezone(crate::TIMESTAMP_TZ),
+                );
+                let mut all = vec![(crate::TIMESTAMP.to_owned(), ts)];
+                all.extend(columns);
+                RecordBatch::try_from_iter(all).unwrap()
+            });
+        (batch, schema)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn conforming_keeps_every_value_in_its_column_or_a_sibling(
+            (batch, before) in batch_and_schema(),
+        ) {
+            let mut schema = before.clone();
+            let out = conform_batch(batch.clone(), &mut schema).unwrap();
+            prop_assert_eq!(out.num_rows(), batch.num_rows());
+            prop_assert_eq!(out.num_columns(), batch.num_columns());
+            prop_assert_eq!(out.column(0), batch.column(0), "timestamp untouched");
+            // The schema only grows, and says the type of every column written.
+            for (name, field_type) in before.columns() {
+                prop_assert_eq!(schema.get(name), Some(field_type));
+            }
+            for field in out.schema().fields() {
+                prop_assert_eq!(
+                    schema.get(field.name()),
+                    FieldType::from_data_type(field.data_type())
+                );
+            }
+            for (field, sent) in batch.schema().fields().iter().zip(batch.columns()).skip(1) {
+                let name = field.name();
+                let sent_type = FieldType::from_data_type(field.data_type()).unwrap();
+                // Exactly one output column holds this column: itself or a sibling.
+                let family: Vec<usize> = out
+                    .schema()
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.name() == name || f.name().starts_with(&format!("{name}#")))
+                    .map(|(i, _)| i)
+                    .collect();
+                prop_assert_eq!(family.len(), 1, "{} lands in one column", name);
+                let out_name = out.schema().field(family[0]).name().clone();
+                let stored = out.column(family[0]);
+                // The first type wins: a column the dataset had keeps its type.
+                match before.get(name) {
+                    None => prop_assert_eq!(&out_name, name),
+                    Some(column_type) if out_name == *name => {
+                        prop_assert_eq!(FieldType::from_data_type(stored.data_type()), Some(column_type));
+                    }
+                    Some(_) => prop_assert!(
+                        out_name.starts_with(&sibling_name(name, sent_type)),
+                        "{} moved to {}, not to its {:?} sibling",
+                        name,
+                        out_name,
+                        sent_type
+                    ),
+                }
+                for row in 0..batch.num_rows() {
+                    let (sent, kept) = (cell(sent, row), cell(stored, row));
+                    match (&sent, &kept) {
+                        (None, None) => {}
+                        (Some(sent), Some(kept)) => prop_assert!(
+                            keeps(sent, kept),
+                            "{} row {}: {:?} stored as {:?} in {}",
+                            name,
+                            row,
+                            sent,
+                            kept,
+                            out_name
+                        ),
+                        _ => prop_assert!(false, "{} row {}: {:?} became {:?}", name, row, sent, kept),
+                    }
+                }
+            }
+            // Conforming is idempotent: the result already fits the grown schema.
+            let mut again = schema.clone();
+            prop_assert_eq!(&conform_batch(out.clone(), &mut again).unwrap(), &out);
+            prop_assert_eq!(again.len(), schema.len());
+        }
     }
 }

@@ -101,6 +101,14 @@ pub fn placement(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const VALUE_TYPES: [FieldType; 4] = [
+        FieldType::Bool,
+        FieldType::Int,
+        FieldType::Float,
+        FieldType::String,
+    ];
 
     #[test]
     fn lossless_coercions_and_siblings() {
@@ -140,6 +148,38 @@ mod tests {
             FieldType::Timestamp,
         ] {
             assert_eq!(FieldType::from_data_type(&t.data_type()), Some(t));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn the_placement_rule_never_loses_an_int(value in any::<i64>()) {
+            // Coerce into float only when the float holds the int exactly.
+            let rule = placement(FieldType::Int, FieldType::Float, Some(value));
+            let exact = value as f64 as i128 == i128::from(value)
+                && value.unsigned_abs() <= 1u64 << 53;
+            prop_assert_eq!(rule == Placement::Coerce, exact);
+            prop_assert_eq!(rule == Placement::Sibling, !exact);
+        }
+
+        #[test]
+        fn the_placement_rule_by_types(
+            value_type in prop::sample::select(&VALUE_TYPES[..]),
+            column_type in prop::sample::select(&VALUE_TYPES[..]),
+        ) {
+            let rule = placement(value_type, column_type, Some(0));
+            let expected = if value_type == column_type {
+                Placement::Same
+            } else if column_type == FieldType::String
+                || (value_type, column_type) == (FieldType::Int, FieldType::Float)
+            {
+                Placement::Coerce
+            } else {
+                Placement::Sibling
+            };
+            prop_assert_eq!(rule, expected);
         }
     }
 }

@@ -35,7 +35,6 @@ use serde::Serialize;
 
 use crate::metrics::observe_since;
 use crate::segment_writer::{SegmentFile, SegmentSettings, build_segments};
-use crate::store::now_ns;
 use crate::wal::DatasetKey;
 use crate::{CompactionConfig, Result, SegmentMeta, Store, StoreError, names};
 
@@ -191,8 +190,9 @@ impl Store {
         let dir = names::segment_dir(&key.0, &key.1);
         let expected_rows: u64 = inputs.iter().map(|input| input.rows).sum();
         let schema = schema.clone();
+        let created_ns = self.inner.now_ns();
         let outputs = tokio::task::spawn_blocking(move || {
-            merge_files(files, &schema, &settings, &dir, expected_rows)
+            merge_files(files, &schema, &settings, &dir, expected_rows, created_ns)
         })
         .await
         .map_err(|error| StoreError::Compaction(format!("merge task failed: {error}")))??;
@@ -249,6 +249,7 @@ fn merge_files(
     settings: &SegmentSettings,
     dir: &str,
     expected_rows: u64,
+    created_ns: i64,
 ) -> Result<Vec<SegmentFile>> {
     let mut batches = Vec::new();
     for bytes in files {
@@ -273,7 +274,7 @@ fn merge_files(
             batches.push(batch);
         }
     }
-    let outputs = build_segments(&batches, schema, settings, dir, now_ns())?;
+    let outputs = build_segments(&batches, schema, settings, dir, created_ns)?;
     let rows: u64 = outputs.iter().map(|output| output.meta.rows).sum();
     if rows != expected_rows {
         return Err(StoreError::Compaction(format!(

@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use quarry_schema::{SharedClock, system_clock};
 use serde::{Deserialize, Deserializer};
 
 /// When an append is acknowledged.
@@ -67,6 +68,10 @@ pub struct StoreConfig {
     /// Dropping segments by age.
     #[serde(skip)]
     pub retention: RetentionConfig,
+    /// Wall time for seal age, retention cut-offs and segment creation times (the
+    /// system clock; tests move a `ManualClock` instead of sleeping).
+    #[serde(skip, default = "system_clock")]
+    pub clock: SharedClock,
 }
 
 /// When and how the background task merges small segments of one time partition.
@@ -289,6 +294,7 @@ impl StoreConfig {
             manifest_checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             compaction: CompactionConfig::default(),
             retention: RetentionConfig::default(),
+            clock: system_clock(),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! One dataset's live state: schema, sealed segments, buffered rows.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use parking_lot::Mutex;
@@ -30,7 +29,8 @@ pub struct DatasetState {
     pub buffer_bytes: usize,
     /// Highest WAL sequence in `buffer` (0 when empty).
     pub buffer_max_seq: u64,
-    pub buffer_oldest: Option<Instant>,
+    /// When the oldest buffered row arrived, by the store's clock (seal age).
+    pub buffer_oldest_ns: Option<i64>,
     pub sealing: Vec<RecordBatch>,
     pub sealing_bytes: usize,
     /// Every WAL entry of this dataset up to here is in `segments`.
@@ -52,12 +52,12 @@ impl Dataset {
 
 impl DatasetState {
     /// Adds rows that are durable in the WAL under `seq`.
-    pub fn push(&mut self, seq: u64, batch: RecordBatch) -> usize {
+    pub fn push(&mut self, seq: u64, batch: RecordBatch, now_ns: i64) -> usize {
         let bytes = batch.get_array_memory_size();
         self.buffer_rows += batch.num_rows();
         self.buffer_bytes += bytes;
         self.buffer_max_seq = self.buffer_max_seq.max(seq);
-        self.buffer_oldest.get_or_insert_with(Instant::now);
+        self.buffer_oldest_ns.get_or_insert(now_ns);
         self.buffer.push(batch);
         bytes
     }
@@ -81,7 +81,7 @@ impl DatasetState {
         self.sealing = std::mem::take(&mut self.buffer);
         self.sealing_bytes = std::mem::take(&mut self.buffer_bytes);
         self.buffer_rows = 0;
-        self.buffer_oldest = None;
+        self.buffer_oldest_ns = None;
         Some((self.sealing.clone(), self.buffer_max_seq))
     }
 
@@ -109,12 +109,12 @@ impl DatasetState {
     }
 
     /// Puts rows back in front of the buffer after a failed seal.
-    pub fn abort_seal(&mut self) {
+    pub fn abort_seal(&mut self, now_ns: i64) {
         let mut rows = std::mem::take(&mut self.sealing);
         self.buffer_rows += rows.iter().map(RecordBatch::num_rows).sum::<usize>();
         self.buffer_bytes += std::mem::take(&mut self.sealing_bytes);
         rows.append(&mut self.buffer);
         self.buffer = rows;
-        self.buffer_oldest.get_or_insert_with(Instant::now);
+        self.buffer_oldest_ns.get_or_insert(now_ns);
     }
 }

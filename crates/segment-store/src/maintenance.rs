@@ -16,7 +16,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::Store;
-use crate::store::now_ns;
 
 /// Pause between two orphan sweeps (each lists every data file).
 const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -62,7 +61,7 @@ pub async fn run(store: Weak<Store>) {
             next_compaction = Some(Instant::now() + inner.config.compaction.interval);
         }
         if next_retention.is_some_and(|due| now >= due) {
-            if let Err(error) = strong.enforce_retention(now_ns()).await {
+            if let Err(error) = strong.enforce_retention(strong.inner.now_ns()).await {
                 tracing::warn!(%error, "retention failed; retrying later");
             }
             next_retention = Some(Instant::now() + inner.config.retention.interval);

@@ -15,7 +15,6 @@ use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use object_store::path::Path;
 
-use crate::store::now_ns;
 use crate::{Result, Store};
 
 /// The object-store directories holding data files (the manifest lives elsewhere).
@@ -29,7 +28,7 @@ impl Store {
     pub async fn sweep_orphans(&self, grace: Option<Duration>) -> Result<u64> {
         let grace = grace.unwrap_or(self.inner.config.compaction.orphan_grace);
         let grace_ns = i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
-        let cutoff_ns = now_ns().saturating_sub(grace_ns);
+        let cutoff_ns = self.inner.now_ns().saturating_sub(grace_ns);
         let mut candidates: Vec<ObjectMeta> = Vec::new();
         for prefix in DATA_PREFIXES {
             let listed: Vec<ObjectMeta> = match self

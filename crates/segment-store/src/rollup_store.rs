@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::manifest::Action;
 use crate::rollup::{Rollup, RollupDefinition, RollupSegment, RollupSet};
 use crate::segment_writer::build_rollup_segment;
-use crate::store::{Inner, now_ns};
+use crate::store::Inner;
 use crate::wal::DatasetKey;
 use crate::{DatasetSnapshot, Result, SegmentMeta, Store, StoreError, names};
 
@@ -119,7 +119,7 @@ impl Store {
             }
             _ => {}
         }
-        let rollup = Rollup::new(definition, now_ns());
+        let rollup = Rollup::new(definition, self.inner.now_ns());
         let default = mode == PutRollupMode::Default;
         manifest
             .commit(vec![Action::PutRollup {
@@ -241,8 +241,9 @@ impl Store {
     ) -> Result<SegmentMeta> {
         let dir = names::rollup_dir(&key.0, &key.1, rollup_id);
         let row_group_rows = self.inner.config.row_group_rows;
+        let created_ns = self.inner.now_ns();
         let file = tokio::task::spawn_blocking(move || {
-            build_rollup_segment(&rows, row_group_rows, &dir, partition_start_ns, now_ns())
+            build_rollup_segment(&rows, row_group_rows, &dir, partition_start_ns, created_ns)
         })
         .await
         .map_err(|error| StoreError::Manifest(format!("rollup segment task failed: {error}")))??;
@@ -290,8 +291,8 @@ impl RollupSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreConfig;
     use crate::rollup::{MeasureOp, RollupMeasure};
-    use crate::{StoreConfig, store::now_ns};
     use arrow::array::{ArrayRef, Int64Array, TimestampNanosecondArray};
     use object_store::local::LocalFileSystem;
 
@@ -407,7 +408,6 @@ mod tests {
         drop(reopened);
         let again = open(dir.path()).await;
         assert!(again.rollups("default", "a").unwrap().rollups.is_empty());
-        let _ = now_ns();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@ use object_store::{ObjectStoreExt, PutPayload};
 use crate::manifest::Action;
 use crate::metrics::observe_since;
 use crate::segment_writer::{SegmentSettings, build_segments};
-use crate::store::now_ns;
 use crate::wal::DatasetKey;
 use crate::{Result, SegmentMeta, Store, StoreError, names};
 
@@ -55,6 +54,7 @@ fn due(store: &Store) -> Vec<DatasetKey> {
         .iter()
         .map(|(k, d)| (k.clone(), d.clone()))
         .collect();
+    let now_ns = store.inner.now_ns();
     let mut due = Vec::new();
     let mut largest: Option<(usize, DatasetKey)> = None;
     for (key, dataset) in datasets {
@@ -62,9 +62,10 @@ fn due(store: &Store) -> Vec<DatasetKey> {
         if state.buffer.is_empty() {
             continue;
         }
+        let max_age_ns = i64::try_from(config.seal_max_age.as_nanos()).unwrap_or(i64::MAX);
         let too_old = state
-            .buffer_oldest
-            .is_some_and(|oldest| oldest.elapsed() >= config.seal_max_age);
+            .buffer_oldest_ns
+            .is_some_and(|oldest| now_ns.saturating_sub(oldest) >= max_age_ns);
         if state.buffer_rows >= config.seal_max_rows
             || state.buffer_bytes >= config.seal_max_bytes
             || too_old
@@ -114,10 +115,11 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
         bloom_filter_columns: inner.config.bloom_filter_columns.clone(),
     };
     let dir = names::segment_dir(&key.0, &key.1);
+    let created_ns = inner.now_ns();
     let written: Result<Vec<Arc<SegmentMeta>>> = async {
         let build_schema = schema.clone();
         let files = tokio::task::spawn_blocking(move || {
-            build_segments(&batches, &build_schema, &settings, &dir, now_ns())
+            build_segments(&batches, &build_schema, &settings, &dir, created_ns)
         })
         .await
         .map_err(|error| StoreError::Manifest(format!("segment build task failed: {error}")))??;
@@ -158,7 +160,7 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
             segments
         }
         Err(error) => {
-            dataset.state.lock().abort_seal();
+            dataset.state.lock().abort_seal(inner.now_ns());
             return Err(error);
         }
     };
@@ -174,4 +176,38 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
     inner.metrics.buffered_bytes.dec_by(freed as u64);
     store.wal.rotate().await?;
     store.delete_sealed_wal_files()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use quarry_schema::ManualClock;
+
+    use super::*;
+    use crate::test_support::{HOUR_NS, open_store, rows};
+
+    /// Seal age is measured by the store's clock: moving a manual clock makes a
+    /// buffer due without sleeping.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_buffer_is_due_once_old_by_the_store_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_000 * HOUR_NS);
+        let shared = clock.clone();
+        let store = open_store(dir.path(), move |config| {
+            config.seal_max_age = Duration::from_secs(60);
+            config.clock = shared;
+        })
+        .await;
+        store
+            .append("default", "a", rows(0..5, |id| HOUR_NS + id))
+            .await
+            .unwrap();
+        assert!(due(&store).is_empty());
+        clock.advance(Duration::from_secs(59));
+        assert!(due(&store).is_empty());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(due(&store), [("default".to_owned(), "a".to_owned())]);
+        store.shutdown().await.unwrap();
+    }
 }

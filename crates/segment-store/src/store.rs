@@ -56,6 +56,11 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Now, by the store's clock (`StoreConfig::clock`).
+    pub(crate) fn now_ns(&self) -> i64 {
+        self.config.clock.now_ns()
+    }
+
     pub fn dataset(&self, key: &DatasetKey) -> Option<Arc<Dataset>> {
         self.datasets.read().get(key).cloned()
     }
@@ -85,11 +90,12 @@ impl Inner {
 
 impl WalSink for Inner {
     fn applied(&self, seq: u64, key: &DatasetKey, batch: RecordBatch) {
-        let dataset = self.dataset_or_create(key, now_ns());
+        let now_ns = self.now_ns();
+        let dataset = self.dataset_or_create(key, now_ns);
         let batch_rows = batch.num_rows() as u64;
         let (rows, bytes, added) = {
             let mut state = dataset.state.lock();
-            let added = state.push(seq, batch);
+            let added = state.push(seq, batch, now_ns);
             (state.buffer_rows, state.buffer_bytes, added)
         };
         // Counted here, not by the appender: the rows are buffered even if the
@@ -168,7 +174,8 @@ impl Store {
             let sealed = |key: &DatasetKey| replay_inner.sealed_seq(key);
             let outcome = replay(&replay_inner.config.wal_dir, sealed, &mut index, |entry| {
                 let key = (entry.env, entry.dataset);
-                let dataset = replay_inner.dataset_or_create(&key, now_ns());
+                let now_ns = replay_inner.now_ns();
+                let dataset = replay_inner.dataset_or_create(&key, now_ns);
                 let mut state = dataset.state.lock();
                 // Entries were conformed before they were logged; this only
                 // re-creates the columns of a schema that was never sealed.
@@ -177,7 +184,7 @@ impl Store {
                     .metrics
                     .replayed_rows
                     .inc_by(batch.num_rows() as u64);
-                let bytes = state.push(entry.seq, batch);
+                let bytes = state.push(entry.seq, batch, now_ns);
                 replay_inner.metrics.buffered_bytes.inc_by(bytes as u64);
                 Ok(())
             })?;
@@ -246,7 +253,7 @@ impl Store {
             ));
         }
         let key = (env.to_owned(), dataset.to_owned());
-        let now = now_ns();
+        let now = self.inner.now_ns();
         let dataset_state = self.inner.dataset_or_create(&key, now);
         let batch = {
             let mut state = dataset_state.state.lock();
@@ -370,13 +377,6 @@ impl Store {
             .inc_by(deletable.len() as u64);
         crate::wal::sync_dir(dir)
     }
-}
-
-/// Nanoseconds since the Unix epoch.
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos() as i64)
 }
 
 #[cfg(test)]

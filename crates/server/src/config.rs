@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use quarry_engine::QueryConfig;
 use quarry_ingest::Limits;
@@ -84,7 +85,8 @@ pub struct Config {
     pub otlp_http: Option<String>,
     /// Rollups of the `[[rollups]]` sections and the default trace rollup switch.
     pub rollups: RollupSettings,
-    /// Wall time for the whole server (the system clock; tests set a manual one).
+    /// Wall time for the whole server, the store included (the system clock;
+    /// tests set a manual one).
     pub clock: SharedClock,
 }
 
@@ -107,6 +109,14 @@ impl Config {
             None => FileConfig::default(),
         };
         resolve(file, args)
+    }
+
+    /// The store's configuration, reading the server's clock.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            clock: Arc::clone(&self.clock),
+            ..self.store.clone()
+        }
     }
 
     /// Directory of the local object store holding segments.

@@ -61,7 +61,7 @@ impl Server {
             ApiError::Startup(format!("cannot open {}: {error}", objects.display()))
         })?;
         info!(data_dir = %config.data_dir.display(), durability = ?config.store.durability, "opening the store");
-        let store = Store::open(config.store.clone(), Arc::new(object_store))
+        let store = Store::open(config.store_config(), Arc::new(object_store))
             .await
             .map_err(|error| ApiError::Startup(format!("cannot open the store: {error}")))?;
         let state = match AppState::new(Arc::clone(&store), &config) {

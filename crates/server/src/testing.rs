@@ -68,7 +68,7 @@ impl TestApp {
         adjust(&mut config);
         let objects = config::prepare_data_dir(&config).unwrap();
         let object_store = Arc::new(LocalFileSystem::new_with_prefix(objects).unwrap());
-        let store = Store::open(config.store.clone(), object_store)
+        let store = Store::open(config.store_config(), object_store)
             .await
             .unwrap();
         let state = AppState::new(store, &config).unwrap();

@@ -1,8 +1,7 @@
-//! Property tests: the sketch against exact weighted quantiles, over seeded random
-//! distributions (no extra dependency: `rand_chacha` makes them reproducible).
+//! Property tests (`proptest`): the sketch against exact weighted quantiles, merging,
+//! and its byte format; then examples for the edge cases.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use proptest::prelude::*;
 
 use crate::{QuantileSketch, SketchError};
 
@@ -34,104 +33,186 @@ fn exact_quantile(values: &[(f64, f64)], q: f64) -> f64 {
     sorted[sorted.len() - 1].0
 }
 
-fn assert_within_bound(sketch: &QuantileSketch, values: &[(f64, f64)], case: &str) {
+fn assert_within_bound(
+    sketch: &QuantileSketch,
+    values: &[(f64, f64)],
+    case: &str,
+) -> Result<(), TestCaseError> {
     let alpha = sketch.relative_accuracy();
     for q in QS {
         let exact = exact_quantile(values, q);
         let estimate = sketch.quantile(q).unwrap();
         let error = (estimate - exact).abs();
-        assert!(
+        prop_assert!(
             error <= alpha * exact.abs() + ROUNDING * exact.abs().max(1e-300),
-            "{case}: q={q} exact={exact} estimate={estimate}"
+            "{}: q={} exact={} estimate={}",
+            case,
+            q,
+            exact,
+            estimate
         );
         if q == 0.0 || q == 1.0 {
-            assert_eq!(estimate, exact, "{case}: q={q} must be exact");
+            prop_assert_eq!(estimate, exact, "{}: q={} must be exact", case, q);
         }
+    }
+    Ok(())
+}
+
+/// Value shapes; the last one spans nine decades of negatives, more than the 2,048
+/// bins hold at 0.5% (a ratio of ~8e8, see the collapse rule).
+const SHAPES: usize = 5;
+/// Shapes whose span every tested accuracy's bins hold.
+const NARROW_SHAPES: usize = 4;
+/// Most values in one case: enough to fill hundreds of bins, small enough for a
+/// debug-build test to stay well under a second per hundred cases.
+const MAX_VALUES: usize = 2_000;
+
+/// Values of shape `index` (see [`SHAPES`]).
+fn shape(index: usize) -> BoxedStrategy<f64> {
+    match index {
+        // Log-normal-ish latencies, 0.01 ms to 100 s.
+        0 => (-2.0..5.0f64).prop_map(|e| 10f64.powf(e)).boxed(),
+        // Signed values around zero, with exact zeros (1 in 10); other magnitudes
+        // stay above 0.01 so no shape spans more than the finest accuracy's bins.
+        1 => prop_oneof![
+            1 => Just(0.0),
+            9 => (-1e4..1e4f64).prop_filter("magnitude of at least 0.01", |x| x.abs() >= 1e-2),
+        ]
+        .boxed(),
+        // Small integers (status codes, counts): many ties.
+        2 => (0..20u32).prop_map(|i| f64::from(i) * 50.0).boxed(),
+        // A tight cluster: relative error matters between close values.
+        3 => (0.0..1.0f64).prop_map(|x| 1000.0 + x).boxed(),
+        // Only negatives, wide range.
+        _ => (-3.0..6.0f64).prop_map(|e| -(10f64.powf(e))).boxed(),
     }
 }
 
-/// One random distribution: a mix of latency-like, signed, integer and zero values.
-fn random_values(rng: &mut ChaCha8Rng, shape: usize) -> Vec<(f64, f64)> {
-    let n = rng.random_range(1..2_000);
-    (0..n)
-        .map(|_| {
-            let value = match shape % 5 {
-                // Log-normal-ish latencies, 0.01 ms to 100 s.
-                0 => 10f64.powf(rng.random_range(-2.0..5.0)),
-                // Signed values around zero, with exact zeros.
-                1 => match rng.random_range(0..10) {
-                    0 => 0.0,
-                    _ => rng.random_range(-1e4..1e4),
-                },
-                // Small integers (status codes, counts): many ties.
-                2 => f64::from(rng.random_range(0..20)) * 50.0,
-                // Only negatives, wide range.
-                3 => -(10f64.powf(rng.random_range(-3.0..6.0))),
-                // A tight cluster: relative error matters between close values.
-                _ => 1000.0 + rng.random_range(0.0..1.0),
-            };
-            let weight = f64::from(rng.random_range(1..=40)) / 4.0;
-            (value, weight)
-        })
-        .collect()
+/// Weights are multiples of 1/4 up to 10, so every sum is exact and the sketch's
+/// running sums compare equal with the exact ones.
+fn weight() -> impl Strategy<Value = f64> {
+    (1..=40u32).prop_map(|quarters| f64::from(quarters) / 4.0)
 }
 
-#[test]
-fn quantiles_are_within_the_bound_of_exact_weighted_quantiles() {
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    for case in 0..200 {
-        let values = random_values(&mut rng, case);
-        let mut sketch = QuantileSketch::new();
-        for (value, weight) in &values {
-            sketch.add(*value, *weight).unwrap();
-        }
+/// A weighted distribution over the first `shapes` shapes: one shape for every
+/// value of the case, or a mix of them all.
+fn weighted_values(shapes: usize) -> impl Strategy<Value = Vec<(f64, f64)>> {
+    let one_shape = (0..shapes)
+        .prop_flat_map(|index| prop::collection::vec((shape(index), weight()), 1..MAX_VALUES));
+    let any_shape = proptest::strategy::Union::new((0..shapes).map(shape));
+    let mixed = prop::collection::vec((any_shape, weight()), 1..MAX_VALUES);
+    prop_oneof![one_shape, mixed]
+}
+
+fn sketch_of(values: &[(f64, f64)], alpha: f64) -> QuantileSketch {
+    let mut sketch = QuantileSketch::with_relative_accuracy(alpha).unwrap();
+    for (value, weight) in values {
+        sketch.add(*value, *weight).unwrap();
+    }
+    sketch
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn quantiles_are_within_the_bound_of_exact_weighted_quantiles(
+        values in weighted_values(SHAPES),
+    ) {
+        let sketch = sketch_of(&values, crate::DEFAULT_RELATIVE_ACCURACY);
         let total: f64 = values.iter().map(|(_, weight)| weight).sum();
-        assert_eq!(sketch.count(), total);
-        assert_within_bound(&sketch, &values, &format!("case {case}"));
+        prop_assert_eq!(sketch.count(), total);
+        let exact_min = values.iter().map(|(value, _)| *value).fold(f64::INFINITY, f64::min);
+        prop_assert_eq!(sketch.min(), Some(exact_min));
+        assert_within_bound(&sketch, &values, "one sketch")?;
     }
-}
 
-#[test]
-fn merged_partial_sketches_match_one_sketch_of_everything() {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for case in 0..100 {
-        let values = random_values(&mut rng, case);
-        let parts = rng.random_range(1..6);
+    #[test]
+    fn merged_partial_sketches_match_one_sketch_of_everything(
+        values in weighted_values(SHAPES),
+        parts in 1..6usize,
+    ) {
         let mut partials = vec![QuantileSketch::new(); parts];
-        let mut whole = QuantileSketch::new();
         for (i, (value, weight)) in values.iter().enumerate() {
             partials[i % parts].add(*value, *weight).unwrap();
-            whole.add(*value, *weight).unwrap();
         }
+        let whole = sketch_of(&values, crate::DEFAULT_RELATIVE_ACCURACY);
         let mut merged = QuantileSketch::new();
         for partial in &partials {
             // Through bytes, as rollups and query state do.
             let restored = QuantileSketch::from_bytes(&partial.to_bytes()).unwrap();
             merged.merge(&restored).unwrap();
         }
-        assert_within_bound(&merged, &values, &format!("merged case {case}"));
-        for q in QS {
-            assert_eq!(merged.quantile(q), whole.quantile(q), "case {case} q={q}");
-        }
+        assert_within_bound(&merged, &values, "merged")?;
+        // Quarter weights sum exactly in any order: merging loses nothing at all.
+        prop_assert_eq!(&merged, &whole);
     }
-}
 
-#[test]
-fn different_accuracies_keep_their_own_bound() {
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    // At 0.5% the 2,048 bins span a ratio of ~8e8, so skip shape 3 (1e9) there;
-    // finer accuracies span even less (see the collapse rule).
-    for alpha in [0.005, 0.02, 0.05] {
-        for case in 0..20 {
-            if alpha < 0.01 && case % 5 == 3 {
-                continue;
+    #[test]
+    fn merging_is_order_independent(
+        left in weighted_values(SHAPES),
+        right in weighted_values(SHAPES),
+    ) {
+        let alpha = crate::DEFAULT_RELATIVE_ACCURACY;
+        let mut left_right = sketch_of(&left, alpha);
+        left_right.merge(&sketch_of(&right, alpha)).unwrap();
+        let mut right_left = sketch_of(&right, alpha);
+        right_left.merge(&sketch_of(&left, alpha)).unwrap();
+        prop_assert_eq!(&left_right, &right_left);
+        let both: Vec<(f64, f64)> = left.iter().chain(&right).copied().collect();
+        assert_within_bound(&left_right, &both, "merged halves")?;
+    }
+
+    #[test]
+    fn different_accuracies_keep_their_own_bound(
+        values in weighted_values(NARROW_SHAPES),
+        alpha in prop_oneof![Just(0.005), Just(0.02), Just(0.05), 0.005..0.2f64],
+    ) {
+        let sketch = sketch_of(&values, alpha);
+        prop_assert_eq!(sketch.relative_accuracy(), alpha);
+        assert_within_bound(&sketch, &values, &format!("alpha {alpha}"))?;
+    }
+
+    #[test]
+    fn bytes_round_trip_exactly(
+        values in weighted_values(SHAPES),
+        alpha in prop_oneof![Just(crate::DEFAULT_RELATIVE_ACCURACY), 0.005..0.2f64],
+    ) {
+        let sketch = sketch_of(&values, alpha);
+        let bytes = sketch.to_bytes();
+        let restored = QuantileSketch::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(&restored, &sketch);
+        prop_assert_eq!(restored.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn damaged_bytes_are_refused_or_still_a_valid_sketch(
+        values in prop::collection::vec((shape(0), weight()), 1..50),
+        cut in any::<prop::sample::Index>(),
+        flip_at in any::<prop::sample::Index>(),
+        flip in 1..=255u8,
+    ) {
+        let bytes = sketch_of(&values, crate::DEFAULT_RELATIVE_ACCURACY).to_bytes();
+        // The format has no checksum (rollup segments and query state carry their
+        // own): every truncation is refused, a flipped byte is refused or reads as
+        // a sketch that keeps the format's invariants. Never a panic.
+        let cut = cut.index(bytes.len());
+        prop_assert!(QuantileSketch::from_bytes(&bytes[..cut]).is_err(), "cut at {}", cut);
+        let mut flipped = bytes.clone();
+        flipped[flip_at.index(bytes.len())] ^= flip;
+        if let Ok(sketch) = QuantileSketch::from_bytes(&flipped) {
+            prop_assert!(sketch.count() >= 0.0 && sketch.count().is_finite());
+            if let (Some(min), Some(max)) = (sketch.min(), sketch.max()) {
+                prop_assert!(min.is_finite() && max.is_finite(), "min {} max {}", min, max);
             }
-            let values = random_values(&mut rng, case);
-            let mut sketch = QuantileSketch::with_relative_accuracy(alpha).unwrap();
-            for (value, weight) in &values {
-                sketch.add(*value, *weight).unwrap();
+            prop_assert!(sketch.bucket_count() <= 2 * crate::MAX_BINS as usize + 1);
+            if let (Some(min), Some(max)) = (sketch.min(), sketch.max()) {
+                prop_assert!(min <= max);
+                for q in QS {
+                    let estimate = sketch.quantile(q).unwrap();
+                    prop_assert!((min..=max).contains(&estimate), "q={} {}", q, estimate);
+                }
             }
-            assert_within_bound(&sketch, &values, &format!("alpha {alpha} case {case}"));
         }
     }
 }
