@@ -13,6 +13,10 @@
 //! - A user field that collides with a reserved name is stored as `<name>#user`.
 //! - A value whose type conflicts with its column, and that cannot be coerced without
 //!   loss, is stored in the sibling column `<name>#<type>` (e.g. `status#string`).
+//!
+//! It also owns the one [`Clock`] every crate reads wall time from. quarry-schema
+//! is the bottom of the workspace: it depends on no other Quarry crate (arrow for
+//! types only), and every other crate may depend on it.
 
 pub mod clock;
 pub mod conform;
