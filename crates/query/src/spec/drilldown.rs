@@ -43,7 +43,10 @@ pub struct DrillDownRequest {
     pub query: QuerySpec,
     /// Breakdown column -> value of one group.
     #[serde(default)]
-    #[ts(optional, type = "Record<string, string | number | boolean | null> | null")]
+    #[ts(
+        optional,
+        type = "Record<string, string | number | boolean | null> | null"
+    )]
     pub group: Option<Map<String, Value>>,
     /// One heatmap cell (or any value box).
     #[serde(default)]
