@@ -1,5 +1,6 @@
 // Calls to the Quarry HTTP API, with errors turned into sentences for people.
 
+import type { DrillDownRequest, Event, EventsPage } from "./generated";
 import { cleanSpec, type QueryResult, type QuerySpec, type Scalar } from "./spec";
 
 /** An API failure with a message fit to show as it is. */
@@ -97,7 +98,7 @@ export const api = {
     normalizeTimes(await json<QueryResult>(`/api/v1/query/${enc(dataset)}`, post(cleanSpec(spec), signal), "this query")),
   events: (dataset: string, body: EventsRequest, signal?: AbortSignal) =>
     json<EventsResponse>(`/api/v1/query/${enc(dataset)}/events`,
-      post({ ...body, query: cleanSpec(body.query) }, signal), "the events query"),
+      post({ ...body, query: cleanSpec(body.query) } satisfies DrillDownRequest, signal), "the events query"),
   bubbleup: (dataset: string, spec: QuerySpec, selection: unknown, signal?: AbortSignal) =>
     json<BubbleUpResult>(`/api/v1/bubbleup/${enc(dataset)}`,
       post({ query: cleanSpec(spec), selection }, signal), "BubbleUp"),
@@ -123,8 +124,8 @@ export interface EventsRequest {
   cursor: string | null;
 }
 
-export interface RawEvent { timestamp: string; fields: Record<string, unknown> }
-export interface EventsResponse { events: RawEvent[]; next_cursor: string | null }
+export type RawEvent = Event;
+export type EventsResponse = EventsPage;
 
 export interface Shares { selection: number; baseline: number }
 export interface ValueShares extends Shares { value: Scalar }

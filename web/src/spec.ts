@@ -1,13 +1,23 @@
 // The query spec (Honeycomb's shape, see docs/query.md) and the response of
 // POST /api/v1/query/{dataset}, plus the spec's place in the URL.
 
+import type {
+  Calculation, Exemplar, Filter, Group, Having, Heatmap, HeatmapBucket, HeatmapCell, Order,
+  QueryResult, QuerySpec as SpecJson, SeriesPoint,
+} from "./generated";
+
+// The JSON shapes are generated from the Rust types (web/src/generated, see the
+// README's Tests section); only the UI's own state is declared here.
+export type {
+  Calculation, Exemplar, Filter, Having, HeatmapBucket, HeatmapCell, Order, QueryResult,
+  SeriesPoint, SpecJson,
+};
+export type ResultGroup = Group;
+export type HeatmapResult = Heatmap;
+
 export type Scalar = string | number | boolean | null;
 
-export interface Calculation { op: string; column?: string }
-export interface Filter { column: string; op: string; value?: Scalar | Scalar[] }
-export interface Order { op?: string; column?: string; order?: "ascending" | "descending" }
-export interface Having { calculate_op: string; column?: string; op: string; value: number }
-
+/** The builder's spec: every clause present, times as epoch seconds. */
 export interface QuerySpec {
   calculations: Calculation[];
   filters: Filter[];
@@ -88,8 +98,8 @@ export function calculationName(calc: { op: string; column?: string | null }): s
 }
 
 /** The spec as sent: empty clauses and UI-only defaults left out. */
-export function cleanSpec(spec: QuerySpec): Record<string, unknown> {
-  const out: Record<string, unknown> = {
+export function cleanSpec(spec: QuerySpec): SpecJson {
+  const out: SpecJson = {
     calculations: spec.calculations.map((c) =>
       COLUMNLESS_OPS.has(c.op) ? { op: c.op } : { op: c.op, column: c.column ?? "" }),
   };
@@ -179,54 +189,7 @@ export function stateFromSearch(search: string, fallbackDataset: string): QueryS
 
 // ---------------------------------------------------------------- response
 
-export interface Exemplar {
-  dataset?: string;
-  timestamp: string;
-  trace_id?: string | null;
-  span_id?: string | null;
-  value?: number | null;
-}
-
 export type GroupKey = Record<string, Scalar>;
-
-export interface ResultGroup {
-  key: GroupKey;
-  values: Record<string, number | null>;
-  exemplars?: Exemplar[];
-}
-
-export interface SeriesPoint {
-  time: number;
-  key: GroupKey;
-  values: Record<string, number | null>;
-}
-
-export interface HeatmapBucket { index: number; lower: number; upper: number }
-export interface HeatmapCell { time: number; bucket: number; count: number; exemplars?: Exemplar[] }
-
-export interface HeatmapResult {
-  name: string;
-  column: string;
-  scale: string;
-  buckets: HeatmapBucket[];
-  times: number[];
-  cells: HeatmapCell[];
-  totals?: Array<{ bucket: number; count: number }>;
-}
-
-export interface QueryResult {
-  source?: string;
-  start_time: number;
-  end_time: number;
-  granularity: number;
-  calculations: Array<{ name: string; op: string; column: string | null }>;
-  breakdowns: string[];
-  groups: ResultGroup[];
-  series: SeriesPoint[];
-  totals?: Record<string, number | null>;
-  heatmaps?: HeatmapResult[];
-  stats?: { rows_matched?: number; elapsed_ms?: number };
-}
 
 /** A stable text key of a group (for colours, lookups and selection). */
 export function groupId(key: GroupKey, breakdowns: string[]): string {

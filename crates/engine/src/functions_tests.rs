@@ -1,6 +1,8 @@
 //! Quarry's functions (`quarry-functions`) through SQL, over a dataset split
 //! between a Parquet segment and the in-memory buffer, against exact computations
 //! in Rust. They live here because only the engine has datasets to run them over.
+//! Example-based semantics (NULLs, empty input, weights, argument errors) are the
+//! sqllogictest files in `crates/functions/tests/slt/`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -267,24 +269,11 @@ async fn heatmap_buckets_group_natively_and_match_exact_counts() {
 async fn exemplars_by_service(
     engine: &QueryEngine,
 ) -> BTreeMap<String, Vec<(String, Option<String>, f64)>> {
-    exemplars_by_service_with_ids_as(engine, "Utf8").await
-}
-
-/// [`exemplars_by_service`] with the ids and the dataset given to the function as
-/// the arrow string type `layout` (Utf8, LargeUtf8, Utf8View).
-async fn exemplars_by_service_with_ids_as(
-    engine: &QueryEngine,
-    layout: &str,
-) -> BTreeMap<String, Vec<(String, Option<String>, f64)>> {
-    let sql = format!(
-        r#"SELECT "service.name",
-                  quarry_exemplars(duration_ms, "timestamp",
-                                   arrow_cast("trace.trace_id", '{layout}'),
-                                   arrow_cast("trace.span_id", '{layout}'),
-                                   arrow_cast('spans', '{layout}')) AS ex
-           FROM spans GROUP BY 1"#
-    );
-    let result = one_batch(query(engine, "default", &sql).await);
+    let sql = r#"SELECT "service.name",
+                        quarry_exemplars(duration_ms, "timestamp", "trace.trace_id",
+                                         "trace.span_id", 'spans') AS ex
+                 FROM spans GROUP BY 1"#;
+    let result = one_batch(query(engine, "default", sql).await);
     let names = result.column(0).as_string::<i32>();
     let lists = result.column(1).as_list::<i32>();
     let mut out = BTreeMap::new();
@@ -338,60 +327,6 @@ async fn exemplars_are_the_slowest_traced_event_and_two_stable_samples() {
         // The same events with another split into partitions.
         let other = exemplars_by_service(&engine_with(&events, 5).await).await;
         assert_eq!(&other[service], picked, "{service}: deterministic");
-    }
-}
-
-#[tokio::test]
-async fn exemplars_read_every_string_layout_alike() {
-    let events = events();
-    let engine = engine_with(&events, 2).await;
-    let plain = exemplars_by_service(&engine).await;
-    assert_eq!(plain.len(), SERVICES.len());
-    for layout in ["LargeUtf8", "Utf8View"] {
-        assert_eq!(
-            exemplars_by_service_with_ids_as(&engine, layout).await,
-            plain,
-            "{layout}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn missing_columns_are_nulls_not_errors() {
-    let events = events();
-    let engine = engine_with(&events, 2).await;
-    let sql = r#"SELECT quarry_quantile(NULL, NULL, 0.5) AS q,
-                        quarry_exemplars(NULL, "timestamp", NULL, NULL, NULL) AS ex,
-                        quarry_sketch(NULL, NULL) AS s
-                 FROM spans WHERE "service.name" = 'api'"#;
-    let result = one_batch(query(&engine, "default", sql).await);
-    assert!(result.column(0).is_null(0));
-    assert!(result.column(2).is_null(0));
-    let list = result.column(1).as_list::<i32>().value(0);
-    assert_eq!(
-        list.len(),
-        3,
-        "events are picked even without values or ids"
-    );
-}
-
-#[tokio::test]
-async fn a_bad_quantile_is_a_planning_error() {
-    let events = events();
-    let engine = engine_with(&events, 2).await;
-    for sql in [
-        r#"SELECT quarry_quantile(duration_ms, 1, 1.5) FROM spans"#,
-        r#"SELECT quarry_quantile(duration_ms, 1, duration_ms) FROM spans"#,
-        r#"SELECT quarry_quantile("service.name", 1, 0.5) FROM spans"#,
-    ] {
-        let outcome = match engine.sql("default", sql).await {
-            Ok(stream) => datafusion::physical_plan::common::collect(stream)
-                .await
-                .map(|_| ())
-                .map_err(crate::QueryError::from),
-            Err(error) => Err(error),
-        };
-        assert!(outcome.is_err(), "{sql}");
     }
 }
 

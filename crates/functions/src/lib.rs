@@ -3,7 +3,8 @@
 //!
 //! quarry-functions depends only on arrow, DataFusion, the sketch algorithm
 //! (`quarry-sketch`) and the vocabulary crate `quarry-schema`: no storage, no
-//! engine, no query specs. Their tests through
+//! engine, no query specs. Their contract is the sqllogictest files in
+//! `tests/slt/` (run by `tests/sqllogictests.rs`); their tests through
 //! SQL over a dataset (segment plus buffer) live with the engine that registers
 //! them (`quarry-engine`, `functions_tests.rs`).
 //!

@@ -14,6 +14,7 @@ use quarry_schema::TIMESTAMP;
 use quarry_schema::fields::SPAN_ID;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use ts_rs::TS;
 
 use super::columns::{Columns, column};
 use super::error::SpecError;
@@ -32,14 +33,20 @@ pub const DEFAULT_EVENTS_PER_PAGE: usize = 100;
 pub const MAX_EVENTS_PER_PAGE: usize = 1000;
 
 /// `POST /api/v1/query/{dataset}/events` body.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, TS)]
 #[serde(deny_unknown_fields)]
+#[ts(optional_fields = nullable)]
 pub struct DrillDownRequest {
     /// The query whose rows are drilled into.
     #[serde(default)]
+    #[ts(as = "Option<QuerySpec>")]
     pub query: QuerySpec,
     /// Breakdown column -> value of one group.
     #[serde(default)]
+    #[ts(
+        optional,
+        type = "Record<string, string | number | boolean | null> | null"
+    )]
     pub group: Option<Map<String, Value>>,
     /// One heatmap cell (or any value box).
     #[serde(default)]
@@ -53,8 +60,9 @@ pub struct DrillDownRequest {
 }
 
 /// A value range of a column and a time range.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, TS)]
 #[serde(deny_unknown_fields)]
+#[ts(optional_fields = nullable)]
 pub struct Cell {
     /// The column.
     pub column: Option<String>,
@@ -69,7 +77,7 @@ pub struct Cell {
 }
 
 /// One page of events.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct EventsPage {
     /// Newest first.
     pub events: Vec<Event>,
@@ -78,7 +86,7 @@ pub struct EventsPage {
 }
 
 /// One raw event.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct Event {
     /// Event time, RFC 3339.
     pub timestamp: String,

@@ -50,4 +50,8 @@ pub use validate::{
 };
 
 #[cfg(test)]
+mod snapshot_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod typescript_tests;

@@ -6,29 +6,37 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use ts_rs::TS;
 
 use super::error::SpecError;
 
 /// A Honeycomb query spec.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
+#[ts(optional_fields)]
 pub struct QuerySpec {
     /// What to compute per group (default: COUNT).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[ts(as = "Option<Vec<Calculation>>", optional)]
     pub calculations: Vec<Calculation>,
     /// Which events count at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[ts(as = "Option<Vec<Filter>>", optional)]
     pub filters: Vec<Filter>,
     /// `AND` (default) or `OR`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(type = "\"AND\" | \"OR\"")]
     pub filter_combination: Option<String>,
     /// Columns (or calculated fields) to group by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[ts(as = "Option<Vec<String>>", optional)]
     pub breakdowns: Vec<String>,
     /// How groups are ranked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[ts(as = "Option<Vec<Order>>", optional)]
     pub orders: Vec<Order>,
     /// Conditions on a group's calculations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[ts(as = "Option<Vec<Having>>", optional)]
     pub havings: Vec<Having>,
     /// Most groups returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,9 +55,11 @@ pub struct QuerySpec {
     pub granularity: Option<f64>,
     /// Named expressions usable as columns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[ts(as = "Option<Vec<CalculatedField>>", optional)]
     pub calculated_fields: Vec<CalculatedField>,
     /// Unweighted figures (ignore `meta.sample_rate`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[ts(as = "Option<bool>", optional)]
     pub usage_mode: bool,
     /// `"raw"` forces raw rows even where a rollup could answer (docs/rollups.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,7 +67,8 @@ pub struct QuerySpec {
 }
 
 /// One calculation: an op and, for all but COUNT and CONCURRENCY, a column.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
+#[ts(optional_fields)]
 pub struct Calculation {
     /// `COUNT`, `SUM`, `P99`, ...
     pub op: String,
@@ -67,7 +78,7 @@ pub struct Calculation {
 }
 
 /// One filter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct Filter {
     /// Column (or calculated field) name.
     pub column: String,
@@ -75,11 +86,16 @@ pub struct Filter {
     pub op: String,
     /// Operand: absent for `exists` / `does-not-exist`, an array for `in` / `not-in`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(
+        optional,
+        type = "string | number | boolean | null | Array<string | number | boolean | null>"
+    )]
     pub value: Option<Value>,
 }
 
 /// One order: by a calculation (`op`, `column`) or by a breakdown (`column` only).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
+#[ts(optional_fields)]
 pub struct Order {
     /// The calculation's op; absent to order by a breakdown column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,11 +105,13 @@ pub struct Order {
     pub column: Option<String>,
     /// `ascending` or `descending`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(type = "\"ascending\" | \"descending\"")]
     pub order: Option<String>,
 }
 
 /// One having: a condition on a group's calculation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(optional_fields)]
 pub struct Having {
     /// The calculation's op.
     pub calculate_op: String,
@@ -107,7 +125,7 @@ pub struct Having {
 }
 
 /// A named expression (see docs/calculated-fields.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct CalculatedField {
     /// The name it is referred to by.
     pub name: String,
@@ -116,7 +134,7 @@ pub struct CalculatedField {
 }
 
 /// A time as epoch seconds or an RFC 3339 string.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(untagged)]
 pub enum TimeValue {
     /// Seconds since the epoch.

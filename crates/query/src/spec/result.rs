@@ -2,15 +2,18 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use ts_rs::TS;
 
 /// A query's answer.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct QueryResult {
     /// `raw`, or `rollup:<name>` when answered from a rollup.
     pub source: String,
     /// Start of the range, epoch seconds.
+    #[ts(type = "number")]
     pub start_time: Value,
     /// End of the range (exclusive), epoch seconds.
+    #[ts(type = "number")]
     pub end_time: Value,
     /// Seconds per time bucket.
     pub granularity: i64,
@@ -23,6 +26,7 @@ pub struct QueryResult {
     /// One point per (time bucket, group) with rows, by time.
     pub series: Vec<SeriesPoint>,
     /// The calculations over every matching row.
+    #[ts(type = "Record<string, number | null>")]
     pub totals: Map<String, Value>,
     /// One per HEATMAP calculation.
     pub heatmaps: Vec<Heatmap>,
@@ -31,7 +35,7 @@ pub struct QueryResult {
 }
 
 /// A calculation as echoed in the result.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct CalculationInfo {
     /// Key of its values: `COUNT`, `P99(duration_ms)`, ...
     pub name: String,
@@ -42,29 +46,34 @@ pub struct CalculationInfo {
 }
 
 /// One group.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct Group {
     /// Breakdown column -> value (null when missing).
+    #[ts(type = "Record<string, string | number | boolean | null>")]
     pub key: Map<String, Value>,
     /// Calculation name -> value.
+    #[ts(type = "Record<string, number | null>")]
     pub values: Map<String, Value>,
     /// Up to three real events of the group.
     pub exemplars: Vec<Exemplar>,
 }
 
 /// One point of a group's time series.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct SeriesPoint {
     /// Start of the time bucket, epoch seconds.
+    #[ts(type = "number")]
     pub time: Value,
     /// The group's key.
+    #[ts(type = "Record<string, string | number | boolean | null>")]
     pub key: Map<String, Value>,
     /// Calculation name -> value in this bucket.
+    #[ts(type = "Record<string, number | null>")]
     pub values: Map<String, Value>,
 }
 
 /// A reference to one real event.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, TS)]
 pub struct Exemplar {
     /// Its dataset.
     pub dataset: Option<String>,
@@ -80,7 +89,7 @@ pub struct Exemplar {
 }
 
 /// A heatmap of one column.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct Heatmap {
     /// `HEATMAP(column)`.
     pub name: String,
@@ -91,6 +100,7 @@ pub struct Heatmap {
     /// Value buckets, ascending.
     pub buckets: Vec<HeatmapBucket>,
     /// Start of every time bucket of the range, epoch seconds.
+    #[ts(type = "Array<number>")]
     pub times: Vec<Value>,
     /// Non-empty cells.
     pub cells: Vec<HeatmapCell>,
@@ -99,7 +109,7 @@ pub struct Heatmap {
 }
 
 /// A value bucket: `lower <= value < upper` (the last bucket includes `upper`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct HeatmapBucket {
     /// Its index.
     pub index: usize,
@@ -110,9 +120,10 @@ pub struct HeatmapBucket {
 }
 
 /// One cell: a time bucket and a value bucket.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct HeatmapCell {
     /// Start of the time bucket, epoch seconds.
+    #[ts(type = "number")]
     pub time: Value,
     /// Value bucket index.
     pub bucket: usize,
@@ -123,7 +134,7 @@ pub struct HeatmapCell {
 }
 
 /// A value bucket's count over the whole range.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct BucketTotal {
     /// Value bucket index.
     pub bucket: usize,
@@ -132,7 +143,7 @@ pub struct BucketTotal {
 }
 
 /// Work done.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
 pub struct Stats {
     /// Rows that passed the time range and filters (unweighted).
     pub rows_matched: u64,

@@ -7,14 +7,14 @@ use super::{QueryResult, QuerySpec, run_query};
 use quarry_engine::test_support::*;
 use quarry_engine::{QueryEngine, QueryError};
 
-const SECOND: i64 = 1_000_000_000;
+pub(super) const SECOND: i64 = 1_000_000_000;
 /// Every test row is within [0, 10 minutes).
 const SPEC_TIME: &str = r#""start_time": 0, "end_time": 600"#;
 
 /// A test row: (second, service, duration, sample rate, status).
 type Row = (i64, Option<&'static str>, Option<f64>, i64, i64);
 
-fn engine_with_spans() -> QueryEngine {
+pub(super) fn engine_with_spans() -> QueryEngine {
     let source = TestSource::new();
     let rows: Vec<Row> = vec![
         (0, Some("api"), Some(10.0), 1, 200),
@@ -52,7 +52,7 @@ fn engine_with_spans() -> QueryEngine {
     engine(&source)
 }
 
-async fn run(engine: &QueryEngine, spec: &str) -> Result<QueryResult, QueryError> {
+pub(super) async fn run(engine: &QueryEngine, spec: &str) -> Result<QueryResult, QueryError> {
     let spec = QuerySpec::from_json(spec.as_bytes()).map_err(QueryError::from)?;
     run_query(engine, "default", "spans", &spec, 600 * SECOND, None).await
 }
