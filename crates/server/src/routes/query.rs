@@ -29,17 +29,29 @@ pub async fn query(
 ) -> Result<Json<QueryResult>, ApiError> {
     let Path(dataset) = dataset?;
     let spec = parse_spec(&body)?;
-    // Rollups answer the specs they fit (docs/rollups.md).
+    Ok(Json(
+        answer_spec(&state, &environment, &dataset, &spec).await?,
+    ))
+}
+
+/// Answers `spec` as every spec endpoint does: "now" by the server's clock, and
+/// rollups answering the specs they fit (docs/rollups.md).
+pub async fn answer_spec(
+    state: &AppState,
+    environment: &str,
+    dataset: &str,
+    spec: &QuerySpec,
+) -> Result<QueryResult, ApiError> {
     let result = run_query(
         &state.engine,
-        &environment,
-        &dataset,
-        &spec,
+        environment,
+        dataset,
+        spec,
         state.clock.now_ns(),
         Some(&RollupRewrite),
     )
     .await?;
-    Ok(Json(result))
+    Ok(result)
 }
 
 /// One page of the raw events behind a group or heatmap cell of the query.

@@ -9,12 +9,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use quarry_query::spec::{QueryResult, ValidSpec, run_query};
-use quarry_rollup::RollupRewrite;
+use quarry_query::spec::{QueryResult, ValidSpec};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::query::parse_spec;
+use super::query::{answer_spec, parse_spec};
 use crate::auth::Environment;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -65,16 +64,7 @@ pub async fn create_result(
         .saved_queries
         .query(&environment, &dataset, &request.query_id)
         .ok_or_else(|| ApiError::NotFound(format!("query not found: {}", request.query_id)))?;
-    // Rollups answer the specs they fit (docs/rollups.md).
-    let result = run_query(
-        &state.engine,
-        &environment,
-        &dataset,
-        &spec,
-        state.clock.now_ns(),
-        Some(&RollupRewrite),
-    )
-    .await?;
+    let result = answer_spec(&state, &environment, &dataset, &spec).await?;
     let query = json!({"id": request.query_id});
     let body = state
         .saved_queries
