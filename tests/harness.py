@@ -142,6 +142,34 @@ def error_message(resp: requests.Response) -> str:
     return body["error"]
 
 
+class LocalObjects:
+    """A server's objects in its data directory (the default storage)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def keys(self, prefix: str) -> list[str]:
+        """Keys (paths relative to the root) of the files under `prefix`."""
+        base = self.root / prefix
+        if not base.exists():
+            return []
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+    def put(self, key: str, body: bytes, age_s: float = 0.0) -> None:
+        """Writes a file, last modified `age_s` seconds ago."""
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        then = time.time() - age_s
+        os.utime(path, (then, then))
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
+
+ObjectFiles = LocalObjects  # or s3_server.S3Objects: the same three methods
+
+
 class ServerDied(Exception):
     """The server process exited while a test expected it to serve."""
 
@@ -158,17 +186,24 @@ class Quarry:
         durability: str | None = None,
         key: str = DEFAULT_KEY,
         args: list[str] | None = None,
+        objects: "ObjectFiles | None" = None,
+        storage: dict[str, Any] | None = None,
     ):
         self.binary = binary
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "quarry.toml"
-        self.config_path.write_text(to_toml(config or {}))
+        # `[storage]` keys every version of the config file keeps (the test storage).
+        self.storage = dict(storage or {})
+        self.write_config(config or {})
         self.env = dict(env or {})
         self.durability = durability
         self.key = key
         self.args = list(args or [])
+        # Where its segments, rollups and manifest are: the data directory's
+        # objects/ unless the test storage (conftest) put them in S3.
+        self.objects = objects or LocalObjects(self.data_dir / "objects")
         self.proc: subprocess.Popen | None = None
         self.port = 0
         # OTLP receivers' ports (bound to port 0; read from the server log).
@@ -176,6 +211,12 @@ class Quarry:
         self.otlp_http_port = 0
         self.starts = 0
         self.log_path = workdir / "quarry-0.log"
+
+    def write_config(self, config: dict[str, dict[str, Any]], extra: str = "") -> None:
+        """(Re)writes the config file (read at the next start): `config`, the test
+        storage's keys, then `extra` TOML text (for arrays of tables)."""
+        config = {**config, "storage": {**config.get("storage", {}), **self.storage}}
+        self.config_path.write_text(to_toml(config) + ("\n" + extra + "\n" if extra else ""))
 
     # ----------------------------------------------------------------- lifecycle
 

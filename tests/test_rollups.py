@@ -148,7 +148,7 @@ def test_the_default_trace_rollup_and_configured_rollups(quarry):
             lines.append(f"measures = [{inner}]")
         else:
             lines.append(to_toml({"x": {key: value}}).splitlines()[1])
-    server.config_path.write_text("\n".join(lines) + "\n")
+    server.write_config({}, extra="\n".join(lines))
     server.start()
 
     spans = [

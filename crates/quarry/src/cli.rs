@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use quarry_server::{DEFAULT_BACKFILL_EVENTS, DemoConfig, Durability, Overrides};
+use quarry_server::{DEFAULT_BACKFILL_EVENTS, DemoConfig, Durability, Overrides, Role};
 
 /// Quarry: a columnar wide-event analytics database with a Honeycomb-compatible API.
 #[derive(Debug, Parser)]
@@ -67,6 +67,40 @@ pub struct ServeArgs {
     /// `[retention] max_age` (per-dataset overrides stay) [default: forever]
     #[arg(long, value_name = "DURATION")]
     pub retention_max_age: Option<String>,
+    /// What this node does when several share one object store (docs/deploy.md):
+    /// `all` (everything, one node alone), `ingest` (takes writes, seals them to
+    /// the object store), `query` (answers queries; no writes), `compactor`
+    /// (compaction, retention, rollups; no writes) [default: all]
+    #[arg(long, value_enum)]
+    pub role: Option<RoleArg>,
+    /// This node's name in the shared manifest, unique among the nodes writing to
+    /// one object store [default: generated once, kept in <data-dir>/node-id]
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+}
+
+/// `--role`'s values (the config file's spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Everything: ingest, queries and maintenance.
+    All,
+    /// Takes writes and seals them to the object store.
+    Ingest,
+    /// Answers queries; takes no writes.
+    Query,
+    /// Runs compaction, retention and rollup maintenance; takes no writes.
+    Compactor,
+}
+
+impl From<RoleArg> for Role {
+    fn from(arg: RoleArg) -> Self {
+        match arg {
+            RoleArg::All => Role::All,
+            RoleArg::Ingest => Role::Ingest,
+            RoleArg::Query => Role::Query,
+            RoleArg::Compactor => Role::Compactor,
+        }
+    }
 }
 
 /// `--durability`'s values (the config file's spelling).
@@ -108,6 +142,8 @@ impl ServeArgs {
             otlp_grpc: self.otlp_grpc.clone(),
             otlp_http: self.otlp_http.clone(),
             retention_max_age: self.retention_max_age.clone(),
+            role: self.role.map(Role::from),
+            node_id: self.node_id.clone(),
         }
     }
 

@@ -72,6 +72,20 @@ pub struct StoreConfig {
     /// system clock; tests move a `ManualClock` instead of sleeping).
     #[serde(skip, default = "system_clock")]
     pub clock: SharedClock,
+    /// This writer's name in the manifest, which records per node how far each
+    /// node's WAL is sealed. Empty for a single node; every ingest node that
+    /// shares a bucket with others needs its own (the server sets it).
+    #[serde(skip)]
+    pub node_id: String,
+    /// Run compaction, retention and the orphan sweep in the background. Among
+    /// processes sharing one manifest exactly one does (the server sets it from
+    /// the node's role).
+    #[serde(skip, default = "yes")]
+    pub run_maintenance: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// When and how the background task merges small segments of one time partition.
@@ -295,6 +309,8 @@ impl StoreConfig {
             compaction: CompactionConfig::default(),
             retention: RetentionConfig::default(),
             clock: system_clock(),
+            node_id: String::new(),
+            run_maintenance: true,
         }
     }
 }

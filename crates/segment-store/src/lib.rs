@@ -30,6 +30,7 @@ mod compaction;
 mod config;
 mod dataset;
 mod error;
+mod follow;
 mod maintenance;
 mod manifest;
 mod metrics;
@@ -53,6 +54,7 @@ pub use compaction::CompactionReport;
 pub use config::*;
 pub use error::{Result, StoreError};
 pub use metrics::{AmountGauge, StoreMetrics};
+pub use names::{DATA_PREFIXES, is_immutable_object};
 pub use quarantine::QuarantinedRecord;
 pub use retention::RetentionReport;
 pub use rollup::{

@@ -28,6 +28,9 @@ pub async fn run(store: Weak<Store>) {
     let mut next_retention = None;
     if let Some(strong) = store.upgrade() {
         let config = &strong.inner.config;
+        if !config.run_maintenance {
+            return;
+        }
         if config.compaction.enabled {
             next_compaction = Some(start + config.compaction.interval);
         }

@@ -10,6 +10,12 @@
 //! does not grow with history. The state holds per segment everything a query
 //! planner needs (see [`SegmentMeta`]), so planning opens no Parquet footer.
 //! The format is JSON, versioned by [`FORMAT_VERSION`], readable by a person.
+//!
+//! Several processes may write one manifest (ingest nodes sealing, the compactor):
+//! a writer that finds its next entry taken reads the entries it missed
+//! ([`Manifest::refresh`]), keeps them for the store to apply to its live state
+//! ([`Manifest::take_foreign`]), and commits again after them. Readers that never
+//! write (query nodes) call `refresh` to follow.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -40,8 +46,12 @@ pub struct DatasetManifest {
     pub name: String,
     pub schema: DatasetSchema,
     pub segments: Vec<Arc<SegmentMeta>>,
-    /// Every WAL entry of this dataset up to this sequence is in `segments`.
+    /// Every WAL entry of this dataset up to this sequence is in `segments`: the
+    /// WAL of the writer without a node id (a single-node Quarry).
     pub sealed_wal_seq: u64,
+    /// The same for the WAL of each named ingest node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sealed_wal_seq_by_node: BTreeMap<String, u64>,
     pub created_at_ns: i64,
     pub last_written_ns: i64,
     /// The dataset's rollups (absent in manifests written before rollups existed).
@@ -49,14 +59,29 @@ pub struct DatasetManifest {
     pub rollups: RollupSet,
 }
 
+impl DatasetManifest {
+    /// Every WAL entry of `node` (empty: the unnamed single node) up to this
+    /// sequence is in `segments`.
+    pub fn sealed_seq_of(&self, node: &str) -> u64 {
+        if node.is_empty() {
+            self.sealed_wal_seq
+        } else {
+            self.sealed_wal_seq_by_node.get(node).copied().unwrap_or(0)
+        }
+    }
+}
+
 /// One change in a transaction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
-    /// Segments sealed from a dataset's buffer up to WAL sequence `sealed_wal_seq`.
+    /// Segments sealed from a dataset's buffer up to WAL sequence `sealed_wal_seq`
+    /// of the WAL of `node` (empty: the unnamed single node).
     SealSegments {
         env: String,
         dataset: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        node: String,
         schema: DatasetSchema,
         segments: Vec<SegmentMeta>,
         sealed_wal_seq: u64,
@@ -104,6 +129,10 @@ pub enum Action {
 struct LogEntry {
     version: u32,
     seq: u64,
+    /// Unique per commit attempt: tells a writer that an entry it finds already
+    /// there is its own (absent in entries written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    commit_id: Option<String>,
     actions: Vec<Action>,
 }
 
@@ -126,7 +155,22 @@ pub struct Manifest {
     last_checkpoint_seq: u64,
     /// Records that could not be read, kept aside (and in every checkpoint).
     quarantined: Vec<QuarantinedRecord>,
+    /// Other writers' changes read since the store last took them.
+    foreign: Option<ForeignChanges>,
 }
+
+/// Changes other writers committed, for the store to apply to its live state.
+#[derive(Debug)]
+pub enum ForeignChanges {
+    /// Their actions, in commit order.
+    Actions(Vec<Action>),
+    /// Too many to replay (their log entries were folded into a checkpoint): the
+    /// manifest was loaded anew, and the live state must be copied from it.
+    Reloaded,
+}
+
+/// Attempts at committing one transaction while other writers take the entries.
+const MAX_COMMIT_ATTEMPTS: usize = 32;
 
 impl Manifest {
     /// Loads the newest checkpoint and replays the log entries after it.
@@ -143,6 +187,7 @@ impl Manifest {
             checkpoint_interval: checkpoint_interval.max(1),
             last_checkpoint_seq: 0,
             quarantined: Vec::new(),
+            foreign: None,
         };
         if let Some(seq) = checkpoint_seq {
             let checkpoint = read_checkpoint(&store, seq, &mut manifest.quarantined).await?;
@@ -197,12 +242,82 @@ impl Manifest {
         self.seq
     }
 
-    /// Commits a transaction: durable in the object store when this returns.
+    /// Reads the entries other writers committed since this manifest's last one;
+    /// returns whether there were any (then [`Manifest::take_foreign`] has them).
+    pub async fn refresh(&mut self) -> Result<bool> {
+        let mut changed = false;
+        loop {
+            let seq = self.seq + 1;
+            let mut actions = match read_log_entry(&self.store, seq, &mut self.quarantined).await {
+                Ok(actions) => actions,
+                Err(StoreError::ObjectStore(object_store::Error::NotFound { .. })) => break,
+                Err(error) => return Err(error),
+            };
+            self.apply(actions.clone());
+            self.seq = seq;
+            changed = true;
+            match &mut self.foreign {
+                Some(ForeignChanges::Actions(pending)) => pending.append(&mut actions),
+                Some(ForeignChanges::Reloaded) => {}
+                None => self.foreign = Some(ForeignChanges::Actions(actions)),
+            }
+        }
+        // The next entry is missing: either nothing new, or this reader fell so far
+        // behind that the entries it needs were folded into a newer checkpoint.
+        if !changed
+            && latest_seq(&self.store, CHECKPOINT_DIR)
+                .await?
+                .is_some_and(|checkpoint| checkpoint > self.seq)
+        {
+            let foreign_reload =
+                Manifest::load(self.store.clone(), self.checkpoint_interval).await?;
+            let quarantined = std::mem::take(&mut self.quarantined);
+            *self = foreign_reload;
+            if self.quarantined.is_empty() {
+                self.quarantined = quarantined;
+            }
+            self.foreign = Some(ForeignChanges::Reloaded);
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Other writers' changes read since the last call, if any.
+    pub fn take_foreign(&mut self) -> Option<ForeignChanges> {
+        self.foreign.take()
+    }
+
+    /// Commits a transaction: durable in the object store when this returns. When
+    /// other writers took the next entries, reads them (see
+    /// [`Manifest::take_foreign`]) and commits after them.
     pub async fn commit(&mut self, actions: Vec<Action>) -> Result<u64> {
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            match self.try_commit(&actions).await? {
+                Some(seq) => return Ok(seq),
+                None => {
+                    if !self.refresh().await? {
+                        return Err(StoreError::Manifest(format!(
+                            "manifest entry {} exists but cannot be read",
+                            self.seq + 1
+                        )));
+                    }
+                }
+            }
+        }
+        Err(StoreError::Manifest(format!(
+            "gave up committing after {MAX_COMMIT_ATTEMPTS} attempts: other writers keep taking the next manifest entry"
+        )))
+    }
+
+    /// One attempt at the next entry: `None` when another writer took it.
+    async fn try_commit(&mut self, actions: &[Action]) -> Result<Option<u64>> {
+        let actions = actions.to_vec();
         let seq = self.seq + 1;
+        let commit_id = uuid::Uuid::now_v7().to_string();
         let entry = LogEntry {
             version: FORMAT_VERSION,
             seq,
+            commit_id: Some(commit_id.clone()),
             actions,
         };
         let body =
@@ -217,11 +332,11 @@ impl Manifest {
             .await
         {
             Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(StoreError::Manifest(format!(
-                    "manifest entry {seq} already exists: another Quarry process writes to this store"
-                )));
-            }
+            // A remote store retries a put whose answer was lost; the retry then
+            // finds the entry the first attempt wrote. That entry is this commit.
+            Err(object_store::Error::AlreadyExists { .. })
+                if self.entry_commit_id(seq).await.as_deref() == Some(commit_id.as_str()) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(None),
             Err(error) => return Err(error.into()),
         }
         self.apply(entry.actions);
@@ -232,7 +347,20 @@ impl Manifest {
                 tracing::warn!(%error, "manifest checkpoint failed");
             }
         }
-        Ok(seq)
+        Ok(Some(seq))
+    }
+
+    /// The commit id of log entry `seq`, if it can be read and has one.
+    async fn entry_commit_id(&self, seq: u64) -> Option<String> {
+        let bytes = self
+            .store
+            .get(&object_path(LOG_DIR, seq))
+            .await
+            .ok()?
+            .bytes()
+            .await
+            .ok()?;
+        serde_json::from_slice::<LogEntry>(&bytes).ok()?.commit_id
     }
 
     fn apply(&mut self, actions: Vec<Action>) {
@@ -241,6 +369,7 @@ impl Manifest {
                 Action::SealSegments {
                     env,
                     dataset,
+                    node,
                     mut schema,
                     segments,
                     sealed_wal_seq,
@@ -248,20 +377,16 @@ impl Manifest {
                     last_written_ns,
                 } => {
                     schema.reindex();
-                    let key = (env.clone(), dataset.clone());
-                    let record = self.datasets.entry(key).or_insert_with(|| DatasetManifest {
-                        env,
-                        name: dataset,
-                        schema: DatasetSchema::default(),
-                        segments: Vec::new(),
-                        sealed_wal_seq: 0,
-                        created_at_ns,
-                        last_written_ns,
-                        rollups: RollupSet::default(),
-                    });
-                    record.schema = schema;
+                    let record = self.record(env, dataset, created_at_ns);
+                    // Writers' schemas only grow; several writers' are united.
+                    merge_schema(&mut record.schema, &schema);
                     record.segments.extend(segments.into_iter().map(Arc::new));
-                    record.sealed_wal_seq = record.sealed_wal_seq.max(sealed_wal_seq);
+                    let sealed = if node.is_empty() {
+                        &mut record.sealed_wal_seq
+                    } else {
+                        record.sealed_wal_seq_by_node.entry(node).or_default()
+                    };
+                    *sealed = (*sealed).max(sealed_wal_seq);
                     record.last_written_ns = record.last_written_ns.max(last_written_ns);
                 }
                 Action::PutRollup {
@@ -320,6 +445,7 @@ impl Manifest {
             schema: DatasetSchema::default(),
             segments: Vec::new(),
             sealed_wal_seq: 0,
+            sealed_wal_seq_by_node: BTreeMap::new(),
             created_at_ns,
             last_written_ns: created_at_ns,
             rollups: RollupSet::default(),
@@ -362,6 +488,13 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+/// Adds the columns of `from` that `into` lacks (a column keeps its first type).
+pub(crate) fn merge_schema(into: &mut DatasetSchema, from: &DatasetSchema) {
+    for (name, field_type) in from.columns() {
+        into.insert(name, field_type);
     }
 }
 
@@ -472,6 +605,7 @@ mod tests {
         Action::SealSegments {
             env: "default".into(),
             dataset: dataset.into(),
+            node: String::new(),
             schema: DatasetSchema::default(),
             segments: vec![SegmentMeta {
                 path: path.into(),
@@ -513,6 +647,95 @@ mod tests {
         assert_eq!((b.segments.len(), b.sealed_wal_seq), (3, 6));
         // Only the newest checkpoint (seq 6) is kept.
         assert_eq!(list_seqs(&store, CHECKPOINT_DIR).await.unwrap(), vec![6]);
+    }
+
+    /// A remote store whose answer to a put got lost: the put lands, then the
+    /// client's retry (a second put) answers for it.
+    #[derive(Debug)]
+    struct RetriedPuts(InMemory);
+
+    impl std::fmt::Display for RetriedPuts {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("RetriedPuts")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for RetriedPuts {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.0
+                .put_opts(location, payload.clone(), opts.clone())
+                .await?;
+            self.0.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.0.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.0.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_put_landed_before_a_retry_is_committed_once() {
+        let store: Arc<dyn ObjectStore> = Arc::new(RetriedPuts(InMemory::new()));
+        let mut manifest = Manifest::load(store.clone(), 100).await.unwrap();
+        assert_eq!(manifest.commit(vec![seal("a", 1, "s1")]).await.unwrap(), 1);
+        assert_eq!(manifest.commit(vec![seal("a", 2, "s2")]).await.unwrap(), 2);
+        let reloaded = Manifest::load(store.clone(), 100).await.unwrap();
+        assert_eq!(reloaded.seq(), 2);
+        let a = reloaded.datasets().find(|d| d.name == "a").unwrap();
+        assert_eq!((a.segments.len(), a.sealed_wal_seq), (2, 2));
+        assert!(
+            manifest.take_foreign().is_none(),
+            "its own entries are not foreign"
+        );
     }
 
     async fn put_raw(store: &Arc<dyn ObjectStore>, dir: &str, seq: u64, body: &str) {
@@ -628,12 +851,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_writer_cannot_overwrite_an_entry() {
+    async fn a_second_writer_commits_after_the_first_instead_of_over_it() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let mut first = Manifest::load(store.clone(), 100).await.unwrap();
         let mut second = Manifest::load(store.clone(), 100).await.unwrap();
-        first.commit(vec![seal("a", 1, "x")]).await.unwrap();
-        let error = second.commit(vec![seal("a", 1, "y")]).await.unwrap_err();
-        assert!(error.to_string().contains("another Quarry process"));
+        assert_eq!(first.commit(vec![seal("a", 1, "x")]).await.unwrap(), 1);
+        assert_eq!(second.commit(vec![seal("a", 1, "y")]).await.unwrap(), 2);
+        // The second writer read the first one's entry on its way.
+        match second.take_foreign() {
+            Some(ForeignChanges::Actions(actions)) => assert_eq!(actions.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(first.refresh().await.unwrap());
+        assert!(!first.refresh().await.unwrap(), "nothing newer");
+        for manifest in [&first, &second, &Manifest::load(store, 100).await.unwrap()] {
+            assert_eq!(manifest.seq(), 2);
+            let a = manifest.datasets().next().unwrap();
+            let paths: Vec<&str> = a.segments.iter().map(|s| s.path.as_str()).collect();
+            assert_eq!(paths, ["x", "y"]);
+        }
     }
 }

@@ -25,6 +25,22 @@ pub fn validate(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The object-store directories holding data files (the manifest lives elsewhere).
+pub const DATA_PREFIXES: [&str; 2] = ["segments", "rollups"];
+/// Only files the store writes itself are data files.
+pub const DATA_FILE_SUFFIX: &str = ".parquet";
+
+/// Whether an object is a data file: written once under a unique name and never
+/// changed, so a copy of its bytes (a read cache) never goes stale.
+pub fn is_immutable_object(path: &object_store::path::Path) -> bool {
+    let path = path.as_ref();
+    path.ends_with(DATA_FILE_SUFFIX)
+        && DATA_PREFIXES.iter().any(|prefix| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+}
+
 /// The object-store directory of a dataset's segments.
 ///
 /// Names may hold any printable character, while object paths are safest with a
@@ -80,5 +96,30 @@ mod tests {
         assert!(validate("a\nb").is_err());
         assert!(validate(&"x".repeat(256)).is_err());
         assert!(validate("ok.name-1").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod data_file_tests {
+    use object_store::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn only_parquet_files_under_the_data_directories_are_immutable() {
+        for yes in [
+            "segments/default/a/3600/0190.parquet",
+            "rollups/default/a/id/0190.parquet",
+        ] {
+            assert!(is_immutable_object(&Path::from(yes)), "{yes}");
+        }
+        for no in [
+            "_manifest/log/00000000000000000001.json",
+            "segments/default/a/notes.txt",
+            "segmentsx/a.parquet",
+            "other/a.parquet",
+        ] {
+            assert!(!is_immutable_object(&Path::from(no)), "{no}");
+        }
     }
 }

@@ -15,17 +15,16 @@ use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use object_store::path::Path;
 
+use crate::names::{DATA_FILE_SUFFIX, DATA_PREFIXES};
 use crate::{Result, Store};
-
-/// The object-store directories holding data files (the manifest lives elsewhere).
-const DATA_PREFIXES: [&str; 2] = ["segments", "rollups"];
-/// Only files the store writes itself are candidates.
-const DATA_FILE_SUFFIX: &str = ".parquet";
 
 impl Store {
     /// Deletes data files that no manifest entry names and that are older than
     /// `grace` (the configured `orphan_grace` when `None`). Returns how many went.
     pub async fn sweep_orphans(&self, grace: Option<Duration>) -> Result<u64> {
+        // One sweep at a time (the start-up one and an admin pass may overlap),
+        // so each file is deleted, and counted, once.
+        let _one_at_a_time = self.inner.maintenance_lock.lock().await;
         let grace = grace.unwrap_or(self.inner.config.compaction.orphan_grace);
         let grace_ns = i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
         let cutoff_ns = self.inner.now_ns().saturating_sub(grace_ns);
@@ -53,6 +52,9 @@ impl Store {
         if candidates.is_empty() {
             return Ok(0);
         }
+        // Listed first, then the manifest read up to date: a file another writer
+        // committed after this node's last look is referenced, not an orphan.
+        self.follow_manifest().await?;
         let Some(mut referenced) = self.referenced_files().await else {
             tracing::warn!(
                 "orphan sweep skipped: the manifest holds a quarantined record whose files are unknown"

@@ -49,13 +49,16 @@ impl Store {
         if !dataset.state.lock().has_segments(&paths) {
             return Ok(None);
         }
-        manifest
-            .commit(vec![Action::ReplaceSegments {
-                env: key.0.clone(),
-                dataset: key.1.clone(),
-                removed: paths.clone(),
-                added: added.clone(),
-            }])
+        self.inner
+            .commit(
+                &mut manifest,
+                vec![Action::ReplaceSegments {
+                    env: key.0.clone(),
+                    dataset: key.1.clone(),
+                    removed: paths.clone(),
+                    added: added.clone(),
+                }],
+            )
             .await?;
         // Under the manifest lock, like every change: the live state always equals
         // what a restart would load.

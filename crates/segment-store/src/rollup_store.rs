@@ -121,13 +121,16 @@ impl Store {
         }
         let rollup = Rollup::new(definition, self.inner.now_ns());
         let default = mode == PutRollupMode::Default;
-        manifest
-            .commit(vec![Action::PutRollup {
-                env: key.0.clone(),
-                dataset: key.1.clone(),
-                rollup: rollup.clone(),
-                default,
-            }])
+        self.inner
+            .commit(
+                &mut manifest,
+                vec![Action::PutRollup {
+                    env: key.0.clone(),
+                    dataset: key.1.clone(),
+                    rollup: rollup.clone(),
+                    default,
+                }],
+            )
             .await?;
         let replaced = {
             let mut state = state.state.lock();
@@ -154,12 +157,15 @@ impl Store {
             return Ok(false);
         }
         let mut manifest = manifest;
-        manifest
-            .commit(vec![Action::DropRollup {
-                env: key.0.clone(),
-                dataset: key.1.clone(),
-                name: name.to_owned(),
-            }])
+        self.inner
+            .commit(
+                &mut manifest,
+                vec![Action::DropRollup {
+                    env: key.0.clone(),
+                    dataset: key.1.clone(),
+                    name: name.to_owned(),
+                }],
+            )
             .await?;
         let dropped = state.state.lock().rollups.drop_rollup(name);
         drop(manifest);
@@ -209,13 +215,16 @@ impl Store {
                 && state.has_segments(&segment.sources)
         };
         if accepted {
-            manifest
-                .commit(vec![Action::AddRollupSegment {
-                    env: key.0.clone(),
-                    dataset: key.1.clone(),
-                    rollup_id: rollup_id.to_owned(),
-                    segment: segment.clone(),
-                }])
+            self.inner
+                .commit(
+                    &mut manifest,
+                    vec![Action::AddRollupSegment {
+                        env: key.0.clone(),
+                        dataset: key.1.clone(),
+                        rollup_id: rollup_id.to_owned(),
+                        segment: segment.clone(),
+                    }],
+                )
                 .await?;
             state
                 .state

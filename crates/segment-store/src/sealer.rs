@@ -116,7 +116,7 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
     };
     let dir = names::segment_dir(&key.0, &key.1);
     let created_ns = inner.now_ns();
-    let written: Result<Vec<Arc<SegmentMeta>>> = async {
+    let uploaded: Result<Vec<SegmentMeta>> = async {
         let build_schema = schema.clone();
         let files = tokio::task::spawn_blocking(move || {
             build_segments(&batches, &build_schema, &settings, &dir, created_ns)
@@ -132,38 +132,45 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
                 )
                 .await?;
         }
-        let metas: Vec<SegmentMeta> = files.into_iter().map(|file| file.meta).collect();
-        let rows: u64 = metas.iter().map(|meta| meta.rows).sum();
-        inner
-            .manifest
-            .lock()
-            .await
-            .commit(vec![Action::SealSegments {
-                env: key.0.clone(),
-                dataset: key.1.clone(),
-                schema,
-                segments: metas.clone(),
-                sealed_wal_seq: max_seq,
-                created_at_ns,
-                last_written_ns,
-            }])
-            .await?;
-        inner.metrics.manifest_commits.inc_by(1);
-        inner.metrics.segments_written.inc_by(metas.len() as u64);
-        inner.metrics.rows_sealed.inc_by(rows);
-        Ok(metas.into_iter().map(Arc::new).collect())
+        Ok(files.into_iter().map(|file| file.meta).collect())
     }
     .await;
-    let segments = match written {
-        Ok(segments) => {
-            observe_since(&inner.metrics.seal_seconds, started);
-            segments
-        }
+    // The commit and the hand-over of the rows from `sealing` to `segments` happen
+    // under the manifest lock: whoever applies other writers' changes (which takes
+    // it too) never sees this seal half done.
+    let mut manifest = inner.manifest.lock().await;
+    let committed = match uploaded {
+        Ok(metas) => inner
+            .commit(
+                &mut manifest,
+                vec![Action::SealSegments {
+                    env: key.0.clone(),
+                    dataset: key.1.clone(),
+                    node: inner.config.node_id.clone(),
+                    schema,
+                    segments: metas.clone(),
+                    sealed_wal_seq: max_seq,
+                    created_at_ns,
+                    last_written_ns,
+                }],
+            )
+            .await
+            .map(|_| metas),
+        Err(error) => Err(error),
+    };
+    let metas = match committed {
+        Ok(metas) => metas,
         Err(error) => {
+            drop(manifest);
             dataset.state.lock().abort_seal(inner.now_ns());
             return Err(error);
         }
     };
+    let rows: u64 = metas.iter().map(|meta| meta.rows).sum();
+    inner.metrics.manifest_commits.inc_by(1);
+    inner.metrics.segments_written.inc_by(metas.len() as u64);
+    inner.metrics.rows_sealed.inc_by(rows);
+    observe_since(&inner.metrics.seal_seconds, started);
     if inner.crash_after_seal_commit {
         tracing::error!(
             "{} is set: aborting after the seal commit",
@@ -171,7 +178,9 @@ pub async fn seal_dataset(store: &Store, key: &DatasetKey) -> Result<()> {
         );
         std::process::abort();
     }
+    let segments = metas.into_iter().map(Arc::new).collect();
     let freed = dataset.state.lock().finish_seal(segments, max_seq);
+    drop(manifest);
     inner.changed();
     inner.metrics.buffered_bytes.dec_by(freed as u64);
     store.wal.rotate().await?;

@@ -65,7 +65,7 @@ impl Inner {
         self.datasets.read().get(key).cloned()
     }
 
-    fn dataset_or_create(&self, key: &DatasetKey, now_ns: i64) -> Arc<Dataset> {
+    pub(crate) fn dataset_or_create(&self, key: &DatasetKey, now_ns: i64) -> Arc<Dataset> {
         if let Some(dataset) = self.dataset(key) {
             return dataset;
         }
@@ -131,11 +131,12 @@ impl Store {
         let mut datasets = HashMap::new();
         let mut max_sealed_seq = 0;
         for record in manifest.datasets() {
-            max_sealed_seq = max_sealed_seq.max(record.sealed_wal_seq);
+            let sealed_seq = record.sealed_seq_of(&config.node_id);
+            max_sealed_seq = max_sealed_seq.max(sealed_seq);
             let state = DatasetState {
                 schema: record.schema.clone(),
                 segments: record.segments.clone(),
-                sealed_seq: record.sealed_wal_seq,
+                sealed_seq,
                 created_at_ns: record.created_at_ns,
                 last_written_ns: record.last_written_ns,
                 rollups: record.rollups.clone(),

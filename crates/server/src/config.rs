@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use quarry_engine::QueryConfig;
 use quarry_ingest::Limits;
+use quarry_object_storage::{ObjectStorage, ObjectStorageConfig};
 use quarry_rollup::{ConfiguredRollup, RollupSettings};
 use quarry_schema::{SharedClock, system_clock};
 use quarry_segment_store::{
@@ -40,6 +41,56 @@ pub const DEFAULT_MAX_CONCURRENT_INGEST: usize = 256;
 const WAL_SUBDIR: &str = "wal";
 /// Subdirectory of the data directory holding the local object store.
 const OBJECTS_SUBDIR: &str = "objects";
+/// Subdirectory of the data directory holding the read cache of remote objects.
+const CACHE_SUBDIR: &str = "cache";
+
+/// What a node does (`--role`, `[server] role`). Nodes of every role can share one
+/// object store (docs/deploy.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, as one node on its own: ingest, queries and maintenance.
+    #[default]
+    All,
+    /// Takes writes (every ingest protocol) into its WAL and buffers and seals
+    /// them into the object store; answers queries too.
+    Ingest,
+    /// Answers queries, SQL and the UI from the object store; takes no writes.
+    Query,
+    /// Runs compaction, retention and the orphan sweep; takes no writes.
+    Compactor,
+}
+
+impl Role {
+    /// Whether the node takes writes.
+    pub fn ingests(self) -> bool {
+        matches!(self, Role::All | Role::Ingest)
+    }
+
+    /// Whether the node runs background maintenance (compaction, retention, the
+    /// orphan sweep, rollup maintenance).
+    pub fn maintains(self) -> bool {
+        matches!(self, Role::All | Role::Compactor)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Ingest => "ingest",
+            Role::Query => "query",
+            Role::Compactor => "compactor",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// File holding a node's generated id, in its data directory.
+const NODE_ID_FILE: &str = "node-id";
 
 /// What the command line sets over the file: each field, when set, wins over the
 /// file's key, which wins over the built-in default.
@@ -59,6 +110,10 @@ pub struct Overrides {
     pub otlp_http: Option<String>,
     /// `[retention] max_age` (`30d`, `12h`, ... or `forever`).
     pub retention_max_age: Option<String>,
+    /// `[server] role`.
+    pub role: Option<Role>,
+    /// `[server] node_id`.
+    pub node_id: Option<String>,
 }
 
 /// The configuration the server runs with.
@@ -70,6 +125,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The store's tunables (its WAL lies under `data_dir`).
     pub store: StoreConfig,
+    /// Where segments and the manifest live (local disk unless `object_store`).
+    pub object_storage: ObjectStorageConfig,
     /// Ingest limits.
     pub limits: Limits,
     /// The query engine's tunables.
@@ -88,6 +145,12 @@ pub struct Config {
     /// Wall time for the whole server, the store included (the system clock;
     /// tests set a manual one).
     pub clock: SharedClock,
+    /// What this node does.
+    pub role: Role,
+    /// This node's name among the writers of one object store: configured, or
+    /// generated once and kept in the data directory when the store is remote;
+    /// `None` for a node on local disk (the manifest's unnamed single writer).
+    pub node_id: Option<String>,
 }
 
 impl Config {
@@ -111,10 +174,13 @@ impl Config {
         resolve(file, args)
     }
 
-    /// The store's configuration, reading the server's clock.
+    /// The store's configuration, reading the server's clock, with this node's
+    /// id and role.
     pub fn store_config(&self) -> StoreConfig {
         StoreConfig {
             clock: Arc::clone(&self.clock),
+            node_id: self.node_id.clone().unwrap_or_default(),
+            run_maintenance: self.role.maintains(),
             ..self.store.clone()
         }
     }
@@ -122,6 +188,11 @@ impl Config {
     /// Directory of the local object store holding segments.
     pub fn objects_dir(&self) -> PathBuf {
         self.data_dir.join(OBJECTS_SUBDIR)
+    }
+
+    /// Default directory of the read cache of a remote object store.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join(CACHE_SUBDIR)
     }
 }
 
@@ -146,6 +217,7 @@ struct FileConfig {
     server: ServerSection,
     data_dir: Option<PathBuf>,
     store: StoreConfig,
+    object_storage: ObjectStorageConfig,
     limits: Limits,
     auth: AuthSection,
     rollups: Vec<RollupSection>,
@@ -156,6 +228,8 @@ struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct ServerSection {
+    role: Option<Role>,
+    node_id: Option<String>,
     http: Option<String>,
     max_concurrent_ingest: Option<usize>,
     otlp_grpc: Option<String>,
@@ -170,6 +244,8 @@ struct AuthSection {
 
 /// The `[storage]` key that is the server's, not the store's.
 const DATA_DIR_KEY: &str = "data_dir";
+/// The `[storage]` keys that say where objects live ([`ObjectStorageConfig`]).
+const OBJECT_STORAGE_KEYS: [&str; 3] = ["object_store", "s3", "read_cache"];
 
 /// One `[[rollups]]` entry: a rollup definition (docs/rollups.md) and its dataset.
 #[derive(Debug, Deserialize)]
@@ -257,6 +333,13 @@ fn parse_file(text: &str) -> Result<FileConfig, ApiError> {
         Some(value) => Some(typed(value, "storage.data_dir")?),
         None => None,
     };
+    let mut object_storage = toml::Table::new();
+    for key in OBJECT_STORAGE_KEYS {
+        if let Some(value) = storage.remove(key) {
+            object_storage.insert(key.to_owned(), value);
+        }
+    }
+    let object_storage: ObjectStorageConfig = typed(toml::Value::Table(object_storage), "storage")?;
     let mut store: StoreConfig = typed(toml::Value::Table(storage), "storage")?;
     store.compaction = section(&mut file, "compaction")?;
     store.retention = section(&mut file, "retention")?;
@@ -264,6 +347,7 @@ fn parse_file(text: &str) -> Result<FileConfig, ApiError> {
         server: section(&mut file, "server")?,
         data_dir,
         store,
+        object_storage,
         limits: section(&mut file, "limits")?,
         auth: section(&mut file, "auth")?,
         rollups: section(&mut file, "rollups")?,
@@ -302,6 +386,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         server,
         data_dir,
         mut store,
+        object_storage,
         limits,
         auth,
         rollups,
@@ -332,6 +417,9 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
     store
         .validate()
         .map_err(|error| invalid("storage", error))?;
+    object_storage
+        .validate()
+        .map_err(|error| ApiError::Config(error.to_string()))?;
     store
         .compaction
         .validate()
@@ -368,11 +456,16 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
     };
     check_api_keys(&auth.api_keys)?;
     let rollups = rollup_settings(rollups, rollup_defaults)?;
+    let node_id = args.node_id.clone().or(server.node_id);
+    if let Some(id) = &node_id {
+        check_node_id(id)?;
+    }
 
     Ok(Config {
         http,
         data_dir,
         store,
+        object_storage,
         limits,
         query,
         api_keys: auth.api_keys,
@@ -381,7 +474,24 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         otlp_http,
         rollups,
         clock: system_clock(),
+        role: args.role.or(server.role).unwrap_or_default(),
+        node_id,
     })
+}
+
+/// A node id is a short name of letters, digits, `-`, `_` and `.`.
+fn check_node_id(id: &str) -> Result<(), ApiError> {
+    let fine = (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if fine {
+        Ok(())
+    } else {
+        Err(ApiError::Config(format!(
+            "server.node_id {id:?}: use 1 to 128 letters, digits, '-', '_' or '.'"
+        )))
+    }
 }
 
 /// A receiver's address: the configured one, the default, or none for `off`.
@@ -406,13 +516,41 @@ fn check_api_keys(api_keys: &HashMap<String, String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Creates the data directory's layout; returns the objects directory.
-pub fn prepare_data_dir(config: &Config) -> Result<PathBuf, ApiError> {
-    let objects = config.objects_dir();
-    for dir in [config.store.wal_dir.as_path(), objects.as_path()] {
-        create_dir(dir)?;
+/// Creates the WAL directory and opens the object storage (the local objects
+/// directory, or the configured S3 bucket with its read cache).
+pub fn open_object_storage(config: &mut Config) -> Result<ObjectStorage, ApiError> {
+    create_dir(&config.store.wal_dir)?;
+    if config.node_id.is_none() && config.object_storage.object_store.is_some() {
+        config.node_id = Some(persistent_node_id(&config.data_dir)?);
     }
-    Ok(objects)
+    quarry_object_storage::open(
+        &config.object_storage,
+        &config.objects_dir(),
+        &config.cache_dir(),
+        quarry_segment_store::is_immutable_object,
+    )
+    .map_err(|error| ApiError::Startup(format!("cannot open the object storage: {error}")))
+}
+
+/// The id generated for this data directory (and its WAL) on its first start
+/// with a remote store, read back on every later one.
+fn persistent_node_id(data_dir: &Path) -> Result<String, ApiError> {
+    let path = data_dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(ApiError::Startup(format!(
+                "cannot read {}: {error}",
+                path.display()
+            )));
+        }
+    }
+    let id = format!("node-{}", uuid::Uuid::now_v7().simple());
+    std::fs::write(&path, &id)
+        .map_err(|error| ApiError::Startup(format!("cannot write {}: {error}", path.display())))?;
+    Ok(id)
 }
 
 fn create_dir(dir: &Path) -> Result<(), ApiError> {
@@ -741,6 +879,80 @@ mod tests {
     fn is_setting(line: &str) -> bool {
         line.split_once(" = ")
             .is_some_and(|(key, _)| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+    }
+
+    #[test]
+    fn roles_node_ids_and_object_storage_are_read() {
+        let text = r#"
+            [server]
+            role = "query"
+            node_id = "query-1"
+            [storage]
+            object_store = "s3://telemetry/prod"
+            [storage.s3]
+            endpoint = "http://127.0.0.1:8333"
+            path_style = true
+            [storage.read_cache]
+            max_bytes = 1000
+        "#;
+        let config = from_toml(text, &Overrides::default()).unwrap();
+        assert_eq!(config.role, Role::Query);
+        assert!(!config.role.ingests() && !config.role.maintains());
+        assert_eq!(config.node_id.as_deref(), Some("query-1"));
+        let store = config.store_config();
+        assert_eq!(store.node_id, "query-1");
+        assert!(!store.run_maintenance);
+        let storage = &config.object_storage;
+        assert_eq!(storage.object_store.as_deref(), Some("s3://telemetry/prod"));
+        assert_eq!(
+            storage.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:8333")
+        );
+        assert!(storage.s3.path_style && !storage.s3.allow_http);
+        assert_eq!(storage.read_cache.max_bytes, 1000);
+
+        let flags = Overrides {
+            role: Some(Role::Compactor),
+            node_id: Some("c".into()),
+            ..Overrides::default()
+        };
+        let config = from_toml(text, &flags).unwrap();
+        assert_eq!(
+            (config.role, config.node_id.as_deref()),
+            (Role::Compactor, Some("c"))
+        );
+
+        for (bad, expected) in [
+            ("[server]\nrole = \"writer\"\n", "server.role"),
+            ("[server]\nnode_id = \"a b\"\n", "server.node_id"),
+            (
+                "[storage]\nobject_store = \"gs://b\"\n",
+                "expected s3://bucket",
+            ),
+            ("[storage.s3]\nendpointt = \"x\"\n", "storage.s3"),
+        ] {
+            let error = from_toml(bad, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_remote_store_gives_the_node_a_persistent_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[storage]\nobject_store = \"s3://b\"\n";
+        let args = Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let mut config = resolve(parse_file(text).unwrap(), &args).unwrap();
+        assert_eq!(config.node_id, None);
+        let first = persistent_node_id(dir.path()).unwrap();
+        assert!(first.starts_with("node-"), "{first}");
+        assert_eq!(persistent_node_id(dir.path()).unwrap(), first);
+        config.node_id = Some("named".into());
+        assert_eq!(config.store_config().node_id, "named");
     }
 
     #[test]

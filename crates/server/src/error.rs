@@ -50,6 +50,9 @@ pub enum ApiError {
     /// The server is shutting down and takes no more work (503).
     #[error("{0}")]
     Unavailable(String),
+    /// This node's role does not do that; another node does (421).
+    #[error("{0}")]
+    WrongRole(String),
     /// A failure that is not the client's fault (500); the message is logged, not sent.
     #[error("{0}")]
     Internal(String),
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::WrongRole(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Internal(_) | ApiError::Config(_) | ApiError::Startup(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -28,6 +28,7 @@ use quarry_schema::SharedClock;
 use quarry_segment_store::Store;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::config::Role;
 use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
 use crate::names;
@@ -136,6 +137,8 @@ pub struct IngestService {
     permits: Arc<Semaphore>,
     metrics: Arc<ApiMetrics>,
     clock: SharedClock,
+    /// Why every request is refused, on a node whose role takes no writes.
+    refusal: Option<String>,
 }
 
 /// Rows decoded from one request, by dataset.
@@ -154,13 +157,20 @@ impl IngestService {
         max_in_flight: usize,
         metrics: Arc<ApiMetrics>,
         clock: SharedClock,
+        role: Role,
     ) -> IngestService {
+        let refusal = (!role.ingests()).then(|| {
+            format!(
+                "this node runs with --role {role} and takes no writes; send telemetry to a node with --role ingest or all"
+            )
+        });
         IngestService {
             store,
             limits,
             permits: Arc::new(Semaphore::new(max_in_flight)),
             metrics,
             clock,
+            refusal,
         }
     }
 
@@ -171,6 +181,9 @@ impl IngestService {
 
     /// Admits one request, or refuses it as overloaded when every permit is taken.
     pub fn admit(&self) -> Result<Admission, ApiError> {
+        if let Some(refusal) = &self.refusal {
+            return Err(ApiError::WrongRole(refusal.clone()));
+        }
         Arc::clone(&self.permits)
             .try_acquire_owned()
             .map(|permit| Admission { _permit: permit })

@@ -28,7 +28,7 @@ pub mod state;
 #[cfg(test)]
 mod testing;
 
-pub use config::{Config, Overrides};
+pub use config::{Config, Overrides, Role};
 pub use demo::{DEFAULT_BACKFILL_EVENTS, DemoConfig};
 pub use error::ApiError;
 pub use quarry_segment_store::Durability;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use object_store::local::LocalFileSystem;
 use quarry_segment_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -46,36 +45,39 @@ impl Server {
     /// background tasks and serves. Returns once the server accepts connections.
     /// With `demo`, generated telemetry is written into the store meanwhile.
     pub async fn start(
-        config: Config,
+        mut config: Config,
         demo: Option<DemoConfig>,
     ) -> Result<RunningServer, ApiError> {
         // Bind first: a busy port fails at once, not after a long WAL replay.
         let listener = bind(&config.http).await?;
         let http_address = local_address(&listener)?;
-        let otlp_grpc = bind_optional(config.otlp_grpc.as_deref()).await?;
-        let otlp_http = bind_optional(config.otlp_http.as_deref()).await?;
+        // Nodes that take no writes have no OTLP receivers (their HTTP port
+        // answers writes with 421, naming the role).
+        let ingests = config.role.ingests();
+        let otlp_grpc = bind_optional(config.otlp_grpc.as_deref().filter(|_| ingests)).await?;
+        let otlp_http = bind_optional(config.otlp_http.as_deref().filter(|_| ingests)).await?;
         let otlp_grpc_address = otlp_grpc.as_ref().map(local_address).transpose()?;
         let otlp_http_address = otlp_http.as_ref().map(local_address).transpose()?;
-        let objects = config::prepare_data_dir(&config)?;
-        let object_store = LocalFileSystem::new_with_prefix(&objects).map_err(|error| {
-            ApiError::Startup(format!("cannot open {}: {error}", objects.display()))
-        })?;
-        info!(data_dir = %config.data_dir.display(), durability = ?config.store.durability, "opening the store");
-        let store = Store::open(config.store_config(), Arc::new(object_store))
+        let storage = config::open_object_storage(&mut config)?;
+        info!(
+            data_dir = %config.data_dir.display(),
+            objects = %storage.location,
+            role = %config.role,
+            node_id = config.node_id.as_deref().unwrap_or("(single node)"),
+            durability = ?config.store.durability,
+            "opening the store"
+        );
+        let store = Store::open(config.store_config(), Arc::clone(&storage.store))
             .await
             .map_err(|error| ApiError::Startup(format!("cannot open the store: {error}")))?;
-        let state = match AppState::new(Arc::clone(&store), &config) {
+        let state = match AppState::new(Arc::clone(&store), &config, &storage) {
             Ok(state) => state,
             Err(error) => {
                 close_store(&store).await;
                 return Err(error);
             }
         };
-        let maintenance = quarry_rollup::RollupMaintenance::start(
-            Arc::clone(&store),
-            Arc::clone(&state.engine),
-            config.rollups.clone(),
-        );
+        let maintenance = BackgroundTasks::start(&config, &store, &state, storage.is_remote());
         let demo_writer = match demo {
             Some(demo) => match demo::start(&state, &config, demo) {
                 Ok(writer) => Some(writer),
@@ -306,5 +308,63 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}
+    }
+}
+
+/// How often a node on a remote object store reads the manifest entries other
+/// nodes committed (new segments are queryable within this, plus the read).
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The server's own background work besides the store's: rollup maintenance (on
+/// a node that maintains) and following the shared manifest (on a remote store).
+struct BackgroundTasks {
+    rollups: Option<quarry_rollup::RollupMaintenance>,
+    follower: Option<JoinHandle<()>>,
+}
+
+impl BackgroundTasks {
+    fn start(config: &Config, store: &Arc<Store>, state: &AppState, remote: bool) -> Self {
+        let rollups = config.role.maintains().then(|| {
+            quarry_rollup::RollupMaintenance::start(
+                Arc::clone(store),
+                Arc::clone(&state.engine),
+                config.rollups.clone(),
+            )
+        });
+        let follower = remote.then(|| tokio::spawn(follow_manifest(Arc::downgrade(store))));
+        BackgroundTasks { rollups, follower }
+    }
+
+    fn stop(&self) {
+        if let Some(rollups) = &self.rollups {
+            rollups.stop();
+        }
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
+    }
+}
+
+/// Applies other nodes' manifest commits every [`FOLLOW_INTERVAL`] until the
+/// store is gone. A failure is logged when it starts and when it ends.
+async fn follow_manifest(store: std::sync::Weak<Store>) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        match store.follow_manifest().await {
+            Ok(_) if failing => {
+                info!("reading the shared manifest works again");
+                failing = false;
+            }
+            Ok(_) => {}
+            Err(error) if !failing => {
+                warn!(%error, "cannot read the shared manifest; retrying");
+                failing = true;
+            }
+            Err(_) => {}
+        }
     }
 }

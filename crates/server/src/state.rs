@@ -8,11 +8,12 @@ use std::sync::atomic::AtomicBool;
 
 use prometheus_client::registry::Registry;
 use quarry_engine::QueryEngine;
+use quarry_object_storage::ObjectStorage;
 use quarry_schema::SharedClock;
 use quarry_segment_store::Store;
 
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::error::ApiError;
 use crate::ingest_service::IngestService;
 use crate::metrics::ApiMetrics;
@@ -39,11 +40,17 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Saved queries and results of the Query Data API.
     pub saved_queries: Arc<SavedQueries>,
+    /// What this node does among the nodes sharing its object store.
+    pub role: Role,
 }
 
 impl AppState {
-    /// State over an open store, with the query engine built on it.
-    pub fn new(store: Arc<Store>, config: &Config) -> Result<AppState, ApiError> {
+    /// State over an open store (on `storage`), with the query engine built on it.
+    pub fn new(
+        store: Arc<Store>,
+        config: &Config,
+        storage: &ObjectStorage,
+    ) -> Result<AppState, ApiError> {
         let clock = Arc::clone(&config.clock);
         let metrics = Arc::new(ApiMetrics::default());
         let engine =
@@ -56,11 +63,15 @@ impl AppState {
             config.max_concurrent_ingest,
             Arc::clone(&metrics),
             Arc::clone(&clock),
+            config.role,
         );
         let mut registry = Registry::default();
         store.metrics().register(&mut registry);
         engine.metrics().register(&mut registry);
         metrics.register(&mut registry);
+        if let Some(read_cache) = &storage.read_cache {
+            read_cache.register(&mut registry);
+        }
         Ok(AppState {
             registry: Arc::new(registry),
             store,
@@ -71,6 +82,22 @@ impl AppState {
             metrics,
             ready: Arc::new(AtomicBool::new(true)),
             saved_queries: Arc::new(SavedQueries::default()),
+            role: config.role,
         })
+    }
+}
+
+impl AppState {
+    /// Refuses maintenance on a node whose role leaves it to another node (one
+    /// node per object store compacts, expires and sweeps).
+    pub fn require_maintainer(&self) -> Result<(), ApiError> {
+        if self.role.maintains() {
+            Ok(())
+        } else {
+            Err(ApiError::WrongRole(format!(
+                "this node runs with --role {} and does no maintenance; ask the node with --role compactor or all",
+                self.role
+            )))
+        }
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode};
-use object_store::local::LocalFileSystem;
 use quarry_segment_store::Store;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -66,12 +65,11 @@ impl TestApp {
         };
         let mut config = Config::load(&args).unwrap();
         adjust(&mut config);
-        let objects = config::prepare_data_dir(&config).unwrap();
-        let object_store = Arc::new(LocalFileSystem::new_with_prefix(objects).unwrap());
-        let store = Store::open(config.store_config(), object_store)
+        let storage = config::open_object_storage(&mut config).unwrap();
+        let store = Store::open(config.store_config(), Arc::clone(&storage.store))
             .await
             .unwrap();
-        let state = AppState::new(store, &config).unwrap();
+        let state = AppState::new(store, &config, &storage).unwrap();
         TestApp {
             router: router::router(state.clone()),
             state,

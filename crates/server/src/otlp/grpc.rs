@@ -37,6 +37,7 @@ pub fn code_of(error: &ApiError) -> Code {
         ApiError::Conflict(_) => Code::AlreadyExists,
         ApiError::Overloaded(_) => Code::ResourceExhausted,
         ApiError::Unavailable(_) => Code::Unavailable,
+        ApiError::WrongRole(_) => Code::FailedPrecondition,
         ApiError::Internal(_) | ApiError::Config(_) | ApiError::Startup(_) => Code::Internal,
     }
 }

@@ -40,6 +40,7 @@ pub async fn compact(
     State(state): State<AppState>,
     _environment: Environment,
 ) -> Result<Json<CompactReply>, ApiError> {
+    state.require_maintainer()?;
     let compaction = state.store.compact(Some(ADMIN_MIN_SEGMENTS)).await?;
     let orphan_files_deleted = state.store.sweep_orphans(None).await?;
     Ok(Json(CompactReply {
@@ -54,6 +55,7 @@ pub async fn retention(
     State(state): State<AppState>,
     _environment: Environment,
 ) -> Result<Json<RetentionReport>, ApiError> {
+    state.require_maintainer()?;
     let now_ns = chrono::Utc::now()
         .timestamp_nanos_opt()
         .ok_or_else(|| ApiError::Internal("the clock is beyond 2262".into()))?;
