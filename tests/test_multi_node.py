@@ -134,3 +134,57 @@ def test_the_compactor_merges_what_ingest_nodes_sealed_and_query_nodes_follow(s3
     ingest.send_batch_ok(DATASET, events("after", 5))
     ingest.seal()
     assert wait_for_count(query, 205) == 205
+
+
+def test_the_maintenance_lease_moves_when_its_holder_is_killed(s3, quarry):
+    # Background compaction a day apart: only admin passes merge, so the test
+    # decides what is compacted; the lease is taken and renewed in the background.
+    config = {"compaction": {"interval_secs": 86400, "lease_ttl_secs": 3}}
+
+    def compactor(node_id: str) -> Quarry:
+        return quarry(
+            config=config,
+            storage=s3.storage_config("cluster"),
+            objects=s3.objects("cluster"),
+            args=["--role", "compactor", "--node-id", node_id],
+        )
+
+    def compact(server: Quarry):
+        return server.post("/api/v1/admin/compact", b"")
+
+    def until_compacts(server: Quarry, deadline_s: float) -> dict:
+        deadline = time.monotonic() + deadline_s
+        while True:
+            resp = compact(server)
+            if resp.status_code == 200 or time.monotonic() > deadline:
+                assert resp.status_code == 200, resp.text
+                return resp.json()
+            time.sleep(0.2)
+
+    ingest = node(quarry, s3, "ingest", "ingest-1")
+    first = compactor("compactor-1")
+    until_compacts(first, 10)
+    second = compactor("compactor-2")
+    resp = compact(second)
+    assert resp.status_code == 409, resp.text
+    assert "maintenance lease" in error_message(resp)
+
+    for seal in range(4):
+        ingest.send_batch_ok(DATASET, events(f"s{seal}", 50))
+        ingest.seal()
+    report = until_compacts(first, 10)
+    assert (report["merges"], report["segments_in"]) == (1, 4), report
+
+    # The holder dies: once its lease expires (3 s), the standby takes it over.
+    first.kill()
+    for seal in range(4, 7):
+        ingest.send_batch_ok(DATASET, events(f"s{seal}", 50))
+        ingest.seal()
+    report = until_compacts(second, 20)
+    assert (report["merges"], report["segments_in"]) == (1, 4), report
+    lease = s3.client().get_object(Bucket="quarry", Key="cluster/_leases/maintenance.json")
+    assert b'"compactor-2"' in lease["Body"].read()
+
+    # Every row once: nothing was compacted twice.
+    assert wait_for_count(ingest, 350) == 350
+    assert ingest.scalar(f'SELECT count(DISTINCT id) AS n FROM "{DATASET}"') == 350

@@ -33,6 +33,9 @@ use quarry_engine::{QueryEngine, QueryError};
 
 /// How often maintenance looks for work when no change wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// How often a process without the maintenance lease looks whether it got it
+/// (reading an atomic; taking the lease is the store's maintenance loop's work).
+const LEASE_POLL: Duration = Duration::from_millis(250);
 /// Pause after a failed round before trying again.
 const RETRY_PAUSE: Duration = Duration::from_secs(2);
 
@@ -82,6 +85,12 @@ async fn run(store: Arc<Store>, engine: Arc<QueryEngine>, settings: RollupSettin
     let mut changes = store.subscribe_changes();
     loop {
         changes.borrow_and_update();
+        // On a shared object store, the holder of the maintenance lease rolls up;
+        // a standby only waits (the store keeps trying to take the lease).
+        if !store.holds_maintenance_lease() {
+            tokio::time::sleep(LEASE_POLL).await;
+            continue;
+        }
         let pause = match round(&store, &engine, &settings).await {
             Ok(()) => IDLE_POLL,
             Err(error) => {

@@ -142,6 +142,7 @@ impl Store {
     /// trying every group (a failed merge commits nothing).
     pub async fn compact(&self, min_segments: Option<usize>) -> Result<CompactionReport> {
         let _one_at_a_time = self.inner.maintenance_lock.lock().await;
+        self.inner.require_lease().await?;
         // Plan from the latest commits of every writer sharing the manifest.
         self.follow_manifest().await?;
         let config = &self.inner.config.compaction;

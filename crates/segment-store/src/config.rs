@@ -82,6 +82,10 @@ pub struct StoreConfig {
     /// the node's role).
     #[serde(skip, default = "yes")]
     pub run_maintenance: bool,
+    /// Maintain only while holding the maintenance lease in the object store
+    /// (the server sets it for a shared, remote store).
+    #[serde(skip)]
+    pub maintenance_lease: bool,
 }
 
 fn yes() -> bool {
@@ -116,6 +120,11 @@ pub struct CompactionConfig {
     /// read them (zero: at once).
     #[serde(rename = "deletion_delay_secs", deserialize_with = "seconds")]
     pub deletion_delay: Duration,
+    /// When several processes share the object store, the one holding the
+    /// maintenance lease maintains; it renews every third of this, and another
+    /// takes over this long after the holder stopped renewing.
+    #[serde(rename = "lease_ttl_secs", deserialize_with = "seconds")]
+    pub lease_ttl: Duration,
 }
 
 /// How long sealed data is kept. Deserializes from `[retention]`.
@@ -147,7 +156,14 @@ impl CompactionConfig {
         }
         positive("small_segment_bytes", self.small_segment_bytes)?;
         positive("max_input_rows", self.max_input_rows)?;
-        positive("max_input_bytes", self.max_input_bytes)
+        positive("max_input_bytes", self.max_input_bytes)?;
+        if self.lease_ttl < Duration::from_secs(3) {
+            return Err(InvalidSetting {
+                key: "lease_ttl_secs",
+                problem: "must be at least 3".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -208,6 +224,8 @@ pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 /// Default delay between a commit that removes files and their deletion: longer
 /// than queries run.
 pub const DEFAULT_DELETION_DELAY: Duration = Duration::from_secs(300);
+/// Default time to live of the maintenance lease.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 /// Default pause between background retention passes.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -222,6 +240,7 @@ impl Default for CompactionConfig {
             max_input_bytes: DEFAULT_COMPACTION_MAX_INPUT_BYTES,
             orphan_grace: DEFAULT_ORPHAN_GRACE,
             deletion_delay: DEFAULT_DELETION_DELAY,
+            lease_ttl: DEFAULT_LEASE_TTL,
         }
     }
 }
@@ -311,6 +330,7 @@ impl StoreConfig {
             clock: system_clock(),
             node_id: String::new(),
             run_maintenance: true,
+            maintenance_lease: false,
         }
     }
 }

@@ -37,6 +37,11 @@ pub enum StoreError {
     /// The store is shutting down or its writer task has stopped.
     #[error("the store is shut down")]
     ShutDown,
+    /// Maintenance was asked of a process that does not hold the maintenance lease.
+    #[error(
+        "another process holds the maintenance lease of this object store; maintenance runs there"
+    )]
+    NotLeaseHolder,
 }
 
 /// Result alias of the segment store.

@@ -98,7 +98,11 @@ impl Inner {
                 added,
             } => {
                 if let Some(dataset) = self.dataset(&(env, dataset)) {
-                    dataset.state.lock().replace_segments(&removed, added);
+                    let mut state = dataset.state.lock();
+                    // The manifest's rule: nothing when a removed one is gone.
+                    if state.has_segments(&removed) {
+                        state.replace_segments(&removed, added);
+                    }
                 }
             }
         }

@@ -31,6 +31,7 @@ mod config;
 mod dataset;
 mod error;
 mod follow;
+mod lease;
 mod maintenance;
 mod manifest;
 mod metrics;

@@ -46,14 +46,26 @@ pub async fn run(store: Weak<Store>) {
         if inner.shutting_down.load(Ordering::Relaxed) {
             return;
         }
+        // On a shared store only the lease holder maintains; the others keep
+        // trying, so one of them takes over when the holder stops renewing.
+        let may_maintain = match &inner.lease {
+            None => true,
+            Some(lease) => match lease.acquire().await {
+                Ok(held) => held,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reach the maintenance lease; retrying");
+                    false
+                }
+            },
+        };
         let now = Instant::now();
-        if now >= next_sweep {
+        if may_maintain && now >= next_sweep {
             if let Err(error) = strong.sweep_orphans(None).await {
                 tracing::warn!(%error, "orphan sweep failed; retrying later");
             }
             next_sweep = Instant::now() + ORPHAN_SWEEP_INTERVAL;
         }
-        if next_compaction.is_some_and(|due| now >= due) {
+        if may_maintain && next_compaction.is_some_and(|due| now >= due) {
             match strong.compact(None).await {
                 Ok(report) if report.merges > 0 => {
                     tracing::info!(?report, "compaction merged small segments");
@@ -63,7 +75,7 @@ pub async fn run(store: Weak<Store>) {
             }
             next_compaction = Some(Instant::now() + inner.config.compaction.interval);
         }
-        if next_retention.is_some_and(|due| now >= due) {
+        if may_maintain && next_retention.is_some_and(|due| now >= due) {
             if let Err(error) = strong.enforce_retention(strong.inner.now_ns()).await {
                 tracing::warn!(%error, "retention failed; retrying later");
             }
@@ -71,16 +83,19 @@ pub async fn run(store: Weak<Store>) {
         }
         let next_deletion = strong.delete_due_files(false).await;
         drop(strong);
-        let wake = [
-            Some(next_sweep),
-            next_compaction,
-            next_retention,
-            next_deletion,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(next_sweep);
+        let renew = inner
+            .lease
+            .as_ref()
+            .map(|lease| Instant::now() + lease.renew_interval());
+        // Without the lease, due work waits for the next attempt at taking it.
+        let due_work = [Some(next_sweep), next_compaction, next_retention];
+        let wake = due_work
+            .into_iter()
+            .filter(|_| may_maintain)
+            .chain([next_deletion, renew])
+            .flatten()
+            .min()
+            .unwrap_or(next_sweep);
         tokio::select! {
             () = inner.maintenance_wakeup.notified() => {}
             () = tokio::time::sleep_until(wake) => {}

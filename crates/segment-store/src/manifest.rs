@@ -104,7 +104,8 @@ pub enum Action {
         name: String,
     },
     /// Raw segments removed (compaction's inputs, retention's expired segments) and
-    /// segments added (compaction's output), atomically. The rollup segments
+    /// segments added (compaction's output), atomically; nothing at all when a
+    /// removed segment is no longer there (another writer replaced it first). The rollup segments
     /// computed from a removed segment go too: their sources' rows are either gone
     /// (retention) or pending again in the added segment (compaction).
     ReplaceSegments {
@@ -423,7 +424,14 @@ impl Manifest {
                     removed,
                     added,
                 } => {
-                    if let Some(record) = self.datasets.get_mut(&(env, dataset)) {
+                    // Only when every removed segment is still there: two writers
+                    // that replaced the same segments (a compactor that lost its
+                    // lease mid-merge, and the next one) must not both add their
+                    // output. Every reader applies the log in one order, so all
+                    // agree which of the two took effect.
+                    if let Some(record) = self.datasets.get_mut(&(env, dataset))
+                        && has_segments(&record.segments, &removed)
+                    {
                         replace_segments(
                             &mut record.segments,
                             &mut record.rollups,

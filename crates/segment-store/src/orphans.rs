@@ -25,6 +25,7 @@ impl Store {
         // One sweep at a time (the start-up one and an admin pass may overlap),
         // so each file is deleted, and counted, once.
         let _one_at_a_time = self.inner.maintenance_lock.lock().await;
+        self.inner.require_lease().await?;
         let grace = grace.unwrap_or(self.inner.config.compaction.orphan_grace);
         let grace_ns = i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
         let cutoff_ns = self.inner.now_ns().saturating_sub(grace_ns);

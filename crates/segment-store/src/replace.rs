@@ -61,8 +61,16 @@ impl Store {
             )
             .await?;
         // Under the manifest lock, like every change: the live state always equals
-        // what a restart would load.
-        let rollup_files = dataset.state.lock().replace_segments(&paths, added);
+        // what a restart would load. Other writers' entries read on the way are
+        // applied by now; if one of them replaced a removed segment first, this
+        // entry changed nothing (the manifest's rule) and neither does the state.
+        let rollup_files = {
+            let mut state = dataset.state.lock();
+            if !state.has_segments(&paths) {
+                return Ok(None);
+            }
+            state.replace_segments(&paths, added)
+        };
         drop(manifest);
         let metrics = &self.inner.metrics;
         metrics.manifest_commits.inc_by(1);

@@ -39,6 +39,7 @@ impl Store {
     /// (one manifest transaction per dataset), then deletes their files.
     pub async fn enforce_retention(&self, now_ns: i64) -> Result<RetentionReport> {
         let _one_at_a_time = self.inner.maintenance_lock.lock().await;
+        self.inner.require_lease().await?;
         self.follow_manifest().await?;
         let retention = &self.inner.config.retention;
         let mut report = RetentionReport::default();

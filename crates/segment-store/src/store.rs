@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     /// Files removed from the manifest, with when to delete them (in that order:
     /// the delay is constant).
     pub pending_deletions: Mutex<std::collections::VecDeque<(tokio::time::Instant, String)>>,
+    /// Held to maintain, when processes share the object store.
+    pub lease: Option<crate::lease::MaintenanceLease>,
 }
 
 impl Inner {
@@ -80,6 +82,18 @@ impl Inner {
                 })
             })
             .clone()
+    }
+
+    /// Fails unless this process may maintain: always on its own store, and
+    /// while holding (or after taking) the lease on a shared one.
+    pub(crate) async fn require_lease(&self) -> Result<()> {
+        match &self.lease {
+            None => Ok(()),
+            // Held with time to spare: the maintenance loop renews it.
+            Some(lease) if lease.held_for() > lease.renew_interval() => Ok(()),
+            Some(lease) if lease.acquire().await? => Ok(()),
+            Some(_) => Err(StoreError::NotLeaseHolder),
+        }
     }
 
     pub fn sealed_seq(&self, key: &DatasetKey) -> u64 {
@@ -151,6 +165,14 @@ impl Store {
         metrics
             .manifest_quarantined_records
             .set(manifest.quarantined().len() as u64);
+        let lease = (config.maintenance_lease && config.run_maintenance).then(|| {
+            crate::lease::MaintenanceLease::new(
+                object_store.clone(),
+                config.node_id.clone(),
+                config.compaction.lease_ttl,
+                config.clock.clone(),
+            )
+        });
         let inner = Arc::new(Inner {
             crash_after_seal_commit: std::env::var_os(FAULT_CRASH_AFTER_SEAL_COMMIT)
                 .is_some_and(|v| v == "1"),
@@ -167,6 +189,7 @@ impl Store {
             maintenance_lock: tokio::sync::Mutex::new(()),
             maintenance_wakeup: Notify::new(),
             pending_deletions: Mutex::new(Default::default()),
+            lease,
         });
 
         let mut index = WalIndex::default();
@@ -310,6 +333,16 @@ impl Store {
         self.inner
             .dataset(&key)
             .map(|dataset| dataset.state.lock().snapshot())
+    }
+
+    /// Whether this process may maintain now: always on its own store; on a
+    /// shared one, while it holds the maintenance lease (its maintenance loop
+    /// takes and renews it).
+    pub fn holds_maintenance_lease(&self) -> bool {
+        self.inner
+            .lease
+            .as_ref()
+            .is_none_or(|lease| lease.is_held())
     }
 
     /// The object store holding segments (paths in [`crate::SegmentMeta::path`] are in it).

@@ -181,6 +181,8 @@ impl Config {
             clock: Arc::clone(&self.clock),
             node_id: self.node_id.clone().unwrap_or_default(),
             run_maintenance: self.role.maintains(),
+            // A remote store may be shared: maintenance needs its lease there.
+            maintenance_lease: self.object_storage.object_store.is_some(),
             ..self.store.clone()
         }
     }

@@ -166,6 +166,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Parquet(_)
             | StoreError::Arrow(_) => ApiError::Internal(message),
             StoreError::ShutDown => ApiError::Unavailable(message),
+            StoreError::NotLeaseHolder => ApiError::Conflict(message),
         }
     }
 }
