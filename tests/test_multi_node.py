@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import Quarry, error_message
+from harness import Quarry, error_message, free_port
 from s3_server import SeaweedS3
 
 DATASET = "shared"
@@ -188,3 +188,70 @@ def test_the_maintenance_lease_moves_when_its_holder_is_killed(s3, quarry):
     # Every row once: nothing was compacted twice.
     assert wait_for_count(ingest, 350) == 350
     assert ingest.scalar(f'SELECT count(DISTINCT id) AS n FROM "{DATASET}"') == 350
+
+
+def hourly_events(prefix: str, hour: int, count: int) -> list[dict]:
+    return [
+        {
+            "time": START_S + hour * 3600 + i,
+            "data": {
+                "id": f"{prefix}-{i}",
+                "node": prefix,
+                "service": f"svc-{i % 7}",
+                "duration_ms": float((i * 37) % 1000) / 10,
+            },
+        }
+        for i in range(count)
+    ]
+
+
+# Questions whose answers a distributed plan must give exactly as one node does:
+# plain and grouped aggregates, a Quarry UDAF (weighted quantile), an ordered
+# cut through groups.
+DISTRIBUTED_QUESTIONS = [
+    f'SELECT count(*) AS n, sum(duration_ms) AS s, min(duration_ms) AS lo FROM "{DATASET}"',
+    f'SELECT service, count(*) AS n, max(duration_ms) AS m FROM "{DATASET}" '
+    "GROUP BY service ORDER BY service",
+    f'SELECT service, quarry_quantile(duration_ms, 1, 0.99) AS p99 FROM "{DATASET}" '
+    "GROUP BY service ORDER BY service",
+    f'SELECT node, count(DISTINCT id) AS ids FROM "{DATASET}" GROUP BY node '
+    "ORDER BY ids DESC, node LIMIT 5",
+]
+
+
+def read_bytes(server: Quarry) -> float:
+    metrics = server.metrics()
+    return metrics["quarry_read_cache_hit_bytes_total"] + metrics["quarry_read_cache_miss_bytes_total"]
+
+
+def test_three_query_nodes_split_a_query_and_answer_as_one_node_does(s3, quarry):
+    ingest = node(quarry, s3, "ingest", "ingest-1")
+    # Twelve segments (one per hour), so the scan has work for three nodes.
+    for hour in range(12):
+        ingest.send_batch_ok(DATASET, hourly_events(f"h{hour}", hour, 300))
+        ingest.seal()
+    total = 12 * 300
+
+    single = node(quarry, s3, "query")
+    ports = [free_port() for _ in range(3)]
+    peers = ",".join(f"http://127.0.0.1:{port}" for port in ports)
+    cluster = [
+        quarry(
+            # A scan task per byte: every segment file its own task.
+            config={"cluster": {"scan_bytes_per_task": 1}},
+            storage=s3.storage_config("cluster"),
+            objects=s3.objects("cluster"),
+            args=["--role", "query", "--worker", f"127.0.0.1:{port}", "--peers", peers],
+        )
+        for port in ports
+    ]
+    for server in [single, *cluster]:
+        assert wait_for_count(server, total) == total
+
+    for coordinator in cluster:
+        before = [read_bytes(server) for server in cluster]
+        for sql in DISTRIBUTED_QUESTIONS:
+            assert coordinator.rows(sql) == single.rows(sql), sql
+        read = [read_bytes(server) - b for server, b in zip(cluster, before)]
+        # Every node read its share of the segments (through its own cache).
+        assert all(r > 0 for r in read), read

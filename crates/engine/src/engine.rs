@@ -33,7 +33,7 @@ const REPORTED_TOP_CONSUMERS: usize = 5;
 pub struct QueryEngine {
     source: SharedSource,
     /// Template of every query's session: functions, config, the shared runtime.
-    state: SessionState,
+    pub(crate) state: SessionState,
     scan: Arc<ScanContext>,
     metrics: Arc<QueryMetrics>,
 }

@@ -29,6 +29,7 @@ mod bloom;
 mod buffer_scan;
 mod catalog;
 mod config;
+mod distributed;
 mod encode;
 mod engine;
 mod error;

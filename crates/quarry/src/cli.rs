@@ -77,6 +77,15 @@ pub struct ServeArgs {
     /// one object store [default: generated once, kept in <data-dir>/node-id]
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
+    /// Address of this node's distributed-query worker (gRPC), which runs the
+    /// query stages that other nodes send [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub worker: Option<String>,
+    /// Workers (`http://host:port`, comma-separated, this node's own included)
+    /// that queries received here are distributed over [default: none: every
+    /// query runs on this node alone]
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
 }
 
 /// `--role`'s values (the config file's spelling).
@@ -144,6 +153,8 @@ impl ServeArgs {
             retention_max_age: self.retention_max_age.clone(),
             role: self.role.map(Role::from),
             node_id: self.node_id.clone(),
+            worker: self.worker.clone(),
+            peers: self.peers.clone(),
         }
     }
 

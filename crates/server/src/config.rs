@@ -114,6 +114,10 @@ pub struct Overrides {
     pub role: Option<Role>,
     /// `[server] node_id`.
     pub node_id: Option<String>,
+    /// `[cluster] worker`.
+    pub worker: Option<String>,
+    /// `[cluster] peers`.
+    pub peers: Option<Vec<String>>,
 }
 
 /// The configuration the server runs with.
@@ -151,6 +155,14 @@ pub struct Config {
     /// generated once and kept in the data directory when the store is remote;
     /// `None` for a node on local disk (the manifest's unnamed single writer).
     pub node_id: Option<String>,
+    /// Where this node's distributed-query worker (gRPC) listens; `None`: no worker.
+    pub worker: Option<String>,
+    /// Workers that queries received here are distributed over (this node's own
+    /// among them); empty: every query runs on this node alone.
+    pub peers: Vec<url::Url>,
+    /// Bytes of segment files per distributed scan task (`None`: the library's
+    /// default, 16 MiB).
+    pub scan_bytes_per_task: Option<usize>,
 }
 
 impl Config {
@@ -200,8 +212,9 @@ impl Config {
 
 /// Top-level sections of the file; each deserializes on its own, so an error
 /// names its key as `section.key`.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "server",
+    "cluster",
     "storage",
     "compaction",
     "retention",
@@ -225,6 +238,19 @@ struct FileConfig {
     rollups: Vec<RollupSection>,
     rollup_defaults: RollupDefaultsSection,
     query: QueryConfig,
+    cluster: ClusterSection,
+}
+
+/// `[cluster]`: distributed query execution (docs/deploy.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ClusterSection {
+    /// Listen address of this node's worker (gRPC).
+    worker: Option<String>,
+    /// Worker URLs (`http://host:port`) queries are distributed over.
+    peers: Vec<String>,
+    /// Bytes of segment files per scan task (more tasks, more nodes).
+    scan_bytes_per_task: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -355,6 +381,7 @@ fn parse_file(text: &str) -> Result<FileConfig, ApiError> {
         rollups: section(&mut file, "rollups")?,
         rollup_defaults: section(&mut file, "rollup_defaults")?,
         query: section(&mut file, "query")?,
+        cluster: section(&mut file, "cluster")?,
     })
 }
 
@@ -394,6 +421,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         rollups,
         rollup_defaults,
         query,
+        cluster,
     } = file;
     let data_dir = args
         .data_dir
@@ -462,6 +490,13 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
     if let Some(id) = &node_id {
         check_node_id(id)?;
     }
+    let peers = args
+        .peers
+        .clone()
+        .unwrap_or(cluster.peers)
+        .iter()
+        .map(|peer| peer_url(peer))
+        .collect::<Result<Vec<_>, _>>()?;
 
     Ok(Config {
         http,
@@ -478,7 +513,22 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         clock: system_clock(),
         role: args.role.or(server.role).unwrap_or_default(),
         node_id,
+        worker: args.worker.clone().or(cluster.worker),
+        peers,
+        scan_bytes_per_task: cluster.scan_bytes_per_task,
     })
+}
+
+/// A peer's worker URL: `http://host:port`.
+fn peer_url(peer: &str) -> Result<url::Url, ApiError> {
+    let url = url::Url::parse(peer.trim())
+        .map_err(|error| ApiError::Config(format!("cluster.peers: {peer:?}: {error}")))?;
+    if url.scheme() != "http" || url.host().is_none() || url.port().is_none() {
+        return Err(ApiError::Config(format!(
+            "cluster.peers: {peer:?}: expected http://host:port"
+        )));
+    }
+    Ok(url)
 }
 
 /// A node id is a short name of letters, digits, `-`, `_` and `.`.

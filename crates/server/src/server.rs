@@ -56,6 +56,7 @@ impl Server {
         let ingests = config.role.ingests();
         let otlp_grpc = bind_optional(config.otlp_grpc.as_deref().filter(|_| ingests)).await?;
         let otlp_http = bind_optional(config.otlp_http.as_deref().filter(|_| ingests)).await?;
+        let worker = bind_optional(config.worker.as_deref()).await?;
         let otlp_grpc_address = otlp_grpc.as_ref().map(local_address).transpose()?;
         let otlp_http_address = otlp_http.as_ref().map(local_address).transpose()?;
         let storage = config::open_object_storage(&mut config)?;
@@ -101,14 +102,15 @@ impl Server {
                 }
             }
         };
-        let receivers = match start_otlp_receivers(&state, otlp_grpc, otlp_http, receivers_stop) {
-            Ok(receivers) => receivers,
-            Err(error) => {
-                maintenance.stop();
-                close_store(&store).await;
-                return Err(error);
-            }
-        };
+        let receivers =
+            match start_otlp_receivers(&state, otlp_grpc, otlp_http, worker, receivers_stop) {
+                Ok(receivers) => receivers,
+                Err(error) => {
+                    maintenance.stop();
+                    close_store(&store).await;
+                    return Err(error);
+                }
+            };
         let ready = Arc::clone(&state.ready);
         let mut draining = stop_rx.clone();
         let graceful =
@@ -240,10 +242,26 @@ fn start_otlp_receivers(
     state: &AppState,
     grpc: Option<TcpListener>,
     http: Option<TcpListener>,
+    worker: Option<TcpListener>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ApiError> {
     let stop = futures::FutureExt::shared(Box::pin(stop));
     let mut tasks = Vec::new();
+    if let Some(listener) = worker {
+        // The datafusion-distributed worker: runs query stages other nodes send.
+        let address = local_address(&listener)?;
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = tonic::transport::Server::builder()
+            .add_service(state.engine.worker().into_worker_server())
+            .serve_with_incoming_shutdown(incoming, stop.clone());
+        info!("distributed-query worker on {address}");
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = server.await {
+                warn!(%error, "the distributed-query worker failed");
+            }
+        }));
+    }
     if let Some(listener) = grpc {
         let address = local_address(&listener)?;
         let incoming =

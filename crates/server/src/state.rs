@@ -53,10 +53,10 @@ impl AppState {
     ) -> Result<AppState, ApiError> {
         let clock = Arc::clone(&config.clock);
         let metrics = Arc::new(ApiMetrics::default());
-        let engine =
-            QueryEngine::new(Arc::clone(&store), config.query.clone()).map_err(|error| {
-                ApiError::Startup(format!("cannot start the query engine: {error}"))
-            })?;
+        let engine = QueryEngine::new(Arc::clone(&store), config.query.clone())
+            .map_err(|error| ApiError::Startup(format!("cannot start the query engine: {error}")))?
+            .with_peers(config.peers.clone(), config.scan_bytes_per_task)
+            .map_err(|error| ApiError::Startup(format!("cannot distribute queries: {error}")))?;
         let ingest = IngestService::new(
             Arc::clone(&store),
             config.limits,
