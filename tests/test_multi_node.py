@@ -11,6 +11,7 @@ import pytest
 
 from harness import Quarry, error_message, free_port
 from s3_server import SeaweedS3
+from test_rollups import assert_same_answer, query
 
 DATASET = "shared"
 START_S = 1_700_000_000
@@ -219,6 +220,18 @@ DISTRIBUTED_QUESTIONS = [
 ]
 
 
+WINDOW = {"start_time": START_S, "end_time": START_S + 12 * 3600, "granularity": 3600}
+DISTRIBUTED_SPECS = [
+    {"calculations": [{"op": "COUNT"}, {"op": "P99", "column": "duration_ms"}],
+     "breakdowns": ["service"], **WINDOW},
+    {"calculations": [{"op": "HEATMAP", "column": "duration_ms"}, {"op": "AVG", "column": "duration_ms"}],
+     "filters": [{"column": "service", "op": "!=", "value": "svc-3"}], **WINDOW},
+    {"calculations": [{"op": "COUNT_DISTINCT", "column": "id"}, {"op": "MAX", "column": "duration_ms"}],
+     "breakdowns": ["node"], "orders": [{"op": "MAX", "column": "duration_ms", "order": "descending"}],
+     "limit": 3, **WINDOW},
+]
+
+
 def read_bytes(server: Quarry) -> float:
     metrics = server.metrics()
     return metrics["quarry_read_cache_hit_bytes_total"] + metrics["quarry_read_cache_miss_bytes_total"]
@@ -255,3 +268,48 @@ def test_three_query_nodes_split_a_query_and_answer_as_one_node_does(s3, quarry)
         read = [read_bytes(server) - b for server, b in zip(cluster, before)]
         # Every node read its share of the segments (through its own cache).
         assert all(r > 0 for r in read), read
+
+    # The UI's path, the query spec, plans through the same sessions.
+    for spec in DISTRIBUTED_SPECS:
+        distributed = query(cluster[0], DATASET, spec)
+        assert_same_answer(query(single, DATASET, spec), distributed, spec)
+
+
+def test_a_killed_query_node_gives_a_clear_error_never_a_wrong_answer(s3, quarry):
+    ingest = node(quarry, s3, "ingest", "ingest-1")
+    for hour in range(6):
+        ingest.send_batch_ok(DATASET, hourly_events(f"h{hour}", hour, 200))
+        ingest.seal()
+    ports = [free_port() for _ in range(3)]
+    peers = ",".join(f"http://127.0.0.1:{port}" for port in ports)
+    cluster = [
+        quarry(
+            config={"cluster": {"scan_bytes_per_task": 1}},
+            storage=s3.storage_config("cluster"),
+            objects=s3.objects("cluster"),
+            args=["--role", "query", "--worker", f"127.0.0.1:{port}", "--peers", peers],
+        )
+        for port in ports
+    ]
+    for server in cluster:
+        assert wait_for_count(server, 1200) == 1200
+    cluster[2].kill()
+    sql = DISTRIBUTED_QUESTIONS[1]
+    expected = [
+        {"service": f"svc-{k}", "n": n, "m": m}
+        for k, (n, m) in sorted(
+            {
+                k: (sum(1 for i in range(200) if i % 7 == k) * 6, max(
+                    float((i * 37) % 1000) / 10 for i in range(200) if i % 7 == k))
+                for k in range(7)
+            }.items()
+        )
+    ]
+    for _ in range(5):
+        resp = cluster[0].sql(sql)
+        if resp.status_code == 200:
+            assert resp.json() == expected, "a retried answer is the right one"
+        else:
+            assert resp.status_code == 503, resp.text
+            message = error_message(resp)
+            assert "worker" in message and "unreachable" in message, message

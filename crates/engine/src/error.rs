@@ -24,6 +24,12 @@ pub enum QueryError {
     /// The query needs more memory than its share of the pool; retry later or narrow it.
     #[error("resources exhausted: {0}")]
     ResourcesExhausted(String),
+    /// A worker this query's stages were sent to could not be reached or went
+    /// away (a query node of the cluster is down); retrying may succeed.
+    #[error(
+        "a worker of this distributed query is unreachable (a query node may be down; retry): {0}"
+    )]
+    WorkerUnreachable(String),
     /// Anything else that went wrong while running the query.
     #[error("query execution failed: {0}")]
     Execution(String),
@@ -59,6 +65,7 @@ impl From<DataFusionError> for QueryError {
             DataFusionError::Execution(text) if is_size_overflow(text) => {
                 QueryError::ResourcesExhausted(message)
             }
+            _ if is_worker_failure(&message) => QueryError::WorkerUnreachable(message),
             _ => QueryError::Execution(message),
         }
     }
@@ -90,6 +97,23 @@ fn is_size_overflow(message: &str) -> bool {
         .iter()
         .any(|needle| message.contains(needle))
 }
+
+/// Whether a failure is the network's between a coordinator and its workers
+/// (datafusion-distributed reports them as execution errors carrying the
+/// transport's error).
+fn is_worker_failure(message: &str) -> bool {
+    WORKER_FAILURES
+        .iter()
+        .any(|needle| message.contains(needle))
+}
+
+/// What datafusion-distributed and tonic say when a worker cannot be reached or
+/// its stream breaks.
+const WORKER_FAILURES: [&str; 3] = [
+    "Error connecting to Distributed DataFusion worker",
+    "tonic::transport::Error",
+    "h2 protocol error",
+];
 
 /// What DataFusion's functions say when a result outgrows 32-bit offsets.
 const SIZE_OVERFLOW_ERRORS: [&str; 2] = ["offset overflow", "size overflow"];

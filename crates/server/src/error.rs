@@ -100,7 +100,9 @@ impl ApiError {
     /// What the client is told: the error itself, or a generic message for a
     /// server error (whose detail is logged here instead).
     pub fn client_message(&self) -> String {
-        if self.status().is_server_error() {
+        // Unavailable says what the client can do (retry); the rest of the server
+        // errors are ours, logged here and not shown.
+        if self.status().is_server_error() && !matches!(self, ApiError::Unavailable(_)) {
             tracing::error!(error = %self, "request failed");
             INTERNAL_MESSAGE.to_owned()
         } else {
@@ -108,10 +110,13 @@ impl ApiError {
         }
     }
 
-    /// The `Retry-After` value of an overloaded response.
+    /// The `Retry-After` value of an overloaded or unavailable response.
     pub fn retry_after(&self) -> Option<HeaderValue> {
-        (self.status() == StatusCode::TOO_MANY_REQUESTS)
-            .then(|| HeaderValue::from_static(RETRY_AFTER_SECS))
+        matches!(
+            self.status(),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        )
+        .then(|| HeaderValue::from_static(RETRY_AFTER_SECS))
     }
 }
 
@@ -180,6 +185,7 @@ impl From<QueryError> for ApiError {
             | QueryError::TooComplex(_) => ApiError::BadRequest(message),
             QueryError::DatasetNotFound(_) => ApiError::NotFound(message),
             QueryError::ResourcesExhausted(_) => ApiError::Overloaded(message),
+            QueryError::WorkerUnreachable(_) => ApiError::Unavailable(message),
             QueryError::Execution(_) => ApiError::Internal(message),
             QueryError::RollupNotFound(_) => ApiError::NotFound(message),
             QueryError::RollupExists(_) => ApiError::Conflict(message),
@@ -281,6 +287,10 @@ mod tests {
             429
         );
         assert_eq!(status_of(QueryError::Execution("boom".into())), 500);
+        assert_eq!(
+            status_of(QueryError::WorkerUnreachable("worker gone".into())),
+            503
+        );
     }
 
     #[tokio::test]
