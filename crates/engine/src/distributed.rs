@@ -16,6 +16,7 @@
 //! segment scan splits into tasks ([`split_segment_scan`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
@@ -28,17 +29,81 @@ use datafusion_distributed::{
     DistributedExt, DistributedLeafExec, ScaleUpLeafNodeEvent, ScaleUpLeafNodeEventResponse,
     SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver, WorkerSessionBuilder,
 };
+use parking_lot::RwLock;
 use url::Url;
 
 use crate::{QueryEngine, QueryError};
 
-/// The workers a coordinator may hand stages to, this node's own included.
+/// The configured peers less those that did not answer lately: a background
+/// task tries a TCP connection to each every [`PEER_CHECK_INTERVAL`], and
+/// `get_urls` returns the ones that answered, so a node that goes down stops
+/// getting stages within about a second and one that comes (back) up gets them
+/// again. Until the first round, or when none answered, it returns them all:
+/// a query then fails with the clear error rather than running nowhere.
 #[derive(Debug, Clone)]
-struct StaticPeers(Vec<Url>);
+struct HealthyPeers {
+    all: Arc<Vec<Url>>,
+    answering: Arc<RwLock<Option<Vec<Url>>>>,
+}
 
-impl WorkerResolver for StaticPeers {
+/// How often the peers are checked.
+const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How long one check may take.
+const PEER_CHECK_TIMEOUT: Duration = Duration::from_millis(300);
+
+impl HealthyPeers {
+    /// Starts checking `peers` (on the current Tokio runtime) until dropped.
+    fn start(peers: Vec<Url>) -> Self {
+        let resolver = HealthyPeers {
+            all: Arc::new(peers),
+            answering: Arc::new(RwLock::new(None)),
+        };
+        let all = Arc::clone(&resolver.all);
+        let answering = Arc::downgrade(&resolver.answering);
+        tokio::spawn(async move {
+            loop {
+                let checks = all.iter().map(|url| async move {
+                    let address = (
+                        url.host_str().unwrap_or_default().to_owned(),
+                        url.port().unwrap_or(80),
+                    );
+                    let connected = tokio::time::timeout(
+                        PEER_CHECK_TIMEOUT,
+                        tokio::net::TcpStream::connect(address),
+                    )
+                    .await;
+                    matches!(connected, Ok(Ok(_))).then(|| url.clone())
+                });
+                let up: Vec<Url> = futures::future::join_all(checks)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let Some(answering) = answering.upgrade() else {
+                    return;
+                };
+                {
+                    let mut current = answering.write();
+                    if current.as_ref() != Some(&up) {
+                        let names: Vec<&str> = up.iter().map(Url::as_str).collect();
+                        tracing::info!(answering = ?names, of = all.len(), "distributed-query peers");
+                        *current = Some(up);
+                    }
+                }
+                drop(answering);
+                tokio::time::sleep(PEER_CHECK_INTERVAL).await;
+            }
+        });
+        resolver
+    }
+}
+
+impl WorkerResolver for HealthyPeers {
     fn get_urls(&self) -> Result<Vec<Url>, DataFusionError> {
-        Ok(self.0.clone())
+        match self.answering.read().as_ref() {
+            Some(up) if !up.is_empty() => Ok(up.clone()),
+            _ => Ok(self.all.as_ref().clone()),
+        }
     }
 }
 
@@ -61,9 +126,10 @@ impl WorkerSessionBuilder for QuarrySessions {
 
 impl QueryEngine {
     /// Plans every query to run distributed over `peers` (worker URLs, this
-    /// node's own among them), a scan task per `scan_bytes_per_task` of segment
-    /// files (the library's default, 16 MiB, when `None`). No peers: single-node
-    /// execution, as before.
+    /// node's own among them; those not answering are left out), a scan task
+    /// per `scan_bytes_per_task` of segment files (the library's default,
+    /// 16 MiB, when `None`). No peers: single-node execution, as before. Call
+    /// it on a Tokio runtime (it starts the peers' checks).
     pub fn with_peers(
         mut self,
         peers: Vec<Url>,
@@ -73,7 +139,7 @@ impl QueryEngine {
             return Ok(self);
         }
         let mut builder = SessionStateBuilder::new_from_existing(self.state)
-            .with_distributed_worker_resolver(StaticPeers(peers))
+            .with_distributed_worker_resolver(HealthyPeers::start(peers))
             .with_distributed_planner()
             .with_distributed_scale_up_leaf_node_handler(split_segment_scan);
         if let Some(bytes) = scan_bytes_per_task {
