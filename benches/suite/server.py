@@ -18,15 +18,25 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class QuarryServer:
     """One `quarry serve` process on an ephemeral port."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path, durability: str = "fsync"):
+    # Files replaced by compaction are deleted at once (not after the usual grace
+    # period), so DuckDB and chDB, which read every file under segments/, see
+    # exactly the manifest's segments.
+    DEFAULT_CONFIG = "[compaction]\ndeletion_delay_secs = 0\n"
+
+    def __init__(self, binary: Path, data_dir: Path, log_path: Path, durability: str = "fsync",
+                 config: str = DEFAULT_CONFIG, flags: list[str] | None = None):
         self.binary = binary
         self.data_dir = data_dir
         self.log_path = log_path
         self.durability = durability
+        self.config_text = config
+        self.flags = list(flags or [])
         self.process = None
         self.url = None
 
     def start(self) -> "QuarryServer":
+        # A restart appends to the same log: look only at what this start writes.
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.log = open(self.log_path, "ab")
         cmd = [
             str(self.binary), "serve",
@@ -37,6 +47,7 @@ class QuarryServer:
             "--otlp-http", "127.0.0.1:0",
             "--durability", self.durability,
             "--config", str(self._config()),
+            *self.flags,
         ]
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), NO_COLOR="1")
         self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -44,7 +55,9 @@ class QuarryServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"quarry exited with {self.process.returncode}; see {self.log_path}")
-            match = LISTENING.search(self.log_path.read_text(errors="replace"))
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                match = LISTENING.search(log.read().decode(errors="replace"))
             if match:
                 self.url = match.group(1).rstrip(".,")
                 if self._ready():
@@ -54,11 +67,8 @@ class QuarryServer:
         raise RuntimeError(f"quarry did not start within {START_TIMEOUT_S} s; see {self.log_path}")
 
     def _config(self) -> Path:
-        """Files replaced by compaction are deleted at once (not after the usual
-        grace period), so DuckDB and chDB, which read every file under segments/,
-        see exactly the manifest's segments."""
         path = self.log_path.with_suffix(".toml")
-        path.write_text("[compaction]\ndeletion_delay_secs = 0\n")
+        path.write_text(self.config_text)
         return path
 
     def _ready(self) -> bool:

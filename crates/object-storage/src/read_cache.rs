@@ -125,38 +125,42 @@ impl ReadCache {
         }
         let first = range.start / CHUNK_BYTES;
         let last = (range.end - 1) / CHUNK_BYTES;
-        let chunks: Vec<(u64, Bytes)> = stream::iter(first..=last)
-            .map(|index| async move {
-                let chunk = self.chunk(location, size, index).await?;
-                Ok::<_, object_store::Error>((index, chunk))
+        let parts: Vec<Bytes> = stream::iter(first..=last)
+            .map(|index| {
+                let start = index * CHUNK_BYTES;
+                let end = size.min(start + CHUNK_BYTES);
+                let part = range.start.max(start) - start..range.end.min(end) - start;
+                self.chunk_part(location, size, index, part)
             })
             .buffered(PARALLEL_CHUNK_READS)
             .try_collect()
             .await?;
-        let part = |(index, chunk): &(u64, Bytes)| {
-            let start = index * CHUNK_BYTES;
-            let from = range.start.max(start) - start;
-            let to = range.end.min(start + chunk.len() as u64) - start;
-            chunk.slice(from as usize..to as usize)
-        };
-        if let [only] = chunks.as_slice() {
-            return Ok(part(only));
+        if let [only] = parts.as_slice() {
+            return Ok(only.clone());
         }
         let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
-        for chunk in &chunks {
-            out.extend_from_slice(&part(chunk));
+        for part in &parts {
+            out.extend_from_slice(part);
         }
         Ok(out.freeze())
     }
 
-    /// One whole chunk: from local disk, or downloaded (once) and kept.
-    async fn chunk(&self, location: &Path, size: u64, index: u64) -> Result<Bytes> {
+    /// `part` (offsets within the chunk) of chunk `index`: read from local disk
+    /// (only those bytes), or the whole chunk downloaded (once) and kept.
+    async fn chunk_part(
+        &self,
+        location: &Path,
+        size: u64,
+        index: u64,
+        part: Range<u64>,
+    ) -> Result<Bytes> {
         let start = index * CHUNK_BYTES;
         let range = start..size.min(start + CHUNK_BYTES);
+        let chunk_len = range.end - range.start;
         let key = (location.clone(), index);
         let file = chunk_file(&self.dir, &key);
         if self.chunks.get(&key).await.is_some() {
-            if let Some(bytes) = read_file(&file, range.end - range.start).await {
+            if let Some(bytes) = read_part(&file, chunk_len, part.clone()).await {
                 self.count_hit(bytes.len());
                 return Ok(bytes);
             }
@@ -184,21 +188,22 @@ impl ReadCache {
                 source: Box::new(SharedError(error)),
             }
         })?;
+        let slice = |bytes: &Bytes| bytes.slice(part.start as usize..part.end as usize);
         if let Some(bytes) = downloaded.get() {
             self.metrics.misses.inc();
             self.metrics.miss_bytes.inc_by(bytes.len() as u64);
             self.metrics.cached_bytes.inc_by(u64::from(len));
-            return Ok(bytes.clone());
+            return Ok(slice(bytes));
         }
         // Another reader downloaded it.
-        if let Some(bytes) = read_file(&file, range.end - range.start).await {
+        if let Some(bytes) = read_part(&file, chunk_len, part.clone()).await {
             self.count_hit(bytes.len());
             return Ok(bytes);
         }
         self.metrics.misses.inc();
         let bytes = self.inner.get_range(location, range).await?;
         self.metrics.miss_bytes.inc_by(bytes.len() as u64);
-        Ok(bytes)
+        Ok(slice(&bytes))
     }
 
     fn count_hit(&self, len: usize) {
@@ -241,12 +246,23 @@ fn chunk_file(dir: &FsPath, (path, index): &ChunkKey) -> PathBuf {
     dir.join(format!("{name}.{index}"))
 }
 
-/// A chunk's bytes from disk, if the file is there whole.
-async fn read_file(file: &FsPath, expected_len: u64) -> Option<Bytes> {
-    match tokio::fs::read(file).await {
-        Ok(data) if data.len() as u64 == expected_len => Some(Bytes::from(data)),
-        _ => None,
-    }
+/// Bytes `part` of a chunk's file, if the file is there whole (`chunk_len`
+/// bytes): one positioned read of just those bytes.
+async fn read_part(file: &FsPath, chunk_len: u64, part: Range<u64>) -> Option<Bytes> {
+    let file = file.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let opened = std::fs::File::open(&file).ok()?;
+        if opened.metadata().ok()?.len() != chunk_len {
+            return None;
+        }
+        let mut buffer = vec![0; (part.end - part.start) as usize];
+        opened.read_exact_at(&mut buffer, part.start).ok()?;
+        Some(Bytes::from(buffer))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// A load error shared by the readers that waited on the same chunk.
