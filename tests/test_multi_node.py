@@ -237,6 +237,22 @@ def read_bytes(server: Quarry) -> float:
     return metrics["quarry_read_cache_hit_bytes_total"] + metrics["quarry_read_cache_miss_bytes_total"]
 
 
+def query_cluster(quarry, s3: SeaweedS3, size: int = 3) -> list[Quarry]:
+    """`size` query nodes on the bucket, each a worker and each distributing its
+    queries over all of them, a scan task per byte (every segment file its own task)."""
+    ports = [free_port() for _ in range(size)]
+    peers = ",".join(f"http://127.0.0.1:{port}" for port in ports)
+    return [
+        quarry(
+            config={"cluster": {"scan_bytes_per_task": 1}},
+            storage=s3.storage_config("cluster"),
+            objects=s3.objects("cluster"),
+            args=["--role", "query", "--worker", f"127.0.0.1:{port}", "--peers", peers],
+        )
+        for port in ports
+    ]
+
+
 def test_three_query_nodes_split_a_query_and_answer_as_one_node_does(s3, quarry):
     ingest = node(quarry, s3, "ingest", "ingest-1")
     # Twelve segments (one per hour), so the scan has work for three nodes.
@@ -246,18 +262,7 @@ def test_three_query_nodes_split_a_query_and_answer_as_one_node_does(s3, quarry)
     total = 12 * 300
 
     single = node(quarry, s3, "query")
-    ports = [free_port() for _ in range(3)]
-    peers = ",".join(f"http://127.0.0.1:{port}" for port in ports)
-    cluster = [
-        quarry(
-            # A scan task per byte: every segment file its own task.
-            config={"cluster": {"scan_bytes_per_task": 1}},
-            storage=s3.storage_config("cluster"),
-            objects=s3.objects("cluster"),
-            args=["--role", "query", "--worker", f"127.0.0.1:{port}", "--peers", peers],
-        )
-        for port in ports
-    ]
+    cluster = query_cluster(quarry, s3)
     for server in [single, *cluster]:
         assert wait_for_count(server, total) == total
 
@@ -290,17 +295,7 @@ def test_a_killed_query_node_gives_a_clear_error_never_a_wrong_answer(s3, quarry
     for hour in range(6):
         ingest.send_batch_ok(DATASET, hourly_events(f"h{hour}", hour, 200))
         ingest.seal()
-    ports = [free_port() for _ in range(3)]
-    peers = ",".join(f"http://127.0.0.1:{port}" for port in ports)
-    cluster = [
-        quarry(
-            config={"cluster": {"scan_bytes_per_task": 1}},
-            storage=s3.storage_config("cluster"),
-            objects=s3.objects("cluster"),
-            args=["--role", "query", "--worker", f"127.0.0.1:{port}", "--peers", peers],
-        )
-        for port in ports
-    ]
+    cluster = query_cluster(quarry, s3)
     for server in cluster:
         assert wait_for_count(server, 1200) == 1200
     cluster[2].kill()
