@@ -29,11 +29,12 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::{ViewTable, provider_as_source};
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Union, cast, lit};
 use quarry_schema::{DatasetSchema, FieldType, Placement, TIMESTAMP, placement, sibling_name};
 
-use crate::source::SharedSource;
+use crate::QueryError;
+use crate::remote_buffers::LiveDatasets;
 use crate::table::{DatasetTable, ScanContext};
 
 /// Name of the environment-wide table.
@@ -166,17 +167,25 @@ fn winning_type(counts: &BTreeMap<TypeRank, usize>) -> FieldType {
 
 /// The `__all__` table of environment `env`: a view over a fresh snapshot of each
 /// of its datasets.
-pub(crate) fn all_datasets_table(
+pub(crate) async fn all_datasets_table(
     env: &str,
-    source: &SharedSource,
+    datasets: &LiveDatasets,
     scan: &Arc<ScanContext>,
 ) -> Result<Arc<dyn TableProvider>> {
-    let mut names = source.0.datasets(env);
-    names.sort();
+    let external = |error: QueryError| DataFusionError::External(Box::new(error));
+    let names = datasets.names(env).await.map_err(external)?;
+    let snapshots = futures::future::try_join_all(
+        names
+            .iter()
+            .map(|name| datasets.snapshot(env, name.as_str())),
+    )
+    .await
+    .map_err(external)?;
     let tables: Vec<(String, DatasetTable, DatasetSchema)> = names
         .into_iter()
-        .filter_map(|name| {
-            let snapshot = source.0.snapshot(env, &name)?;
+        .zip(snapshots)
+        .filter_map(|(name, snapshot)| {
+            let (snapshot, _) = snapshot?;
             let schema = snapshot.schema.clone();
             let table = DatasetTable::new(&name, snapshot, Arc::clone(scan));
             Some((name, table, schema))

@@ -3,24 +3,32 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
-use arrow::compute::cast;
+use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::SchemaRef;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
 use datafusion::physical_plan::ExecutionPlan;
 
+/// Casts that give null for a value that does not convert.
+const SAFE_CAST: CastOptions<'static> = CastOptions {
+    safe: true,
+    format_options: arrow::util::display::FormatOptions::new(),
+};
+
 /// Rewrites a buffer batch (any subset of the columns, in any order) to the full
 /// table schema: columns in schema order, absent ones as nulls.
-pub(crate) fn pad_to_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub fn pad_to_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns = schema
         .fields()
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
             Some(column) if column.data_type() == field.data_type() => Ok(Arc::clone(column)),
-            // Types agree by the store's contract; a differing time zone spelling
-            // of `timestamp` is the one difference a cast settles.
-            Some(column) => Ok(cast(column, field.data_type())?),
+            // Types agree by one store's contract (a differing time zone
+            // spelling of `timestamp` is the one difference a cast settles);
+            // another ingest node may have typed a new column otherwise first,
+            // and its values that do not cast read as nulls.
+            Some(column) => Ok(cast_with_options(column, field.data_type(), &SAFE_CAST)?),
             None => Ok(new_null_array(field.data_type(), batch.num_rows())),
         })
         .collect::<Result<Vec<ArrayRef>>>()?;

@@ -10,10 +10,10 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     SchemaProvider, TableProvider,
 };
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 
 use crate::all_datasets::{ALL_DATASETS, all_datasets_table};
-use crate::source::SharedSource;
+use crate::remote_buffers::LiveDatasets;
 use crate::table::{DatasetTable, ScanContext};
 
 /// Name of the one catalog.
@@ -24,12 +24,12 @@ pub const SCHEMA_NAME: &str = "public";
 /// The catalog list of one query in environment `env`.
 pub(crate) fn environment_catalogs(
     env: &str,
-    source: SharedSource,
+    datasets: LiveDatasets,
     scan: Arc<ScanContext>,
 ) -> Result<Arc<dyn CatalogProviderList>> {
     let schema = Arc::new(EnvironmentSchema {
         env: env.to_owned(),
-        source,
+        datasets,
         scan,
     });
     let catalog = MemoryCatalogProvider::new();
@@ -40,26 +40,34 @@ pub(crate) fn environment_catalogs(
 }
 
 /// The datasets of one environment, listed from the store at each lookup; a table
-/// is built from a fresh snapshot when the query names it. `__all__` (their union)
-/// resolves by name but is not listed, so listings show only real datasets.
+/// is built from a fresh snapshot when the query names it (with the ingest
+/// nodes' unsealed rows, in a cluster). `__all__` (their union) resolves by name
+/// but is not listed, so listings show only real datasets.
 #[derive(Debug)]
 struct EnvironmentSchema {
     env: String,
-    source: SharedSource,
+    datasets: LiveDatasets,
     scan: Arc<ScanContext>,
 }
 
 #[async_trait]
 impl SchemaProvider for EnvironmentSchema {
     fn table_names(&self) -> Vec<String> {
-        self.source.0.datasets(&self.env)
+        self.datasets.source.0.datasets(&self.env)
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if name == ALL_DATASETS {
-            return all_datasets_table(&self.env, &self.source, &self.scan).map(Some);
+            return all_datasets_table(&self.env, &self.datasets, &self.scan)
+                .await
+                .map(Some);
         }
-        Ok(self.source.0.snapshot(&self.env, name).map(|snapshot| {
+        let snapshot = self
+            .datasets
+            .snapshot(&self.env, name)
+            .await
+            .map_err(|error| DataFusionError::External(Box::new(error)))?;
+        Ok(snapshot.map(|(snapshot, _)| {
             Arc::new(DatasetTable::new(name, snapshot, Arc::clone(&self.scan)))
                 as Arc<dyn TableProvider>
         }))
@@ -68,6 +76,7 @@ impl SchemaProvider for EnvironmentSchema {
     fn table_exist(&self, name: &str) -> bool {
         name == ALL_DATASETS
             || self
+                .datasets
                 .source
                 .0
                 .datasets(&self.env)

@@ -26,8 +26,9 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_distributed::{
-    DistributedExt, DistributedLeafExec, ScaleUpLeafNodeEvent, ScaleUpLeafNodeEventResponse,
-    SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver, WorkerSessionBuilder,
+    DistributedExec, DistributedExt, DistributedLeafExec, ScaleUpLeafNodeEvent,
+    ScaleUpLeafNodeEventResponse, SessionStateBuilderExt, Worker, WorkerQueryContext,
+    WorkerResolver, WorkerSessionBuilder,
 };
 use parking_lot::RwLock;
 use url::Url;
@@ -156,6 +157,13 @@ impl QueryEngine {
         Worker::from_session_builder(QuarrySessions)
             .with_runtime_env(Arc::clone(self.state.runtime_env()))
     }
+}
+
+/// Whether `plan` was planned to run distributed. Its nodes below the
+/// coordinator's head run as parts of stages (a task's share of a scan, say):
+/// only the whole plan, executed as it is, answers.
+pub fn is_distributed(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.is::<DistributedExec>()
 }
 
 /// Splits a Parquet scan of segments into one variant per task.

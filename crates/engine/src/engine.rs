@@ -12,12 +12,13 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
-use quarry_segment_store::Store;
+use quarry_segment_store::{DatasetSnapshot, RollupSet, Store};
 
 use crate::bloom::BloomCache;
 use crate::catalog::{CATALOG_NAME, SCHEMA_NAME, environment_catalogs};
 use crate::panic_guard::{PanicSafeStream, QueryScope, catch_panics_in};
 use crate::query_limits;
+use crate::remote_buffers::{LiveDatasets, RemoteBuffers};
 use crate::source::SharedSource;
 use crate::table::ScanContext;
 use crate::{DatasetSource, QueryConfig, QueryError, QueryMetrics};
@@ -32,6 +33,8 @@ const REPORTED_TOP_CONSUMERS: usize = 5;
 /// Runs SQL over the datasets of a store.
 pub struct QueryEngine {
     source: SharedSource,
+    /// Where the ingest nodes' unsealed rows come from, on a query node of a cluster.
+    remote: Option<Arc<dyn RemoteBuffers>>,
     /// Template of every query's session: functions, config, the shared runtime.
     pub(crate) state: SessionState,
     scan: Arc<ScanContext>,
@@ -85,6 +88,7 @@ impl QueryEngine {
         });
         Ok(QueryEngine {
             source: SharedSource(source),
+            remote: None,
             state,
             scan,
             metrics,
@@ -137,7 +141,7 @@ impl QueryEngine {
         let mut state = self.state.clone();
         state.register_catalog_list(environment_catalogs(
             env,
-            self.source.clone(),
+            self.live_datasets(),
             Arc::clone(&self.scan),
         )?);
         Ok(SessionContext::new_with_state(state))
@@ -156,6 +160,36 @@ impl QueryEngine {
     /// The datasets this engine reads.
     pub fn source(&self) -> &Arc<dyn DatasetSource> {
         &self.source.0
+    }
+
+    /// Adds the ingest nodes' unsealed rows (from `remote`) to every dataset a
+    /// query reads: what a query node of a cluster does.
+    pub fn with_remote_buffers(mut self, remote: Arc<dyn RemoteBuffers>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// A consistent snapshot of a dataset and its rollups, with the ingest
+    /// nodes' unsealed rows in a cluster (`None`: no such dataset).
+    pub async fn rollup_snapshot(
+        &self,
+        env: &str,
+        dataset: &str,
+    ) -> Result<Option<(DatasetSnapshot, RollupSet)>, QueryError> {
+        self.live_datasets().snapshot(env, dataset).await
+    }
+
+    /// The names of the datasets of `env`, those only in ingest nodes' buffers
+    /// included.
+    pub async fn dataset_names(&self, env: &str) -> Result<Vec<String>, QueryError> {
+        self.live_datasets().names(env).await
+    }
+
+    fn live_datasets(&self) -> LiveDatasets {
+        LiveDatasets {
+            source: self.source.clone(),
+            remote: self.remote.clone(),
+        }
     }
 }
 

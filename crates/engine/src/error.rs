@@ -30,6 +30,11 @@ pub enum QueryError {
         "a worker of this distributed query is unreachable (a query node may be down; retry): {0}"
     )]
     WorkerUnreachable(String),
+    /// The unsealed rows of an ingest node could not be read (the node is down
+    /// or its seals are not yet visible here): answering without them would
+    /// miss acknowledged events, so the query fails; retrying may succeed.
+    #[error("an ingest node's unsealed events cannot be read (retry): {0}")]
+    IngestUnavailable(String),
     /// Anything else that went wrong while running the query.
     #[error("query execution failed: {0}")]
     Execution(String),
@@ -49,6 +54,12 @@ impl From<DataFusionError> for QueryError {
         // the kind of failure: classify by the innermost DataFusion error.
         let root = first.find_root();
         let message = error.strip_backtrace();
+        // Raised by the catalog while it fetched other nodes' rows: keep its kind.
+        if let DataFusionError::External(inner) = root
+            && let Some(QueryError::IngestUnavailable(text)) = inner.downcast_ref()
+        {
+            return QueryError::IngestUnavailable(text.clone());
+        }
         match root {
             DataFusionError::Plan(text) => match missing_table(text) {
                 Some(name) => QueryError::DatasetNotFound(name),

@@ -39,6 +39,7 @@ pub mod json_floats;
 mod metrics;
 pub mod panic_guard;
 pub mod query_limits;
+mod remote_buffers;
 mod segment_files;
 mod segment_pruning;
 mod segment_stats;
@@ -53,15 +54,18 @@ pub use catalog::{CATALOG_NAME, SCHEMA_NAME};
 pub use config::{
     DEFAULT_BLOOM_CACHE_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, InvalidQuerySetting, QueryConfig,
 };
+pub use distributed::is_distributed;
 pub use encode::{OutputFormat, encode_stream};
 pub use engine::QueryEngine;
 pub use error::QueryError;
 pub use metrics::QueryMetrics;
+pub use remote_buffers::{NodeBuffer, RemoteBuffers};
 pub use source::DatasetSource;
 
 /// The building blocks of dataset tables, public for tables built outside the
 /// catalog (rollup segments plus the rows not rolled up yet).
 pub mod scan {
+    pub use crate::buffer_scan::pad_to_schema;
     pub use crate::segment_files::segment_scan;
     pub use crate::segment_pruning::prune_segments;
     pub use crate::table::{DatasetTable, ScanContext};

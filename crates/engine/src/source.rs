@@ -4,10 +4,14 @@
 use std::fmt;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use object_store::ObjectStore;
 use quarry_segment_store::{DatasetSnapshot, RollupSet, Store};
 
+use crate::QueryError;
+
 /// The read side of the store the query engine needs.
+#[async_trait]
 pub trait DatasetSource: Send + Sync + 'static {
     /// A consistent snapshot of one dataset, if it exists.
     fn snapshot(&self, env: &str, dataset: &str) -> Option<DatasetSnapshot>;
@@ -21,8 +25,14 @@ pub trait DatasetSource: Send + Sync + 'static {
         self.snapshot(env, dataset)
             .map(|snapshot| (snapshot, RollupSet::default()))
     }
+    /// Reads what other writers committed to a shared manifest since the last
+    /// look; whether anything changed (sources of their own never change so).
+    async fn catch_up(&self) -> Result<bool, QueryError> {
+        Ok(false)
+    }
 }
 
+#[async_trait]
 impl DatasetSource for Store {
     fn snapshot(&self, env: &str, dataset: &str) -> Option<DatasetSnapshot> {
         Store::snapshot(self, env, dataset)
@@ -41,6 +51,12 @@ impl DatasetSource for Store {
 
     fn rollup_snapshot(&self, env: &str, dataset: &str) -> Option<(DatasetSnapshot, RollupSet)> {
         Store::rollup_snapshot(self, env, dataset)
+    }
+
+    async fn catch_up(&self) -> Result<bool, QueryError> {
+        self.follow_manifest().await.map_err(|error| {
+            QueryError::IngestUnavailable(format!("cannot read the manifest: {error}"))
+        })
     }
 }
 

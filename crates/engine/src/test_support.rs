@@ -62,6 +62,7 @@ impl TestSource {
             schema,
             segments: segments.into_iter().map(Arc::new).collect(),
             buffer,
+            sealed_seq_by_node: Default::default(),
         };
         self.snapshots
             .lock()

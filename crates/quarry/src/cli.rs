@@ -77,8 +77,10 @@ pub struct ServeArgs {
     /// one object store [default: generated once, kept in <data-dir>/node-id]
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
-    /// Address of this node's distributed-query worker (gRPC), which runs the
-    /// query stages that other nodes send [default: off]
+    /// Address of this node's cluster port (gRPC, for other nodes only): on a
+    /// query node the distributed-query worker, which runs the query stages
+    /// other nodes send; on an ingest node the service that hands its unsealed
+    /// events to query nodes [default: off]
     #[arg(long, value_name = "ADDR")]
     pub worker: Option<String>,
     /// Workers (`http://host:port`, comma-separated, this node's own included)
@@ -86,6 +88,10 @@ pub struct ServeArgs {
     /// query runs on this node alone]
     #[arg(long, value_name = "URLS", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
+    /// The cluster ports (`http://host:port`, comma-separated) of the ingest
+    /// nodes, whose unsealed events every query here includes [default: none]
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub ingest_peers: Option<Vec<String>>,
 }
 
 /// `--role`'s values (the config file's spelling).
@@ -155,6 +161,7 @@ impl ServeArgs {
             node_id: self.node_id.clone(),
             worker: self.worker.clone(),
             peers: self.peers.clone(),
+            ingest_peers: self.ingest_peers.clone(),
         }
     }
 

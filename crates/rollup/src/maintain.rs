@@ -241,6 +241,7 @@ async fn roll_up_segment(
         schema: snapshot.schema.clone(),
         segments: vec![Arc::clone(&segment)],
         buffer: Vec::new(),
+        sealed_seq_by_node: Default::default(),
     };
     let table = DatasetTable::new(dataset, one_segment, engine.scan_context());
     let frame = context.read_table(Arc::new(table))?;

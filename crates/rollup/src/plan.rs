@@ -208,7 +208,7 @@ pub async fn rollup_relation(
     if dataset == ALL_DATASETS {
         return all_datasets_relation(engine, context, env, spec).await;
     }
-    let Some((snapshot, set)) = engine.source().rollup_snapshot(env, dataset) else {
+    let Some((snapshot, set)) = engine.rollup_snapshot(env, dataset).await? else {
         return Ok(None);
     };
     let sketch = has_sketch(context);
@@ -252,8 +252,7 @@ async fn all_datasets_relation(
     env: &str,
     spec: &ValidSpec,
 ) -> Result<Option<RollupRelation>, QueryError> {
-    let mut datasets = engine.source().datasets(env);
-    datasets.sort();
+    let datasets = engine.dataset_names(env).await?;
     let mut combined: Option<RollupRelation> = None;
     for dataset in datasets {
         let Some(relation) =
@@ -306,6 +305,7 @@ fn relation(
             .cloned()
             .collect(),
         buffer: snapshot.buffer.clone(),
+        sealed_seq_by_node: snapshot.sealed_seq_by_node.clone(),
     };
     // Bucket starts fall in the range exactly when their buckets do: the range's
     // ends are bucket boundaries (checked in `answers`).

@@ -1,5 +1,6 @@
 //! One dataset's live state: schema, sealed segments, buffered rows.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -7,7 +8,7 @@ use parking_lot::Mutex;
 use quarry_schema::DatasetSchema;
 
 use crate::rollup::RollupSet;
-use crate::{DatasetSnapshot, SegmentMeta};
+use crate::{BufferGroup, BufferSnapshot, DatasetSnapshot, SegmentMeta};
 
 /// A dataset and the lock that makes its snapshots consistent.
 pub struct Dataset {
@@ -33,8 +34,13 @@ pub struct DatasetState {
     pub buffer_oldest_ns: Option<i64>,
     pub sealing: Vec<RecordBatch>,
     pub sealing_bytes: usize,
+    /// Highest WAL sequence in `sealing`.
+    pub sealing_max_seq: u64,
     /// Every WAL entry of this dataset up to here is in `segments`.
     pub sealed_seq: u64,
+    /// The same for the WALs of other (named) ingest nodes, as far as their
+    /// seals are applied here: which of their unsealed rows a query still needs.
+    pub sealed_seq_by_node: BTreeMap<String, u64>,
     pub created_at_ns: i64,
     pub last_written_ns: i64,
     /// The dataset's rollups, as committed to the manifest.
@@ -70,7 +76,40 @@ impl DatasetState {
             schema: self.schema.clone(),
             segments: self.segments.clone(),
             buffer,
+            sealed_seq_by_node: self.sealed_seq_by_node.clone(),
         }
+    }
+
+    /// This node's unsealed rows, for a query on another node: the rows being
+    /// sealed and the buffer, each group with the highest WAL sequence in it.
+    pub fn buffer_snapshot(&self) -> BufferSnapshot {
+        let mut groups = Vec::with_capacity(2);
+        if !self.sealing.is_empty() {
+            groups.push(BufferGroup {
+                max_seq: self.sealing_max_seq,
+                batches: self.sealing.clone(),
+            });
+        }
+        if !self.buffer.is_empty() {
+            groups.push(BufferGroup {
+                max_seq: self.buffer_max_seq,
+                batches: self.buffer.clone(),
+            });
+        }
+        BufferSnapshot {
+            schema: self.schema.clone(),
+            sealed_seq: self.sealed_seq,
+            groups,
+        }
+    }
+
+    /// Records that `node`'s rows of this dataset up to `seq` are in segments.
+    pub fn note_sealed_by(&mut self, node: &str, seq: u64) {
+        if node.is_empty() {
+            return;
+        }
+        let sealed = self.sealed_seq_by_node.entry(node.to_owned()).or_default();
+        *sealed = (*sealed).max(seq);
     }
 
     /// Moves the buffer into `sealing`; returns the rows and their highest sequence.
@@ -82,6 +121,7 @@ impl DatasetState {
         self.sealing_bytes = std::mem::take(&mut self.buffer_bytes);
         self.buffer_rows = 0;
         self.buffer_oldest_ns = None;
+        self.sealing_max_seq = self.buffer_max_seq;
         Some((self.sealing.clone(), self.buffer_max_seq))
     }
 
@@ -116,5 +156,50 @@ impl DatasetState {
         rows.append(&mut self.buffer);
         self.buffer = rows;
         self.buffer_oldest_ns.get_or_insert(now_ns);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::rows;
+
+    fn group_rows(snapshot: &BufferSnapshot) -> Vec<(u64, usize)> {
+        snapshot
+            .groups
+            .iter()
+            .map(|group| {
+                let rows = group.batches.iter().map(RecordBatch::num_rows).sum();
+                (group.max_seq, rows)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_seal_in_flight_is_its_own_group_until_it_is_committed() {
+        let mut state = DatasetState::default();
+        state.push(3, rows(0..2, |id| id), 0);
+        state.push(5, rows(2..5, |id| id), 0);
+        assert_eq!(group_rows(&state.buffer_snapshot()), vec![(5, 5)]);
+
+        assert!(state.begin_seal().is_some());
+        state.push(8, rows(5..6, |id| id), 0);
+        let during = state.buffer_snapshot();
+        assert_eq!(group_rows(&during), vec![(5, 5), (8, 1)]);
+        assert_eq!(during.sealed_seq, 0);
+
+        state.finish_seal(Vec::new(), 5);
+        let after = state.buffer_snapshot();
+        assert_eq!(group_rows(&after), vec![(8, 1)]);
+        assert_eq!(after.sealed_seq, 5);
+
+        // Another node's seals only ever move its sequence forward.
+        state.note_sealed_by("b", 9);
+        state.note_sealed_by("b", 4);
+        state.note_sealed_by("", 100);
+        assert_eq!(
+            state.snapshot().sealed_seq_by_node,
+            BTreeMap::from([("b".to_owned(), 9)])
+        );
     }
 }

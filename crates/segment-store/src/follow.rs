@@ -51,17 +51,19 @@ impl Inner {
             Action::SealSegments {
                 env,
                 dataset,
+                node,
                 schema,
                 segments,
+                sealed_wal_seq,
                 created_at_ns,
                 last_written_ns,
-                ..
             } => {
                 // Another node's WAL: this node's sealed sequence does not move.
                 let dataset = self.dataset_or_create(&(env, dataset), created_at_ns);
                 let mut state = dataset.state.lock();
                 merge_schema(&mut state.schema, &schema);
                 state.segments.extend(segments.into_iter().map(Arc::new));
+                state.note_sealed_by(&node, sealed_wal_seq);
                 state.last_written_ns = state.last_written_ns.max(last_written_ns);
             }
             Action::PutRollup {
@@ -118,6 +120,9 @@ impl Inner {
             merge_schema(&mut state.schema, &record.schema);
             state.segments = record.segments.clone();
             state.rollups = record.rollups.clone();
+            for (node, seq) in &record.sealed_wal_seq_by_node {
+                state.note_sealed_by(node, *seq);
+            }
             state.last_written_ns = state.last_written_ns.max(record.last_written_ns);
         }
     }
@@ -245,5 +250,53 @@ mod tests {
         );
         follower.shutdown().await.unwrap();
         writer_store.shutdown().await.unwrap();
+    }
+
+    /// What a query node needs to add an ingest node's unsealed rows exactly
+    /// once: the ingest node's groups with their sequences and its sealed
+    /// sequence, and, on the follower, how far the manifest shows it sealed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffers_say_how_far_they_are_sealed_and_followers_know_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ingest = writer(dir.path(), "ingest").await;
+        let follower = writer(dir.path(), "query").await;
+        ingest
+            .append("default", "ds", rows(0..10, |id| HOUR_NS + id))
+            .await
+            .unwrap();
+        ingest.seal_all().await.unwrap();
+        ingest
+            .append("default", "ds", rows(10..14, |id| HOUR_NS + id))
+            .await
+            .unwrap();
+        let buffer = ingest.buffer_snapshot("default", "ds").unwrap();
+        assert_eq!(buffer.sealed_seq, 1);
+        let groups: Vec<(u64, usize)> = buffer
+            .groups
+            .iter()
+            .map(|group| {
+                (
+                    group.max_seq,
+                    group.batches.iter().map(|b| b.num_rows()).sum(),
+                )
+            })
+            .collect();
+        assert_eq!(groups, vec![(2, 4)]);
+        assert!(ingest.buffer_snapshot("default", "none").is_none());
+
+        assert!(follower.snapshot("default", "ds").is_none());
+        assert!(follower.follow_manifest().await.unwrap());
+        let seen = follower.snapshot("default", "ds").unwrap();
+        assert_eq!(seen.sealed_seq_by_node.get("ingest"), Some(&1));
+        assert_eq!(seen.segments.iter().map(|s| s.rows).sum::<u64>(), 10);
+
+        // A follower started later reads the same from the manifest it loads.
+        ingest.seal_all().await.unwrap();
+        let late = writer(dir.path(), "late").await;
+        let seen = late.snapshot("default", "ds").unwrap();
+        assert_eq!(seen.sealed_seq_by_node.get("ingest"), Some(&2));
+        for store in [ingest, follower, late] {
+            store.shutdown().await.unwrap();
+        }
     }
 }

@@ -65,6 +65,7 @@ pub use rollup_store::{PutRollupMode, PutRollupOutcome};
 pub use segment_meta::{BloomFilterLocation, ColumnStats, SegmentMeta, StatValue};
 pub use store::Store;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -81,6 +82,30 @@ pub struct DatasetSnapshot {
     pub segments: Vec<Arc<SegmentMeta>>,
     /// Buffered (not yet sealed) rows; each batch has a subset of the schema's columns.
     pub buffer: Vec<RecordBatch>,
+    /// For each other ingest node, the WAL sequence up to which its rows of this
+    /// dataset are in `segments` (a query adds only its rows after that).
+    pub sealed_seq_by_node: BTreeMap<String, u64>,
+}
+
+/// One node's unsealed rows of one dataset, as another node's query needs them
+/// (see `DatasetState::buffer_snapshot`).
+#[derive(Debug, Clone, Default)]
+pub struct BufferSnapshot {
+    /// The dataset's columns as this node knows them.
+    pub schema: DatasetSchema,
+    /// Every row of the dataset in this node's WAL up to here is in committed
+    /// segments; the rows after it are in `groups`.
+    pub sealed_seq: u64,
+    /// The unsealed rows, oldest group first.
+    pub groups: Vec<BufferGroup>,
+}
+
+/// Rows that are sealed together: all of them are in segments exactly when the
+/// manifest records this node sealed up to `max_seq` (or beyond).
+#[derive(Debug, Clone)]
+pub struct BufferGroup {
+    pub max_seq: u64,
+    pub batches: Vec<RecordBatch>,
 }
 
 /// What the schema API says about a dataset.

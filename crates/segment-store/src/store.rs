@@ -16,8 +16,8 @@ use crate::manifest::Manifest;
 use crate::wal::writer::WriterSettings;
 use crate::wal::{DatasetKey, WalAppend, WalHandle, WalIndex, WalSink, frame, replay};
 use crate::{
-    DatasetInfo, DatasetSnapshot, FAULT_CRASH_AFTER_SEAL_COMMIT, Result, StoreConfig, StoreError,
-    StoreMetrics, names,
+    BufferSnapshot, DatasetInfo, DatasetSnapshot, FAULT_CRASH_AFTER_SEAL_COMMIT, Result,
+    StoreConfig, StoreError, StoreMetrics, names,
 };
 
 /// The storage engine of one Quarry node. See the crate docs for its guarantees.
@@ -151,6 +151,7 @@ impl Store {
                 schema: record.schema.clone(),
                 segments: record.segments.clone(),
                 sealed_seq,
+                sealed_seq_by_node: record.sealed_wal_seq_by_node.clone(),
                 created_at_ns: record.created_at_ns,
                 last_written_ns: record.last_written_ns,
                 rollups: record.rollups.clone(),
@@ -333,6 +334,19 @@ impl Store {
         self.inner
             .dataset(&key)
             .map(|dataset| dataset.state.lock().snapshot())
+    }
+
+    /// This node's unsealed rows of a dataset, for a query on another node.
+    pub fn buffer_snapshot(&self, env: &str, dataset: &str) -> Option<BufferSnapshot> {
+        let key = (env.to_owned(), dataset.to_owned());
+        self.inner
+            .dataset(&key)
+            .map(|dataset| dataset.state.lock().buffer_snapshot())
+    }
+
+    /// The name this node's WAL goes by in the manifest (empty: a single node).
+    pub fn node_id(&self) -> &str {
+        &self.inner.config.node_id
     }
 
     /// Whether this process may maintain now: always on its own store; on a

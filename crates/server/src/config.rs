@@ -118,6 +118,8 @@ pub struct Overrides {
     pub worker: Option<String>,
     /// `[cluster] peers`.
     pub peers: Option<Vec<String>>,
+    /// `[cluster] ingest_peers`.
+    pub ingest_peers: Option<Vec<String>>,
 }
 
 /// The configuration the server runs with.
@@ -155,7 +157,9 @@ pub struct Config {
     /// generated once and kept in the data directory when the store is remote;
     /// `None` for a node on local disk (the manifest's unnamed single writer).
     pub node_id: Option<String>,
-    /// Where this node's distributed-query worker (gRPC) listens; `None`: no worker.
+    /// Where this node's cluster port (gRPC) listens: the distributed-query
+    /// worker on a node that answers queries, the buffer service on one that
+    /// ingests; `None`: none.
     pub worker: Option<String>,
     /// Workers that queries received here are distributed over (this node's own
     /// among them); empty: every query runs on this node alone.
@@ -163,6 +167,9 @@ pub struct Config {
     /// Bytes of segment files per distributed scan task (`None`: the library's
     /// default, 16 MiB).
     pub scan_bytes_per_task: Option<usize>,
+    /// The ingest nodes' cluster ports, whose unsealed rows every query here
+    /// reads; empty: none (a single node, or queries see sealed rows only).
+    pub ingest_peers: Vec<url::Url>,
 }
 
 impl Config {
@@ -245,10 +252,12 @@ struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct ClusterSection {
-    /// Listen address of this node's worker (gRPC).
+    /// Listen address of this node's cluster port (gRPC).
     worker: Option<String>,
     /// Worker URLs (`http://host:port`) queries are distributed over.
     peers: Vec<String>,
+    /// Ingest nodes' cluster ports (`http://host:port`).
+    ingest_peers: Vec<String>,
     /// Bytes of segment files per scan task (more tasks, more nodes).
     scan_bytes_per_task: Option<usize>,
 }
@@ -495,7 +504,14 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         .clone()
         .unwrap_or(cluster.peers)
         .iter()
-        .map(|peer| peer_url(peer))
+        .map(|peer| peer_url("cluster.peers", peer))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ingest_peers = args
+        .ingest_peers
+        .clone()
+        .unwrap_or(cluster.ingest_peers)
+        .iter()
+        .map(|peer| peer_url("cluster.ingest_peers", peer))
         .collect::<Result<Vec<_>, _>>()?;
 
     Ok(Config {
@@ -516,16 +532,17 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         worker: args.worker.clone().or(cluster.worker),
         peers,
         scan_bytes_per_task: cluster.scan_bytes_per_task,
+        ingest_peers,
     })
 }
 
-/// A peer's worker URL: `http://host:port`.
-fn peer_url(peer: &str) -> Result<url::Url, ApiError> {
+/// A peer's cluster-port URL (`http://host:port`), from setting `key`.
+fn peer_url(key: &str, peer: &str) -> Result<url::Url, ApiError> {
     let url = url::Url::parse(peer.trim())
-        .map_err(|error| ApiError::Config(format!("cluster.peers: {peer:?}: {error}")))?;
+        .map_err(|error| ApiError::Config(format!("{key}: {peer:?}: {error}")))?;
     if url.scheme() != "http" || url.host().is_none() || url.port().is_none() {
         return Err(ApiError::Config(format!(
-            "cluster.peers: {peer:?}: expected http://host:port"
+            "{key}: {peer:?}: expected http://host:port"
         )));
     }
     Ok(url)

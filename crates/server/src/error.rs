@@ -185,7 +185,9 @@ impl From<QueryError> for ApiError {
             | QueryError::TooComplex(_) => ApiError::BadRequest(message),
             QueryError::DatasetNotFound(_) => ApiError::NotFound(message),
             QueryError::ResourcesExhausted(_) => ApiError::Overloaded(message),
-            QueryError::WorkerUnreachable(_) => ApiError::Unavailable(message),
+            QueryError::WorkerUnreachable(_) | QueryError::IngestUnavailable(_) => {
+                ApiError::Unavailable(message)
+            }
             QueryError::Execution(_) => ApiError::Internal(message),
             QueryError::RollupNotFound(_) => ApiError::NotFound(message),
             QueryError::RollupExists(_) => ApiError::Conflict(message),

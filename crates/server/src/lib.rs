@@ -13,6 +13,7 @@
 //! (`tests/module_order.rs`) keeps it so.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod error;

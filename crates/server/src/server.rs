@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::cluster::BufferFlight;
 use crate::config::{self, Config};
 use crate::demo::{self, DemoConfig};
 use crate::error::ApiError;
@@ -248,13 +249,21 @@ fn start_otlp_receivers(
     let stop = futures::FutureExt::shared(Box::pin(stop));
     let mut tasks = Vec::new();
     if let Some(listener) = worker {
-        // The datafusion-distributed worker: runs query stages other nodes send.
+        // The cluster port: the datafusion-distributed worker (runs the query
+        // stages other nodes send), and on a node that ingests into a shared
+        // object store the buffer service (hands query nodes its rows not
+        // sealed yet).
         let address = local_address(&listener)?;
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let serves_buffers = state.role.ingests() && !state.store.node_id().is_empty();
         let server = tonic::transport::Server::builder()
             .add_service(state.engine.worker().into_worker_server())
+            .add_optional_service(
+                serves_buffers.then(|| BufferFlight::new(Arc::clone(&state.store)).into_server()),
+            )
             .serve_with_incoming_shutdown(incoming, stop.clone());
+        info!(buffers = serves_buffers, "cluster port on {address}");
         info!("distributed-query worker on {address}");
         tasks.push(tokio::spawn(async move {
             if let Err(error) = server.await {

@@ -13,6 +13,7 @@ use quarry_schema::SharedClock;
 use quarry_segment_store::Store;
 
 use crate::auth::Auth;
+use crate::cluster::FlightBuffers;
 use crate::config::{Config, Role};
 use crate::error::ApiError;
 use crate::ingest_service::IngestService;
@@ -53,10 +54,15 @@ impl AppState {
     ) -> Result<AppState, ApiError> {
         let clock = Arc::clone(&config.clock);
         let metrics = Arc::new(ApiMetrics::default());
-        let engine = QueryEngine::new(Arc::clone(&store), config.query.clone())
+        let mut engine = QueryEngine::new(Arc::clone(&store), config.query.clone())
             .map_err(|error| ApiError::Startup(format!("cannot start the query engine: {error}")))?
             .with_peers(config.peers.clone(), config.scan_bytes_per_task)
             .map_err(|error| ApiError::Startup(format!("cannot distribute queries: {error}")))?;
+        if !config.ingest_peers.is_empty() {
+            let buffers = FlightBuffers::new(&config.ingest_peers, config.node_id.as_deref())
+                .map_err(|error| ApiError::Startup(format!("cluster.ingest_peers: {error}")))?;
+            engine = engine.with_remote_buffers(Arc::new(buffers));
+        }
         let ingest = IngestService::new(
             Arc::clone(&store),
             config.limits,
