@@ -117,6 +117,11 @@ def loaded(module_quarry):
     server.send_batch_ok(DATASET, as_batch(buffered))
     events += buffered
 
+    return server, oracle_db(events)
+
+
+def oracle_db(events: list[dict]):
+    """DuckDB over `events`: the oracle's answers."""
     db = duckdb.connect()
     db.execute(
         """CREATE TABLE oracle (ts_ns BIGINT, sample_rate BIGINT, service VARCHAR,
@@ -141,7 +146,7 @@ def loaded(module_quarry):
             for ev in events
         ],
     )
-    return server, db
+    return db
 
 
 def query(server: Quarry, spec: dict, dataset: str = DATASET) -> dict:

@@ -19,12 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion_distributed::{
     DistributedExec, DistributedExt, DistributedLeafExec, ScaleUpLeafNodeEvent,
     ScaleUpLeafNodeEventResponse, SessionStateBuilderExt, Worker, WorkerQueryContext,
@@ -143,6 +148,9 @@ impl QueryEngine {
             .with_distributed_worker_resolver(HealthyPeers::start(peers))
             .with_distributed_planner()
             .with_distributed_scale_up_leaf_node_handler(split_segment_scan);
+        if let Some(distributed) = builder.query_planner().take() {
+            builder = builder.with_query_planner(Arc::new(WindowsStayLocal { distributed }));
+        }
         if let Some(bytes) = scan_bytes_per_task {
             builder =
                 builder.with_distributed_file_scan_config_bytes_per_partition(bytes.max(1))?;
@@ -156,6 +164,44 @@ impl QueryEngine {
     pub fn worker(&self) -> Worker {
         Worker::from_session_builder(QuarrySessions)
             .with_runtime_env(Arc::clone(self.state.runtime_env()))
+    }
+}
+
+/// Plans every query through datafusion-distributed except those with window
+/// functions (the query spec's RATE_* ops, SQL `OVER`), which run on the node
+/// that received them: distributed, their sorted-input checks failed
+/// ("Expects PARTITION BY expression to be ordered") in datafusion-distributed
+/// 4.0, and a wrong or failed answer is worse than a slower one.
+#[derive(Debug)]
+struct WindowsStayLocal {
+    distributed: Arc<dyn QueryPlanner + Send + Sync>,
+}
+
+#[async_trait]
+impl QueryPlanner for WindowsStayLocal {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        let mut has_window = false;
+        logical_plan.apply_with_subqueries(|node| {
+            has_window = matches!(node, LogicalPlan::Window(_));
+            Ok(if has_window {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })?;
+        if has_window {
+            DefaultPhysicalPlanner::default()
+                .create_physical_plan(logical_plan, session)
+                .await
+        } else {
+            self.distributed
+                .create_physical_plan(logical_plan, session)
+                .await
+        }
     }
 }
 
