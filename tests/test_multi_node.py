@@ -5,6 +5,7 @@ query node that takes no writes and follows the manifest, and a compactor.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -284,6 +285,18 @@ def test_three_query_nodes_split_a_query_and_answer_as_one_node_does(s3, quarry)
         read = [read_bytes(server) - b for server, b in zip(cluster, before)]
         # Every node read its share of the segments (through its own cache).
         assert all(r > 0 for r in read), read
+
+    # EXPLAIN ANALYZE shows the split: one stage of three tasks, each scanning
+    # its own stretch of the segment files.
+    plan = "\n".join(row["plan"] for row in cluster[0].rows(
+        f'EXPLAIN ANALYZE SELECT service, count(*) AS n FROM "{DATASET}" GROUP BY service')
+        if row.get("plan"))
+    assert "tasks=3" in plan, plan
+    stretches = [line for line in plan.splitlines() if ": DataSourceExec: file_groups=" in line]
+    tasks = [re.search(r"\b(t\d+): DataSourceExec", line).group(1) for line in stretches]
+    assert tasks == ["t0", "t1", "t2"], plan
+    files = [set(re.findall(r"segments/[^ ,\]]+\.parquet", line)) for line in stretches]
+    assert all(files) and sum(map(len, files)) == len(set().union(*files)) == 12, files
 
     # The UI's path, the query spec, plans through the same sessions.
     for spec in DISTRIBUTED_SPECS:
