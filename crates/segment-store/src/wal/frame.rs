@@ -139,12 +139,27 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
     );
     let env = cursor.name()?;
     let dataset = cursor.name()?;
-    let ipc = lz4_flex::block::decompress_size_prepended(cursor.rest())
+    let compressed = cursor.rest();
+    // The size prefix says how much to allocate: no more than lz4 can expand
+    // these bytes to (a damaged prefix must not reserve gigabytes).
+    let declared = compressed.get(..4).map_or(0, |prefix| {
+        u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]])
+    });
+    if declared as usize > compressed.len().saturating_mul(LZ4_MAX_RATIO) {
+        return Err(format!(
+            "lz4: a size of {declared} bytes from {} compressed",
+            compressed.len()
+        ));
+    }
+    let ipc = lz4_flex::block::decompress_size_prepended(compressed)
         .map_err(|error| format!("lz4: {error}"))?;
-    // arrow-ipc asserts some buffer bounds with panics (`Buffer::slice_with_length`
-    // on a damaged buffer length). The checksum keeps torn and flipped bytes out, so
-    // only content damaged before it was computed gets here; replay must report that
-    // frame, not abort the start-up.
+    // arrow-ipc allocates what a message says its body holds before reading it
+    // (an allocation failure aborts the process), and asserts some buffer
+    // bounds with panics (`Buffer::slice_with_length` on a damaged buffer
+    // length). The checksum keeps torn and flipped bytes out, so only content
+    // damaged before it was computed gets here; replay must report that frame,
+    // not abort the start-up.
+    check_message_lengths(&ipc)?;
     let batch = std::panic::catch_unwind(|| decode_ipc(ipc))
         .unwrap_or_else(|_| Err("arrow ipc: the decoder panicked on this frame".to_owned()))?;
     Ok(WalEntry {
@@ -153,6 +168,47 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
         dataset,
         batch,
     })
+}
+
+/// How many times its compressed size an lz4 block can decompress to (a run
+/// of one byte: 255 per sequence byte, rounded up).
+const LZ4_MAX_RATIO: usize = 256;
+
+/// Checks that every message of the IPC stream `ipc` fits in it: its metadata
+/// is a valid flatbuffer, and the body it declares is no longer than the bytes
+/// after it.
+fn check_message_lengths(ipc: &[u8]) -> Result<(), String> {
+    let word = |at: usize| -> Result<u32, String> {
+        ipc.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| "arrow ipc: a message is cut short".to_owned())
+    };
+    let mut at = 0;
+    while at < ipc.len() {
+        // A message: the continuation marker (absent in the legacy format),
+        // the metadata length, the metadata, the body.
+        let mut metadata_len = word(at)?;
+        at += 4;
+        if metadata_len == 0xFFFF_FFFF {
+            metadata_len = word(at)?;
+            at += 4;
+        }
+        if metadata_len == 0 {
+            return Ok(()); // end of stream
+        }
+        let metadata = ipc
+            .get(at..at.saturating_add(metadata_len as usize))
+            .ok_or("arrow ipc: a message's metadata runs past the frame")?;
+        let message = arrow::ipc::root_as_message(metadata)
+            .map_err(|error| format!("arrow ipc: damaged message metadata: {error}"))?;
+        at += metadata.len();
+        let body = usize::try_from(message.bodyLength())
+            .ok()
+            .filter(|body| *body <= ipc.len() - at)
+            .ok_or("arrow ipc: a message's body runs past the frame")?;
+        at += body;
+    }
+    Ok(())
 }
 
 /// The one batch of an Arrow IPC stream.
@@ -332,6 +388,47 @@ mod tests {
             "batch differs after decoding"
         );
         Ok(())
+    }
+
+    /// The IPC stream of a two-row batch.
+    fn small_ipc() -> Vec<u8> {
+        let batch = RecordBatch::try_from_iter(vec![(
+            "i",
+            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        )])
+        .unwrap();
+        let mut ipc = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut ipc, &batch.schema()).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        ipc
+    }
+
+    #[test]
+    fn messages_longer_than_the_frame_are_refused_before_anything_is_allocated() {
+        let ipc = small_ipc();
+        assert_eq!(check_message_lengths(&ipc), Ok(()));
+        assert_eq!(decode_ipc(ipc.clone()).unwrap().num_rows(), 2);
+        // Without its last bytes the batch's body is longer than what is left:
+        // arrow-ipc would allocate the declared body first (proptest found a
+        // damaged length asking for 216 PB, which aborted the process).
+        let cut = &ipc[..ipc.len() - 16];
+        let error = check_message_lengths(cut).unwrap_err();
+        assert!(error.contains("runs past the frame"), "{error}");
+        let mut garbage = ipc.clone();
+        garbage[8..40].fill(0x5A);
+        assert!(check_message_lengths(&garbage).is_err());
+    }
+
+    #[test]
+    fn an_lz4_size_beyond_what_the_bytes_can_hold_is_refused() {
+        let mut payload = 7u64.to_le_bytes().to_vec();
+        payload.extend([1, 0, b'a', 1, 0, b'b']);
+        payload.extend(u32::MAX.to_le_bytes());
+        payload.extend([0x10, b'x']);
+        let error = decode_payload(&payload).unwrap_err();
+        assert!(error.contains("lz4: a size of 4294967295"), "{error}");
     }
 
     proptest! {
