@@ -499,20 +499,11 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
     if let Some(id) = &node_id {
         check_node_id(id)?;
     }
-    let peers = args
-        .peers
-        .clone()
-        .unwrap_or(cluster.peers)
-        .iter()
-        .map(|peer| peer_url("cluster.peers", peer))
-        .collect::<Result<Vec<_>, _>>()?;
-    let ingest_peers = args
-        .ingest_peers
-        .clone()
-        .unwrap_or(cluster.ingest_peers)
-        .iter()
-        .map(|peer| peer_url("cluster.ingest_peers", peer))
-        .collect::<Result<Vec<_>, _>>()?;
+    let peers = peer_urls("cluster.peers", args.peers.clone().unwrap_or(cluster.peers))?;
+    let ingest_peers = peer_urls(
+        "cluster.ingest_peers",
+        args.ingest_peers.clone().unwrap_or(cluster.ingest_peers),
+    )?;
 
     Ok(Config {
         http,
@@ -534,6 +525,11 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         scan_bytes_per_task: cluster.scan_bytes_per_task,
         ingest_peers,
     })
+}
+
+/// The cluster-port URLs of setting `key`.
+fn peer_urls(key: &str, peers: Vec<String>) -> Result<Vec<url::Url>, ApiError> {
+    peers.iter().map(|peer| peer_url(key, peer)).collect()
 }
 
 /// A peer's cluster-port URL (`http://host:port`), from setting `key`.
