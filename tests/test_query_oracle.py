@@ -93,18 +93,24 @@ def wait_for_segments(server: Quarry, at_least: int) -> None:
 @pytest.fixture(scope="module")
 def loaded(module_quarry):
     """(server, duckdb connection) over the same rows."""
-    server = module_quarry(
-        config={
-            "storage": {
-                "seal_max_rows": EVENTS_PER_HOUR,
-                "seal_max_age_secs": 3600,
-                "partition_width_secs": 3600,
-            },
-            # The rows carry span ids and durations, which would give the dataset the
-            # default `requests` rollup: these tests check the raw path.
-            "rollup_defaults": {"traces": False},
-        }
-    )
+    return load_oracle(module_quarry)
+
+
+def load_oracle(module_quarry, query: dict | None = None):
+    """A server (with `query` as its `[query]` settings) and DuckDB over the same rows."""
+    config = {
+        "storage": {
+            "seal_max_rows": EVENTS_PER_HOUR,
+            "seal_max_age_secs": 3600,
+            "partition_width_secs": 3600,
+        },
+        # The rows carry span ids and durations, which would give the dataset the
+        # default `requests` rollup: these tests check the raw path.
+        "rollup_defaults": {"traces": False},
+    }
+    if query:
+        config["query"] = query
+    server = module_quarry(config=config)
     rng = random.Random(20240301)
     events = []
     for hour in range(SEALED_HOURS):

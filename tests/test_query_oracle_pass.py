@@ -2,7 +2,10 @@
 
 A spec answer (totals, top-N groups, the top groups' series, exemplars, heatmaps)
 comes from one aggregation over (time bucket, breakdown keys) whose partial states
-are merged by coarser keys. These tests cover what that changes: top-N selection
+are merged by coarser keys, or, for breakdowns of many values, from two: groups by
+keys alone, then the top groups' rows by (time bucket, keys). Every test runs
+against both (a second server whose threshold sends most breakdowns here to two
+passes). These tests cover what that changes: top-N selection
 where the limit cuts through a tie, series of groups present in only some buckets,
 exemplars per group and per heatmap cell, heatmap cells and weights. They run on
 the `loaded` data of test_query_oracle.py (three sealed segments, one per hour,
@@ -31,7 +34,7 @@ import pytest
 
 from harness import rfc3339_to_ns
 from test_query_oracle import query as spec_query
-from test_query_oracle import (  # noqa: F401  (`loaded` is the shared fixture)
+from test_query_oracle import (
     AGGREGATES,
     BASE_S,
     DATASET,
@@ -40,11 +43,27 @@ from test_query_oracle import (  # noqa: F401  (`loaded` is the shared fixture)
     calc_name,
     close,
     filter_sql,
-    loaded,
+    load_oracle,
     oracle_groups,
     sql_column,
     weighted_rank_bounds,
 )
+
+# Breakdown values among a spec's first rows at which it answers in two passes
+# (`[query] spec_many_groups`): low enough here that breakdowns by user (150
+# values) and by (service, route) take two passes, by service or route one.
+TWO_PASSES_AT = 16
+
+
+@pytest.fixture(scope="module", params=["one-pass", "two-passes"])
+def loaded(module_quarry, request):
+    """The oracle's rows on a server answering every breakdown in one pass (the
+    default threshold is far above these few hundred values), and on one that
+    answers breakdowns of many values in two."""
+    if request.param == "two-passes":
+        return load_oracle(module_quarry, {"spec_many_groups": TWO_PASSES_AT})
+    return load_oracle(module_quarry)
+
 
 NS = 1_000_000_000
 # Most exemplars per group or cell (docs/query.md, *Exemplars*).

@@ -12,6 +12,8 @@ pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 4 << 30;
 /// group), so this keeps the filters of about 100M events resident; with 64 MiB a
 /// 100M-event environment re-read most filters on every trace lookup.
 pub const DEFAULT_BLOOM_CACHE_BYTES: usize = 256 << 20;
+/// Default of [`QueryConfig::spec_many_groups`].
+pub const DEFAULT_SPEC_MANY_GROUPS: usize = 4_096;
 /// Parallelism used when the number of cores cannot be read.
 const FALLBACK_TARGET_PARTITIONS: usize = 4;
 
@@ -26,6 +28,11 @@ pub struct QueryConfig {
     pub memory_limit_bytes: usize,
     /// Memory for parsed bloom filters of segments (they are immutable, so cached).
     pub bloom_cache_bytes: usize,
+    /// Distinct breakdown values among a query spec's first 65,536 rows at which
+    /// it answers in two passes (groups by keys, then the top groups' series)
+    /// rather than one over (time bucket, keys): docs/query.md, *How a spec is
+    /// computed*.
+    pub spec_many_groups: usize,
 }
 
 impl Default for QueryConfig {
@@ -37,6 +44,7 @@ impl Default for QueryConfig {
             target_partitions: cores,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
             bloom_cache_bytes: DEFAULT_BLOOM_CACHE_BYTES,
+            spec_many_groups: DEFAULT_SPEC_MANY_GROUPS,
         }
     }
 }
@@ -61,6 +69,7 @@ impl QueryConfig {
             ("target_partitions", self.target_partitions),
             ("memory_limit_bytes", self.memory_limit_bytes),
             ("bloom_cache_bytes", self.bloom_cache_bytes),
+            ("spec_many_groups", self.spec_many_groups),
         ]
         .into_iter()
         .find(|(_, value)| *value == 0)

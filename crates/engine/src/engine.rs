@@ -39,6 +39,7 @@ pub struct QueryEngine {
     pub(crate) state: SessionState,
     scan: Arc<ScanContext>,
     metrics: Arc<QueryMetrics>,
+    spec_many_groups: usize,
 }
 
 impl QueryEngine {
@@ -92,6 +93,7 @@ impl QueryEngine {
             state,
             scan,
             metrics,
+            spec_many_groups: config.spec_many_groups,
         })
     }
 
@@ -145,6 +147,11 @@ impl QueryEngine {
             Arc::clone(&self.scan),
         )?);
         Ok(SessionContext::new_with_state(state))
+    }
+
+    /// [`crate::QueryConfig::spec_many_groups`].
+    pub fn spec_many_groups(&self) -> usize {
+        self.spec_many_groups
     }
 
     /// Counters of the engine's work.

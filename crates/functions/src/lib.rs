@@ -21,6 +21,7 @@
 //! | `quarry_value_bin(value, coarsen)` | scalar | Int64 log-linear bin |
 //! | `quarry_exemplars(value, timestamp, trace_id, span_id, dataset)` | aggregate | List<Struct> |
 //! | `quarry_histogram_quantile(series, time_ns, delta, bounds, counts, q)` | aggregate | Float64, OTLP histograms |
+//! | `quarry_in_sorted(value, sorted)` | scalar | Boolean: `value IN sorted`, one list literal |
 //!
 //! The `*_expr` helpers build the calls as DataFusion expressions.
 
@@ -29,6 +30,7 @@ mod exemplars;
 mod heatmap;
 mod heatmap_bucket;
 mod histogram_quantile;
+mod in_sorted;
 mod sketch_aggregates;
 mod sketch_quantile;
 mod sketch_rows;
@@ -45,6 +47,7 @@ pub use exemplars::{EXEMPLARS, ExemplarsUdaf, MAX_EXEMPLARS, exemplar_fields, ex
 pub use heatmap::{HeatmapBucket, HeatmapScale, HeatmapScheme, LOG_SCALE_MIN_RATIO, MAX_BUCKETS};
 pub use heatmap_bucket::{HEATMAP_BUCKET, HeatmapBucketUdf};
 pub use histogram_quantile::{HISTOGRAM_QUANTILE, HistogramQuantile};
+pub use in_sorted::{IN_SORTED, InSortedUdf};
 pub use quarry_sketch::{DEFAULT_RELATIVE_ACCURACY, QuantileSketch};
 pub use sketch_aggregates::{QUANTILE, SKETCH, SKETCH_MERGE, SketchAggregate};
 pub use sketch_quantile::{SKETCH_QUANTILE, SketchQuantile};
@@ -68,6 +71,8 @@ static HEATMAP_BUCKET_UDF: LazyLock<Arc<ScalarUDF>> =
     LazyLock::new(|| Arc::new(ScalarUDF::from(HeatmapBucketUdf::default())));
 static VALUE_BIN_UDF: LazyLock<Arc<ScalarUDF>> =
     LazyLock::new(|| Arc::new(ScalarUDF::from(ValueBinUdf::default())));
+static IN_SORTED_UDF: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(InSortedUdf::default())));
 
 /// Adds every Quarry function to `state`.
 pub fn register(state: &mut SessionState) -> Result<()> {
@@ -80,7 +85,12 @@ pub fn register(state: &mut SessionState) -> Result<()> {
     ] {
         state.register_udaf(Arc::clone(udaf))?;
     }
-    for udf in [&SKETCH_QUANTILE_UDF, &HEATMAP_BUCKET_UDF, &VALUE_BIN_UDF] {
+    for udf in [
+        &SKETCH_QUANTILE_UDF,
+        &HEATMAP_BUCKET_UDF,
+        &VALUE_BIN_UDF,
+        &IN_SORTED_UDF,
+    ] {
         state.register_udf(Arc::clone(udf))?;
     }
     Ok(())
@@ -127,6 +137,19 @@ pub fn heatmap_bucket_expr(value: Expr, scheme: &HeatmapScheme) -> Expr {
     let mut args = vec![value];
     args.extend(scheme.literal_args());
     HEATMAP_BUCKET_UDF.call(args)
+}
+
+/// `quarry_in_sorted(value, sorted)`: whether `value` is one of `sorted` (see
+/// the function's module docs).
+pub fn in_sorted_expr(value: Expr, sorted: &[i64]) -> Expr {
+    let list =
+        arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::Int64Type, _, _>([Some(
+            sorted.iter().copied().map(Some),
+        )]);
+    IN_SORTED_UDF.call(vec![
+        value,
+        lit(datafusion::common::ScalarValue::List(Arc::new(list))),
+    ])
 }
 
 /// `quarry_value_bin(value, coarsen)`: the log-linear bin of `value` (see

@@ -14,6 +14,7 @@ mod drilldown;
 mod error;
 mod exemplar_ids;
 mod filters;
+mod group_probe;
 mod json;
 mod model;
 mod ops;

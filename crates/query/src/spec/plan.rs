@@ -527,10 +527,17 @@ impl Plan {
     /// calculation's partials, the row count, exemplars and each heatmap
     /// column's range. Groups, series and totals merge them by coarser keys.
     pub(crate) fn pass_aggregates(&self) -> Vec<Expr> {
-        let mut aggregates = self.partials();
+        let mut aggregates = self.value_aggregates();
         if let Some(exemplars) = &self.exemplars {
             aggregates.push(exemplars.clone().alias(EXEMPLARS));
         }
+        aggregates
+    }
+
+    /// The pass aggregates but exemplars: what totals and the ranking of groups
+    /// read.
+    fn value_aggregates(&self) -> Vec<Expr> {
+        let mut aggregates = self.partials();
         for index in &self.heatmaps {
             aggregates.push(min(column(&input(*index))).alias(heatmap_min(*index)));
             aggregates.push(max(column(&input(*index))).alias(heatmap_max(*index)));
@@ -606,6 +613,28 @@ impl Plan {
             .aggregate(self.keys(), self.pass_aggregates())?)
     }
 
+    /// The pass aggregates but exemplars per group, from the base: the first of
+    /// two passes, which ranks the groups (see `run::two_passes`).
+    pub(crate) fn per_group_values(&self) -> Result<DataFrame, QueryError> {
+        Ok(self
+            .base
+            .clone()
+            .aggregate(self.keys(), self.value_aggregates())?)
+    }
+
+    /// The pass aggregates per (time bucket, group) of the base rows of `groups`
+    /// only: the second of two passes, whose states give the top groups their
+    /// values, exemplars and series.
+    pub(crate) fn top_pass(
+        &self,
+        context: &SessionContext,
+        groups: &[RecordBatch],
+    ) -> Result<DataFrame, QueryError> {
+        Ok(self
+            .top_rows(context, groups)?
+            .aggregate(self.pass_keys(), self.pass_aggregates())?)
+    }
+
     /// The pass aggregates over every row, read by [`Plan::totals`], from the base.
     pub(crate) fn overall(&self) -> Result<DataFrame, QueryError> {
         Ok(self
@@ -629,9 +658,23 @@ impl Plan {
     /// The top groups over the whole range: havings, then orders, then limit.
     /// `per_group` holds the keys and the pass aggregates of every group.
     pub(crate) fn groups(&self, per_group: DataFrame) -> Result<DataFrame, QueryError> {
+        self.top_groups(per_group, self.exemplars.is_some())
+    }
+
+    /// The top groups as [`Plan::groups`] chooses them, without exemplars
+    /// (`per_group` has none).
+    pub(crate) fn ranked_groups(&self, per_group: DataFrame) -> Result<DataFrame, QueryError> {
+        self.top_groups(per_group, false)
+    }
+
+    fn top_groups(
+        &self,
+        per_group: DataFrame,
+        with_exemplars: bool,
+    ) -> Result<DataFrame, QueryError> {
         let mut selected = self.keys();
         selected.extend(self.finals());
-        if self.exemplars.is_some() {
+        if with_exemplars {
             selected.push(column(EXEMPLARS));
         }
         let mut frame = per_group.select(selected)?;

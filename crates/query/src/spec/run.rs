@@ -26,7 +26,7 @@ use super::result::{
 };
 use super::rewrite::PlanRewrite;
 use super::sketches::{HeatmapScheme, heatmap_scheme};
-use super::states::{PassStates, RowSet};
+use super::states::{Pass, PassStates, RowSet};
 use super::validate::NANOS_PER_SECOND;
 use super::validate::ValidSpec;
 use quarry_engine::panic_guard::catch_panics;
@@ -115,7 +115,7 @@ async fn run_query_unguarded(
         groups: groups_batches,
         series,
         states,
-    } = answers(&context, &plan).await?;
+    } = answers(&context, &plan, engine.spec_many_groups()).await?;
     let answered = started.elapsed();
     let totals_rows = Rows::new(&totals)?;
     let mut heatmaps = Vec::with_capacity(plan.heatmaps.len());
@@ -136,7 +136,7 @@ async fn run_query_unguarded(
     let mut groups = group_list(&plan, &groups_batches)?;
     // The answer stands without exemplar ids: a failed lookup (out of memory
     // under load, say) leaves exemplars with their time and value only.
-    if let Err(error) = fill_exemplar_ids(&context, &plan, &mut groups, &mut heatmaps).await {
+    if let Err(error) = fill_exemplar_ids(&plan, &mut groups, &mut heatmaps).await {
         tracing::warn!(%error, dataset, "exemplar ids not looked up; answering without them");
     }
     let looked_up = started.elapsed();
@@ -210,35 +210,32 @@ struct Answers {
 }
 
 /// Totals, top groups and their series, from one pass over the data when its
-/// states merge (see `states`), else from one plan each.
-async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, QueryError> {
+/// states merge (see `states`), from two when its breakdown keys have many values
+/// (see `group_probe`), else from one plan each.
+/// `many_groups` is the engine's `spec_many_groups`.
+async fn answers(
+    context: &SessionContext,
+    plan: &Plan,
+    many_groups: usize,
+) -> Result<Answers, QueryError> {
     let keys = plan.spec.breakdowns.len();
     let pass_groups = plan.pass_group_columns().len();
     let started = Instant::now();
-    let states = PassStates::compute(context, plan.pass()?, pass_groups).await?;
+    let probe = (keys > 0).then_some(many_groups);
+    let pass = PassStates::compute(context, plan.pass()?, pass_groups, probe).await?;
     tracing::debug!(
         pass_ms = started.elapsed().as_secs_f64() * 1e3,
-        state_rows = states.as_ref().map(PassStates::rows),
+        state_rows = match &pass {
+            Pass::States(states) => Some(states.rows()),
+            _ => None,
+        },
+        many_groups = matches!(pass, Pass::ManyGroups),
         "spec pass"
     );
-    let Some(states) = states else {
-        let totals = plan.totals(plan.overall()?)?.collect().await?;
-        let groups = plan.groups(plan.per_group()?)?.collect().await?;
-        // No group, no series: skipping the join also spares `top_rows` an empty
-        // key table (which has no key columns to join on).
-        let series = if groups.iter().all(|batch| batch.num_rows() == 0) {
-            Vec::new()
-        } else {
-            plan.series(plan.per_bucket(context, &groups)?)?
-                .collect()
-                .await?
-        };
-        return Ok(Answers {
-            totals,
-            groups,
-            series,
-            states: None,
-        });
+    let states = match pass {
+        Pass::States(states) => states,
+        Pass::ManyGroups => return two_passes(context, plan).await,
+        Pass::Declined => return plan_per_answer(context, plan).await,
     };
     // The pass's group columns: the time bucket (0), then the keys (1..).
     let key_columns: Vec<usize> = (1..=keys).collect();
@@ -258,13 +255,8 @@ async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, Query
         Vec::new()
     } else {
         // The groups' key columns come first in their batches.
-        let group_keys: Vec<usize> = (0..keys).collect();
-        let top: Vec<RecordBatch> = groups
-            .iter()
-            .map(|batch| batch.project(&group_keys))
-            .collect::<Result<_, _>>()?;
         let top = (keys > 0)
-            .then(|| RowSet::new(&top, key_columns))
+            .then(|| RowSet::new(&key_columns_of(&groups, keys)?, key_columns))
             .transpose()?;
         let all_columns: Vec<usize> = (0..=keys).collect();
         plan.series(
@@ -280,6 +272,116 @@ async fn answers(context: &SessionContext, plan: &Plan) -> Result<Answers, Query
         groups,
         series,
         states: Some(states),
+    })
+}
+
+/// The key columns of group batches (which come first in them).
+fn key_columns_of(groups: &[RecordBatch], keys: usize) -> Result<Vec<RecordBatch>, QueryError> {
+    let columns: Vec<usize> = (0..keys).collect();
+    Ok(groups
+        .iter()
+        .map(|batch| batch.project(&columns))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The answers of a breakdown by keys with many values: the first pass, by keys
+/// alone and without exemplars, gives the totals and chooses the top groups; the
+/// second reads the top groups' rows only, by (time bucket, keys) with exemplars,
+/// for their values, exemplars and series. Both keep the one pass's states, so
+/// the answer is the one pass's: the same aggregates over the same rows.
+async fn two_passes(context: &SessionContext, plan: &Plan) -> Result<Answers, QueryError> {
+    let keys = plan.spec.breakdowns.len();
+    let started = Instant::now();
+    let Pass::States(by_group) =
+        PassStates::compute(context, plan.per_group_values()?, keys, None).await?
+    else {
+        return plan_per_answer(context, plan).await;
+    };
+    let all_keys: Vec<usize> = (0..keys).collect();
+    let totals = plan
+        .totals(by_group.merge(context, &[], None, NOT_SHOWN).await?)?
+        .collect()
+        .await?;
+    let ranked = plan
+        .ranked_groups(by_group.merge(context, &all_keys, None, NOT_SHOWN).await?)?
+        .collect()
+        .await?;
+    let ranked_ms = started.elapsed().as_secs_f64() * 1e3;
+    drop(by_group);
+    if ranked.iter().all(|batch| batch.num_rows() == 0) {
+        return Ok(Answers {
+            totals,
+            groups: Vec::new(),
+            series: Vec::new(),
+            states: None,
+        });
+    }
+    let top = key_columns_of(&ranked, keys)?;
+    let pass = PassStates::compute(context, plan.top_pass(context, &top)?, keys + 1, None).await?;
+    tracing::debug!(
+        ranked_ms,
+        top_pass_ms = started.elapsed().as_secs_f64() * 1e3 - ranked_ms,
+        "spec two passes"
+    );
+    let Pass::States(top_states) = pass else {
+        let groups = plan.groups(plan.per_group()?)?.collect().await?;
+        let series = plan
+            .series(plan.per_bucket(context, &groups)?)?
+            .collect()
+            .await?;
+        return Ok(Answers {
+            totals,
+            groups,
+            series,
+            states: None,
+        });
+    };
+    // The second pass's group columns: the time bucket (0), then the keys (1..).
+    let key_columns: Vec<usize> = (1..=keys).collect();
+    let groups = plan
+        .groups(
+            top_states
+                .merge(context, &key_columns, None, &[CELL_EXEMPLARS])
+                .await?,
+        )?
+        .collect()
+        .await?;
+    let all_columns: Vec<usize> = (0..=keys).collect();
+    let series = plan
+        .series(
+            top_states
+                .merge(context, &all_columns, None, NOT_SHOWN)
+                .await?,
+        )?
+        .collect()
+        .await?;
+    Ok(Answers {
+        totals,
+        groups,
+        series,
+        states: None,
+    })
+}
+
+/// The answers from one plan each over the base rows (which can spill), when
+/// the pass's states are declined.
+async fn plan_per_answer(context: &SessionContext, plan: &Plan) -> Result<Answers, QueryError> {
+    let totals = plan.totals(plan.overall()?)?.collect().await?;
+    let groups = plan.groups(plan.per_group()?)?.collect().await?;
+    // No group, no series: skipping the join also spares `top_rows` an empty
+    // key table (which has no key columns to join on).
+    let series = if groups.iter().all(|batch| batch.num_rows() == 0) {
+        Vec::new()
+    } else {
+        plan.series(plan.per_bucket(context, &groups)?)?
+            .collect()
+            .await?
+    };
+    Ok(Answers {
+        totals,
+        groups,
+        series,
+        states: None,
     })
 }
 

@@ -30,7 +30,21 @@ use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr, collect, execute_st
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 
+use super::group_probe::{GroupProbe, GroupProbeExec};
 use quarry_engine::QueryError;
+
+/// How a pass ended.
+pub(crate) enum Pass {
+    /// Its states, to merge.
+    States(PassStates),
+    /// Its probe found many breakdown keys (see `group_probe`): the pass stopped
+    /// early, and the spec answers in two passes.
+    ManyGroups,
+    /// A shape this does not merge (a distributed plan, an aggregate planned in
+    /// an unrecognized shape) or states over budget: each answer is a plan of
+    /// its own.
+    Declined,
+}
 
 /// The partial aggregation states of one pass, grouped by the pass's group
 /// columns (time bucket first, then the breakdown keys).
@@ -45,14 +59,15 @@ pub(crate) struct PassStates {
 
 impl PassStates {
     /// Runs the partial phase of `aggregated` (a frame aggregated over `groups`
-    /// group columns) and keeps its states. `None` when DataFusion planned that
-    /// aggregate in a shape this does not recognize (the caller then plans each
-    /// answer on its own).
+    /// group columns) and keeps its states. With `probe`, the group columns
+    /// after the first (the time bucket) are the breakdown keys whose number of
+    /// values the first rows are checked for.
     pub(crate) async fn compute(
         context: &SessionContext,
         aggregated: DataFrame,
         groups: usize,
-    ) -> Result<Option<PassStates>, QueryError> {
+        probe: Option<usize>,
+    ) -> Result<Pass, QueryError> {
         let names: Vec<String> = aggregated
             .schema()
             .fields()
@@ -65,10 +80,10 @@ impl PassStates {
         // its share of the rows: alone on this node it would see one share.
         // Each answer then runs as a distributed query of its own.
         if quarry_engine::is_distributed(&physical) {
-            return Ok(None);
+            return Ok(Pass::Declined);
         }
         let Some(found) = first_aggregate(&physical) else {
-            return Ok(None);
+            return Ok(Pass::Declined);
         };
         // The merges name their outputs after the physical aggregates: they must
         // be the logical ones, one for one (the optimizer folds equal aggregates
@@ -82,14 +97,31 @@ impl PassStates {
                 .map(|aggregate| aggregate.name())
                 .eq(names.iter().map(String::as_str));
         if !recognized {
-            return Ok(None);
+            return Ok(Pass::Declined);
         }
+        let mut input = Arc::clone(found.input());
+        let probe = probe.map(|many_keys| {
+            let probe = GroupProbe::new(many_keys);
+            let keys = found
+                .group_expr()
+                .expr()
+                .iter()
+                .skip(1)
+                .map(|(key, _)| Arc::clone(key))
+                .collect();
+            input = Arc::new(GroupProbeExec::new(
+                Arc::clone(&input),
+                keys,
+                Arc::clone(&probe),
+            ));
+            probe
+        });
         let partial = Arc::new(AggregateExec::try_new(
             AggregateMode::Partial,
             found.group_expr().clone(),
             found.aggr_expr().to_vec(),
             found.filter_expr().to_vec(),
-            Arc::clone(found.input()),
+            input,
             found.input_schema(),
         )?);
         let task = partial_task(context);
@@ -105,11 +137,14 @@ impl PassStates {
             // as large as the rows: the per-answer plans, which can spill, read
             // the data again instead.
             if reservation.size() + size > budget || reservation.try_grow(size).is_err() {
-                return Ok(None);
+                return Ok(Pass::Declined);
             }
             batches.push(batch);
         }
-        Ok(Some(PassStates {
+        if probe.is_some_and(|probe| probe.found_many()) {
+            return Ok(Pass::ManyGroups);
+        }
+        Ok(Pass::States(PassStates {
             partial,
             batches,
             task,
