@@ -18,12 +18,14 @@
 //! its time and value without ids.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::DataType;
-use datafusion::logical_expr::{Expr, cast, lit};
-use datafusion::prelude::DataFrame;
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, cast, lit};
+use datafusion::prelude::{DataFrame, SessionContext};
 use quarry_functions::in_sorted_expr;
-use quarry_schema::TIMESTAMP;
+use quarry_schema::{TIMESTAMP, TIMESTAMP_TZ};
 use serde_json::Value;
 
 use super::columns::column;
@@ -41,6 +43,7 @@ const MAX_LOOKUP_ROWS: usize = 100_000;
 /// Fills in the ids of every exemplar of `groups` and `heatmaps` (one read of
 /// the picked events).
 pub(super) async fn fill_exemplar_ids(
+    context: &SessionContext,
     plan: &Plan,
     groups: &mut [Group],
     heatmaps: &mut [Heatmap],
@@ -71,7 +74,7 @@ pub(super) async fn fill_exemplar_ids(
         list.sort_unstable();
         list.dedup();
     }
-    let batches = exemplar_events(plan, &times)?
+    let batches = exemplar_events(plan, context, &times)?
         .limit(0, Some(MAX_LOOKUP_ROWS))?
         .collect()
         .await?;
@@ -122,15 +125,17 @@ fn exemplar_ns(exemplar: &Exemplar) -> Option<i64> {
 /// trace and span ids, breakdown keys, group exemplar value
 /// ([`EXEMPLAR_VALUE`]) and heatmap inputs.
 ///
-/// The times are a filter: per dataset (a branch of `__all__` keeps its own
-/// times only, the others' branches fold away), the ranges that cover its times
-/// for the scan to skip row groups and pages, then the exact times as one list
-/// (`quarry_in_sorted`), which the scan evaluates on the timestamps before it
-/// decodes the ids of the matching rows only. (An IN list of a heatmap's
-/// thousands of times took longer to plan than the scan; a semi-join with a
-/// table of them decoded the ids of every row before the join dropped them.)
+/// A few times are a filter: per dataset (a branch of `__all__` keeps its
+/// own times only, the others' branches fold away), the ranges that cover
+/// its times for the scan to skip row groups and pages, then the exact times
+/// as one list (`quarry_in_sorted`; an IN list of many times cost more to plan
+/// than the scan), so only the wanted rows' ids are decoded. Many times (a
+/// heatmap's cells, one every few hundred rows) are a semi-join with a table of
+/// them instead: the filter then selects rows on nearly every page, and reading
+/// pages in so many pieces cost more than decoding them whole.
 fn exemplar_events(
     plan: &Plan,
+    context: &SessionContext,
     times: &BTreeMap<String, Vec<i64>>,
 ) -> Result<DataFrame, QueryError> {
     let mut selected = vec![
@@ -146,21 +151,70 @@ fn exemplar_events(
             .iter()
             .map(|index| cast(column(&input(*index)), DataType::Float64).alias(input(*index))),
     );
-    let wanted = times
+    let count: usize = times.values().map(Vec::len).sum();
+    if count <= EXEMPLAR_TIMES_FILTERED {
+        let wanted = times
+            .iter()
+            .map(|(dataset, times)| {
+                column(DATASET_INPUT)
+                    .eq(lit(dataset.as_str()))
+                    .and(covering_ranges(times))
+                    .and(in_sorted_expr(column(TIMESTAMP), times))
+            })
+            .reduce(Expr::or)
+            .unwrap_or(lit(false));
+        return Ok(plan.base.clone().filter(wanted)?.select(selected)?);
+    }
+    let datasets: Vec<&str> = times
         .iter()
-        .map(|(dataset, times)| {
+        .flat_map(|(dataset, times)| times.iter().map(move |_| dataset.as_str()))
+        .collect();
+    let stamps: Vec<i64> = times.values().flatten().copied().collect();
+    let table = RecordBatch::try_from_iter(vec![
+        (
+            WANTED_DATASET,
+            Arc::new(StringArray::from(datasets)) as ArrayRef,
+        ),
+        (
+            WANTED_TIME,
+            Arc::new(TimestampNanosecondArray::from(stamps).with_timezone(TIMESTAMP_TZ)),
+        ),
+    ])?;
+    let (state, plan) = plan
+        .base
+        .clone()
+        .filter(
             column(DATASET_INPUT)
-                .eq(lit(dataset.as_str()))
-                .and(covering_ranges(times))
-                .and(in_sorted_expr(column(TIMESTAMP), times))
-        })
-        .reduce(Expr::or)
-        .unwrap_or(lit(false));
-    Ok(plan.base.clone().filter(wanted)?.select(selected)?)
+                .in_list(times.keys().map(|name| lit(name.as_str())).collect(), false),
+        )?
+        .into_parts();
+    let joined = LogicalPlanBuilder::from(plan)
+        .join(
+            context.read_batch(table)?.logical_plan().clone(),
+            JoinType::LeftSemi,
+            (
+                vec![
+                    datafusion::common::Column::new_unqualified(DATASET_INPUT),
+                    datafusion::common::Column::new_unqualified(TIMESTAMP),
+                ],
+                vec![
+                    datafusion::common::Column::new_unqualified(WANTED_DATASET),
+                    datafusion::common::Column::new_unqualified(WANTED_TIME),
+                ],
+            ),
+            None,
+        )?
+        .build()?;
+    Ok(DataFrame::new(state, joined).select(selected)?)
 }
 
+/// Most exemplar times the lookup lists in a filter; beyond, it joins.
+const EXEMPLAR_TIMES_FILTERED: usize = 512;
 /// Most time ranges per dataset the lookup's filter lists for pruning.
 const EXEMPLAR_RANGES: usize = 8;
+/// Columns of the table of wanted exemplar times.
+const WANTED_DATASET: &str = "__quarry_wanted_dataset";
+const WANTED_TIME: &str = "__quarry_wanted_time";
 
 /// `timestamp` within one of at most [`EXEMPLAR_RANGES`] ranges covering
 /// `sorted` times: a predicate the scan prunes row groups and pages with.

@@ -80,6 +80,10 @@ fn partial(index: usize, part: usize) -> String {
     format!("__quarry_part{index}_{part}")
 }
 
+/// Most top groups whose rows [`Plan::top_rows`] selects with a filter on their
+/// keys; more are a semi-join.
+const TOP_KEYS_FILTERED: usize = 100;
+
 /// How one calculation is aggregated (public for plan rewrites such as rollups).
 #[derive(Debug, Clone)]
 pub struct CalcPlan {
@@ -724,6 +728,9 @@ impl Plan {
         if self.spec.breakdowns.is_empty() {
             return Ok(rows);
         }
+        if let Some(predicate) = self.top_keys_predicate(groups)? {
+            return Ok(rows.filter(predicate)?);
+        }
         let wanted: Vec<String> = (0..self.spec.breakdowns.len())
             .map(|index| format!("__quarry_top{index}"))
             .collect();
@@ -755,6 +762,35 @@ impl Plan {
             )?
             .build()?;
         Ok(DataFrame::new(state, joined))
+    }
+
+    /// The keys of `groups` as a filter on the base rows, when they are few: a
+    /// filter the scan evaluates on the key columns before it decodes the rest,
+    /// and prunes row groups with (a semi-join reads every row of every column
+    /// it needs first). A null key matches null keys (`IS NULL`).
+    fn top_keys_predicate(&self, groups: &[RecordBatch]) -> Result<Option<Expr>, QueryError> {
+        let count: usize = groups.iter().map(RecordBatch::num_rows).sum();
+        if count == 0 || count > TOP_KEYS_FILTERED {
+            return Ok(None);
+        }
+        let keys = self.spec.breakdowns.len();
+        let mut alternatives = Vec::with_capacity(count);
+        for batch in groups {
+            for row in 0..batch.num_rows() {
+                let mut conditions = Vec::with_capacity(keys);
+                for index in 0..keys {
+                    let value = ScalarValue::try_from_array(batch.column(index), row)?;
+                    let key = column(&key(index));
+                    conditions.push(if value.is_null() {
+                        key.is_null()
+                    } else {
+                        key.eq(Expr::Literal(value, None))
+                    });
+                }
+                alternatives.extend(conditions.into_iter().reduce(Expr::and));
+            }
+        }
+        Ok(alternatives.into_iter().reduce(Expr::or))
     }
 
     /// Spans in flight per time bucket (and group, with `by_group`), weighted:

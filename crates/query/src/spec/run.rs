@@ -136,7 +136,7 @@ async fn run_query_unguarded(
     let mut groups = group_list(&plan, &groups_batches)?;
     // The answer stands without exemplar ids: a failed lookup (out of memory
     // under load, say) leaves exemplars with their time and value only.
-    if let Err(error) = fill_exemplar_ids(&plan, &mut groups, &mut heatmaps).await {
+    if let Err(error) = fill_exemplar_ids(&context, &plan, &mut groups, &mut heatmaps).await {
         tracing::warn!(%error, dataset, "exemplar ids not looked up; answering without them");
     }
     let looked_up = started.elapsed();
