@@ -17,6 +17,7 @@
 //! choice is a total order. Any argument may be null (a column missing from the
 //! dataset): such rows are still candidates, ranked last on that criterion.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
@@ -67,7 +68,8 @@ fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some(TIMESTAMP_TZ.into()))
 }
 
-/// One event, borrowed from a batch (`S = &str`) or kept (`S = String`).
+/// One event, borrowed from a batch (`S = &str`) or kept (`S = Arc<str>`: the
+/// dataset name shared by every candidate of it, see [`Datasets`]).
 #[derive(Debug, Clone, PartialEq)]
 struct Candidate<S> {
     dataset: Option<S>,
@@ -78,7 +80,29 @@ struct Candidate<S> {
     hash: u64,
 }
 
-type Owned = Candidate<String>;
+type Owned = Candidate<Arc<str>>;
+
+/// The dataset names of kept candidates, shared: a candidate kept per new group
+/// (the common case with many groups) copies no string. Batches come one
+/// dataset at a time, so the last name is the one to share.
+#[derive(Default)]
+struct Datasets {
+    last: RefCell<Option<Arc<str>>>,
+}
+
+impl Datasets {
+    fn share(&self, name: &str) -> Arc<str> {
+        let mut last = self.last.borrow_mut();
+        match last.as_ref() {
+            Some(shared) if shared.as_ref() == name => Arc::clone(shared),
+            _ => {
+                let shared: Arc<str> = Arc::from(name);
+                *last = Some(Arc::clone(&shared));
+                shared
+            }
+        }
+    }
+}
 
 impl<S: AsRef<str>> Candidate<S> {
     fn new(
@@ -118,10 +142,13 @@ impl<S: AsRef<str>> Candidate<S> {
         }
     }
 
-    fn to_owned(&self) -> Owned {
-        let own = |text: &Option<S>| text.as_ref().map(|text| text.as_ref().to_owned());
+    fn to_owned(&self, datasets: &Datasets) -> Owned {
+        let own = |text: &Option<S>| text.as_ref().map(|text| Arc::from(text.as_ref()));
         Candidate {
-            dataset: own(&self.dataset),
+            dataset: self
+                .dataset
+                .as_ref()
+                .map(|name| datasets.share(name.as_ref())),
             timestamp: self.timestamp,
             trace_id: own(&self.trace_id),
             span_id: own(&self.span_id),
@@ -130,8 +157,9 @@ impl<S: AsRef<str>> Candidate<S> {
         }
     }
 
+    /// Bytes of the ids (the dataset name is shared).
     fn heap_bytes(&self) -> usize {
-        [&self.dataset, &self.trace_id, &self.span_id]
+        [&self.trace_id, &self.span_id]
             .into_iter()
             .flatten()
             .map(|text| text.as_ref().len())
@@ -238,15 +266,15 @@ fn sampled_first<A: AsRef<str>, B: AsRef<str>>(a: &Candidate<A>, b: &Candidate<B
         .then_with(|| tie_break(a, b))
 }
 
-/// Bytes of one group's picks at most, strings aside.
-const PICKS_BYTES: usize = size_of::<Picks>() + (SAMPLED_KEPT + 1) * size_of::<Owned>();
+/// Bytes of one group's picks, ids aside.
+const PICKS_BYTES: usize = size_of::<Picks>();
 
-/// The candidates kept for one group.
+/// The candidates kept for one group, in place (no allocation per group).
 #[derive(Debug, Default)]
 struct Picks {
     slowest: Option<Owned>,
-    /// Sorted by [`sampled_first`], at most [`SAMPLED_KEPT`].
-    sampled: Vec<Owned>,
+    /// Sorted by [`sampled_first`]; the kept ones are a prefix.
+    sampled: [Option<Owned>; SAMPLED_KEPT],
 }
 
 impl Picks {
@@ -257,16 +285,19 @@ impl Picks {
         let Some(slowest) = &self.slowest else {
             return false;
         };
-        self.sampled.len() >= SAMPLED_KEPT
-            && rank.slower_cmp(&slowest.rank()) == Ordering::Greater
-            && self
-                .sampled
-                .last()
+        rank.slower_cmp(&slowest.rank()) == Ordering::Greater
+            && self.sampled[SAMPLED_KEPT - 1]
+                .as_ref()
                 .is_some_and(|last| rank.sampled_cmp(&last.rank()) == Ordering::Greater)
     }
 
+    /// The typical picks kept, in order.
+    fn sampled(&self) -> impl Iterator<Item = &Owned> {
+        self.sampled.iter().map_while(Option::as_ref)
+    }
+
     /// Considers `candidate`; returns the change in heap bytes.
-    fn offer<S: AsRef<str>>(&mut self, candidate: &Candidate<S>) -> isize {
+    fn offer<S: AsRef<str>>(&mut self, candidate: &Candidate<S>, datasets: &Datasets) -> isize {
         let mut delta = 0isize;
         let better = self
             .slowest
@@ -274,25 +305,27 @@ impl Picks {
             .is_none_or(|current| slower(candidate, current) == Ordering::Less);
         if better {
             delta += candidate.heap_bytes() as isize;
-            if let Some(old) = self.slowest.replace(candidate.to_owned()) {
+            if let Some(old) = self.slowest.replace(candidate.to_owned(datasets)) {
                 delta -= old.heap_bytes() as isize;
             }
         }
+        let kept = self.sampled().count();
         let at = self
-            .sampled
-            .partition_point(|kept| sampled_first(kept, candidate) == Ordering::Less);
-        let duplicate = self
-            .sampled
+            .sampled()
+            .position(|kept| sampled_first(kept, candidate) != Ordering::Less)
+            .unwrap_or(kept);
+        let duplicate = self.sampled[..kept]
             .get(at)
+            .and_then(Option::as_ref)
             .is_some_and(|kept| sampled_first(kept, candidate) == Ordering::Equal);
         if at < SAMPLED_KEPT && !duplicate {
             delta += candidate.heap_bytes() as isize;
-            self.sampled.insert(at, candidate.to_owned());
-            if self.sampled.len() > SAMPLED_KEPT
-                && let Some(dropped) = self.sampled.pop()
-            {
+            // The last kept pick falls off a full list; the rest move down one.
+            if let Some(dropped) = self.sampled[SAMPLED_KEPT - 1].take() {
                 delta -= dropped.heap_bytes() as isize;
             }
+            self.sampled[at..].rotate_right(1);
+            self.sampled[at] = Some(candidate.to_owned(datasets));
         }
         delta
     }
@@ -302,7 +335,7 @@ impl Picks {
         if self.turns_away(&columns.rank(row)) {
             0
         } else {
-            self.offer(&columns.row(row))
+            self.offer(&columns.row(row), &columns.datasets)
         }
     }
 
@@ -313,8 +346,7 @@ impl Picks {
     fn kept(&self) -> impl Iterator<Item = &Owned> {
         let slowest = self.slowest.as_ref();
         slowest.into_iter().chain(
-            self.sampled
-                .iter()
+            self.sampled()
                 .filter(move |kept| slowest.is_none_or(|slow| slow != *kept)),
         )
     }
@@ -323,8 +355,7 @@ impl Picks {
     fn chosen(&self) -> impl Iterator<Item = &Owned> {
         let slowest = self.slowest.as_ref();
         let others = self
-            .sampled
-            .iter()
+            .sampled()
             .filter(move |kept| slowest.is_none_or(|slow| slow != *kept))
             .take(MAX_EXEMPLARS - usize::from(slowest.is_some()));
         slowest.into_iter().chain(others)
@@ -335,7 +366,7 @@ impl Picks {
     fn heap_bytes(&self) -> usize {
         self.slowest
             .iter()
-            .chain(self.sampled.iter())
+            .chain(self.sampled())
             .map(Candidate::heap_bytes)
             .sum()
     }
@@ -348,6 +379,8 @@ struct Columns {
     trace_id: Text,
     span_id: Text,
     dataset: Text,
+    /// The dataset names of the candidates kept from this batch.
+    datasets: Datasets,
 }
 
 /// A text argument in the string layout it arrived in: casting ids between
@@ -400,6 +433,7 @@ impl Columns {
             trace_id: Text::new(trace_id)?,
             span_id: Text::new(span_id)?,
             dataset: Text::new(dataset)?,
+            datasets: Datasets::default(),
         })
     }
 
@@ -741,7 +775,7 @@ impl GroupsAccumulator for ExemplarsGroups {
             .map(|row| {
                 let passes =
                     opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row));
-                passes.then(|| columns.row(row).to_owned())
+                passes.then(|| columns.row(row).to_owned(&columns.datasets))
             })
             .collect();
         Ok(vec![to_list(
@@ -804,11 +838,11 @@ mod tests {
                 (full.has_trace, full.value.map(f64::to_bits), full.hash),
                 "row {row}"
             );
-            every_row.offer(&candidate);
+            every_row.offer(&candidate, &columns.datasets);
             if ranked.turns_away(&rank) {
                 turned_away += 1;
             } else {
-                ranked.offer(&candidate);
+                ranked.offer(&candidate, &columns.datasets);
             }
             assert_eq!(
                 ranked.kept().collect::<Vec<_>>(),
@@ -826,17 +860,17 @@ mod tests {
         let columns = columns(300);
         let mut all = Picks::default();
         for row in 0..300 {
-            all.offer(&columns.row(row));
+            all.offer(&columns.row(row), &columns.datasets);
         }
         for parts in [1, 2, 7, 60, 300] {
             let mut merged = Picks::default();
             for part in 0..parts {
                 let mut picks = Picks::default();
                 for row in (0..300).filter(|row| row % parts == part) {
-                    picks.offer(&columns.row(row));
+                    picks.offer(&columns.row(row), &columns.datasets);
                 }
                 for kept in picks.kept() {
-                    merged.offer(kept);
+                    merged.offer(kept, &columns.datasets);
                 }
             }
             assert_eq!(
