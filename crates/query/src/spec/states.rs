@@ -59,9 +59,10 @@ pub(crate) struct PassStates {
 
 impl PassStates {
     /// Runs the partial phase of `aggregated` (a frame aggregated over `groups`
-    /// group columns) and keeps its states. With `probe`, the group columns
-    /// after the first (the time bucket) are the breakdown keys whose number of
-    /// values the first rows are checked for.
+    /// group columns) and keeps its states. With `probe` (a number of values),
+    /// the group columns after the first (the time bucket) are breakdown keys
+    /// whose distinct values among the first rows are counted; reaching that
+    /// number stops the pass as [`Pass::ManyGroups`] (see `group_probe`).
     pub(crate) async fn compute(
         context: &SessionContext,
         aggregated: DataFrame,
