@@ -237,35 +237,19 @@ async fn answers(
         Pass::ManyGroups => return two_passes(context, plan).await,
         Pass::Declined => return plan_per_answer(context, plan).await,
     };
-    // The pass's group columns: the time bucket (0), then the keys (1..).
-    let key_columns: Vec<usize> = (1..=keys).collect();
     let totals = plan
         .totals(states.merge(context, &[], None, NOT_SHOWN).await?)?
         .collect()
         .await?;
-    let groups = plan
-        .groups(
-            states
-                .merge(context, &key_columns, None, &[CELL_EXEMPLARS])
-                .await?,
-        )?
-        .collect()
-        .await?;
+    let groups = merged_groups(context, plan, &states).await?;
     let series = if groups.iter().all(|batch| batch.num_rows() == 0) {
         Vec::new()
     } else {
-        // The groups' key columns come first in their batches.
+        // The pass's group columns: the time bucket (0), then the keys (1..).
         let top = (keys > 0)
-            .then(|| RowSet::new(&key_columns_of(&groups, keys)?, key_columns))
+            .then(|| RowSet::new(&key_columns_of(&groups, keys)?, (1..=keys).collect()))
             .transpose()?;
-        let all_columns: Vec<usize> = (0..=keys).collect();
-        plan.series(
-            states
-                .merge(context, &all_columns, top.as_ref(), NOT_SHOWN)
-                .await?,
-        )?
-        .collect()
-        .await?
+        merged_series(context, plan, &states, top.as_ref()).await?
     };
     Ok(Answers {
         totals,
@@ -273,6 +257,38 @@ async fn answers(
         series,
         states: Some(states),
     })
+}
+
+/// The top groups, from states grouped by (time bucket, keys) merged by keys.
+async fn merged_groups(
+    context: &SessionContext,
+    plan: &Plan,
+    states: &PassStates,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let key_columns: Vec<usize> = (1..=plan.spec.breakdowns.len()).collect();
+    Ok(plan
+        .groups(
+            states
+                .merge(context, &key_columns, None, &[CELL_EXEMPLARS])
+                .await?,
+        )?
+        .collect()
+        .await?)
+}
+
+/// The series of the groups `top` keeps (all without it), from states grouped
+/// by (time bucket, keys).
+async fn merged_series(
+    context: &SessionContext,
+    plan: &Plan,
+    states: &PassStates,
+    top: Option<&RowSet>,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let all_columns: Vec<usize> = (0..=plan.spec.breakdowns.len()).collect();
+    Ok(plan
+        .series(states.merge(context, &all_columns, top, NOT_SHOWN).await?)?
+        .collect()
+        .await?)
 }
 
 /// The key columns of group batches (which come first in them).
@@ -336,25 +352,8 @@ async fn two_passes(context: &SessionContext, plan: &Plan) -> Result<Answers, Qu
             states: None,
         });
     };
-    // The second pass's group columns: the time bucket (0), then the keys (1..).
-    let key_columns: Vec<usize> = (1..=keys).collect();
-    let groups = plan
-        .groups(
-            top_states
-                .merge(context, &key_columns, None, &[CELL_EXEMPLARS])
-                .await?,
-        )?
-        .collect()
-        .await?;
-    let all_columns: Vec<usize> = (0..=keys).collect();
-    let series = plan
-        .series(
-            top_states
-                .merge(context, &all_columns, None, NOT_SHOWN)
-                .await?,
-        )?
-        .collect()
-        .await?;
+    let groups = merged_groups(context, plan, &top_states).await?;
+    let series = merged_series(context, plan, &top_states, None).await?;
     Ok(Answers {
         totals,
         groups,
