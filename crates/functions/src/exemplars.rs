@@ -17,8 +17,8 @@
 //! choice is a total order. Any argument may be null (a column missing from the
 //! dataset): such rows are still candidates, ranked last on that criterion.
 
-use std::cell::RefCell;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::args::float_arg;
@@ -68,56 +68,26 @@ fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some(TIMESTAMP_TZ.into()))
 }
 
-/// One event, borrowed from a batch (`S = &str`) or kept (`S = Arc<str>`: the
-/// dataset name shared by every candidate of it, see [`Datasets`]).
-#[derive(Debug, Clone, PartialEq)]
-struct Candidate<S> {
-    dataset: Option<S>,
+/// One event as the policy orders it, borrowed from a batch or from kept picks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Candidate<'a> {
+    dataset: Option<&'a str>,
     timestamp: Option<i64>,
-    trace_id: Option<S>,
-    span_id: Option<S>,
+    trace_id: Option<&'a str>,
+    span_id: Option<&'a str>,
     value: Option<f64>,
     hash: u64,
 }
 
-type Owned = Candidate<Arc<str>>;
-
-/// The dataset names of kept candidates, shared: a candidate kept per new group
-/// (the common case with many groups) copies no string. Batches come one
-/// dataset at a time, so the last name is the one to share.
-#[derive(Default)]
-struct Datasets {
-    last: RefCell<Option<Arc<str>>>,
-}
-
-impl Datasets {
-    fn share(&self, name: &str) -> Arc<str> {
-        let mut last = self.last.borrow_mut();
-        match last.as_ref() {
-            Some(shared) if shared.as_ref() == name => Arc::clone(shared),
-            _ => {
-                let shared: Arc<str> = Arc::from(name);
-                *last = Some(Arc::clone(&shared));
-                shared
-            }
-        }
-    }
-}
-
-impl<S: AsRef<str>> Candidate<S> {
+impl<'a> Candidate<'a> {
     fn new(
-        dataset: Option<S>,
+        dataset: Option<&'a str>,
         timestamp: Option<i64>,
-        trace_id: Option<S>,
-        span_id: Option<S>,
+        trace_id: Option<&'a str>,
+        span_id: Option<&'a str>,
         value: Option<f64>,
     ) -> Self {
-        let hash = row_hash(
-            span_id.as_ref().map(AsRef::as_ref),
-            trace_id.as_ref().map(AsRef::as_ref),
-            timestamp,
-            value,
-        );
+        let hash = row_hash(span_id, trace_id, timestamp, value);
         Candidate {
             dataset,
             timestamp,
@@ -129,9 +99,7 @@ impl<S: AsRef<str>> Candidate<S> {
     }
 
     fn has_trace(&self) -> bool {
-        self.trace_id
-            .as_ref()
-            .is_some_and(|id| !id.as_ref().is_empty())
+        self.trace_id.is_some_and(|id| !id.is_empty())
     }
 
     fn rank(&self) -> Rank {
@@ -141,29 +109,130 @@ impl<S: AsRef<str>> Candidate<S> {
             hash: self.hash,
         }
     }
+}
 
-    fn to_owned(&self, datasets: &Datasets) -> Owned {
-        let own = |text: &Option<S>| text.as_ref().map(|text| Arc::from(text.as_ref()));
-        Candidate {
-            dataset: self
-                .dataset
-                .as_ref()
-                .map(|name| datasets.share(name.as_ref())),
-            timestamp: self.timestamp,
-            trace_id: own(&self.trace_id),
-            span_id: own(&self.span_id),
-            value: self.value,
+/// A candidate kept in a group's picks, in 40 bytes: a state per (time bucket,
+/// fine value bin) or per (time bucket, customer) keeps one of these for nearly
+/// every row, so its size is the pass's memory and its copies the pass's time.
+/// The dataset is an index into the accumulator's [`Names`]; ids, which the
+/// query spec's pass never passes, are shared behind one pointer.
+#[derive(Debug, Clone, PartialEq)]
+struct Kept {
+    timestamp: i64,
+    value: f64,
+    hash: u64,
+    ids: Option<Arc<Ids>>,
+    dataset: u32,
+    has_timestamp: bool,
+    has_value: bool,
+    has_trace: bool,
+}
+
+/// The ids of a kept candidate.
+#[derive(Debug, PartialEq)]
+struct Ids {
+    trace_id: Option<Box<str>>,
+    span_id: Option<Box<str>>,
+}
+
+/// [`Kept::dataset`] of a candidate without one.
+const NO_NAME: u32 = u32::MAX;
+
+impl Kept {
+    fn new(candidate: &Candidate<'_>, names: &mut Names) -> Kept {
+        let ids = (candidate.trace_id.is_some() || candidate.span_id.is_some()).then(|| {
+            Arc::new(Ids {
+                trace_id: candidate.trace_id.map(Box::from),
+                span_id: candidate.span_id.map(Box::from),
+            })
+        });
+        Kept {
+            timestamp: candidate.timestamp.unwrap_or(0),
+            value: candidate.value.unwrap_or(0.0),
+            hash: candidate.hash,
+            ids,
+            dataset: candidate.dataset.map_or(NO_NAME, |name| names.index(name)),
+            has_timestamp: candidate.timestamp.is_some(),
+            has_value: candidate.value.is_some(),
+            has_trace: candidate.has_trace(),
+        }
+    }
+
+    fn rank(&self) -> Rank {
+        Rank {
+            has_trace: self.has_trace,
+            value: self.has_value.then_some(self.value),
             hash: self.hash,
         }
     }
 
-    /// Bytes of the ids (the dataset name is shared).
+    /// The candidate this keeps, its texts read from `names` and its ids.
+    fn view<'a>(&'a self, names: &'a Names) -> Candidate<'a> {
+        let ids = self.ids.as_deref();
+        Candidate {
+            dataset: names.name(self.dataset),
+            timestamp: self.has_timestamp.then_some(self.timestamp),
+            trace_id: ids.and_then(|ids| ids.trace_id.as_deref()),
+            span_id: ids.and_then(|ids| ids.span_id.as_deref()),
+            value: self.has_value.then_some(self.value),
+            hash: self.hash,
+        }
+    }
+
+    /// Bytes of the ids (the dataset name is counted once, in [`Names`]).
     fn heap_bytes(&self) -> usize {
-        [&self.trace_id, &self.span_id]
-            .into_iter()
-            .flatten()
-            .map(|text| text.as_ref().len())
-            .sum()
+        self.ids.as_deref().map_or(0, |ids| {
+            [&ids.trace_id, &ids.span_id]
+                .into_iter()
+                .flatten()
+                .map(|text| text.len())
+                .sum()
+        })
+    }
+}
+
+/// The dataset names of an accumulator's kept candidates, each stored once.
+/// Batches come one dataset at a time, so the last name found is tried first.
+#[derive(Debug, Default)]
+struct Names {
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+    last: Option<u32>,
+    bytes: usize,
+}
+
+impl Names {
+    fn index(&mut self, name: &str) -> u32 {
+        if let Some(last) = self.last
+            && self
+                .names
+                .get(last as usize)
+                .is_some_and(|kept| kept.as_ref() == name)
+        {
+            return last;
+        }
+        let index = match self.index.get(name) {
+            Some(index) => *index,
+            None => {
+                let index = self.names.len() as u32;
+                let shared: Arc<str> = Arc::from(name);
+                self.names.push(Arc::clone(&shared));
+                self.index.insert(shared, index);
+                self.bytes += name.len();
+                index
+            }
+        };
+        self.last = Some(index);
+        index
+    }
+
+    fn name(&self, index: u32) -> Option<&str> {
+        self.names.get(index as usize).map(AsRef::as_ref)
+    }
+
+    /// Bytes of the names and their index.
+    fn heap_bytes(&self) -> usize {
+        self.bytes + self.names.capacity() * (size_of::<Arc<str>>() * 2 + 8)
     }
 }
 
@@ -237,33 +306,32 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Last resort of both orders: every field, so the order is total.
-fn tie_break<A: AsRef<str>, B: AsRef<str>>(a: &Candidate<A>, b: &Candidate<B>) -> Ordering {
-    let text = |x: &Option<A>, y: &Option<B>| {
-        x.as_ref()
-            .map(AsRef::as_ref)
-            .cmp(&y.as_ref().map(AsRef::as_ref))
-    };
+fn tie_break(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
     a.timestamp
         .cmp(&b.timestamp)
         .then_with(|| match (a.value, b.value) {
             (Some(x), Some(y)) => x.total_cmp(&y),
             (x, y) => x.is_some().cmp(&y.is_some()),
         })
-        .then_with(|| text(&a.trace_id, &b.trace_id))
-        .then_with(|| text(&a.span_id, &b.span_id))
-        .then_with(|| text(&a.dataset, &b.dataset))
+        .then_with(|| a.trace_id.cmp(&b.trace_id))
+        .then_with(|| a.span_id.cmp(&b.span_id))
+        .then_with(|| a.dataset.cmp(&b.dataset))
 }
 
-/// `Less` when `a` is the slower pick (trace id first, then the larger value).
-fn slower<A: AsRef<str>, B: AsRef<str>>(a: &Candidate<A>, b: &Candidate<B>) -> Ordering {
-    a.rank().slower_cmp(&b.rank()).then_with(|| tie_break(a, b))
+/// `Less` when `a` is the slower pick than `b` (trace id first, then the
+/// larger value).
+fn slower(a: &Candidate<'_>, b: &Kept, names: &Names) -> Ordering {
+    a.rank()
+        .slower_cmp(&b.rank())
+        .then_with(|| tie_break(a, &b.view(names)))
 }
 
-/// `Less` when `a` is the earlier typical pick (trace id first, then the hash).
-fn sampled_first<A: AsRef<str>, B: AsRef<str>>(a: &Candidate<A>, b: &Candidate<B>) -> Ordering {
+/// `Less` when `a` is the earlier typical pick than `b` (trace id first, then
+/// the hash).
+fn sampled_first(a: &Kept, b: &Candidate<'_>, names: &Names) -> Ordering {
     a.rank()
         .sampled_cmp(&b.rank())
-        .then_with(|| tie_break(a, b))
+        .then_with(|| tie_break(&a.view(names), b))
 }
 
 /// Bytes of one group's picks, ids aside.
@@ -272,9 +340,9 @@ const PICKS_BYTES: usize = size_of::<Picks>();
 /// The candidates kept for one group, in place (no allocation per group).
 #[derive(Debug, Default)]
 struct Picks {
-    slowest: Option<Owned>,
+    slowest: Option<Kept>,
     /// Sorted by [`sampled_first`]; the kept ones are a prefix.
-    sampled: [Option<Owned>; SAMPLED_KEPT],
+    sampled: [Option<Kept>; SAMPLED_KEPT],
 }
 
 impl Picks {
@@ -292,50 +360,55 @@ impl Picks {
     }
 
     /// The typical picks kept, in order.
-    fn sampled(&self) -> impl Iterator<Item = &Owned> {
+    fn sampled(&self) -> impl Iterator<Item = &Kept> {
         self.sampled.iter().map_while(Option::as_ref)
     }
 
     /// Considers `candidate`; returns the change in heap bytes.
-    fn offer<S: AsRef<str>>(&mut self, candidate: &Candidate<S>, datasets: &Datasets) -> isize {
-        let mut delta = 0isize;
+    fn offer(&mut self, candidate: &Candidate<'_>, names: &mut Names) -> isize {
         let better = self
             .slowest
             .as_ref()
-            .is_none_or(|current| slower(candidate, current) == Ordering::Less);
-        if better {
-            delta += candidate.heap_bytes() as isize;
-            if let Some(old) = self.slowest.replace(candidate.to_owned(datasets)) {
-                delta -= old.heap_bytes() as isize;
-            }
-        }
+            .is_none_or(|current| slower(candidate, current, names) == Ordering::Less);
         let kept = self.sampled().count();
         let at = self
             .sampled()
-            .position(|kept| sampled_first(kept, candidate) != Ordering::Less)
+            .position(|kept| sampled_first(kept, candidate, names) != Ordering::Less)
             .unwrap_or(kept);
         let duplicate = self.sampled[..kept]
             .get(at)
             .and_then(Option::as_ref)
-            .is_some_and(|kept| sampled_first(kept, candidate) == Ordering::Equal);
-        if at < SAMPLED_KEPT && !duplicate {
-            delta += candidate.heap_bytes() as isize;
+            .is_some_and(|kept| sampled_first(kept, candidate, names) == Ordering::Equal);
+        let typical = at < SAMPLED_KEPT && !duplicate;
+        if !better && !typical {
+            return 0;
+        }
+        let new = Kept::new(candidate, names);
+        let mut delta = 0isize;
+        if better {
+            delta += new.heap_bytes() as isize;
+            if let Some(old) = self.slowest.replace(new.clone()) {
+                delta -= old.heap_bytes() as isize;
+            }
+        }
+        if typical {
+            delta += new.heap_bytes() as isize;
             // The last kept pick falls off a full list; the rest move down one.
             if let Some(dropped) = self.sampled[SAMPLED_KEPT - 1].take() {
                 delta -= dropped.heap_bytes() as isize;
             }
             self.sampled[at..].rotate_right(1);
-            self.sampled[at] = Some(candidate.to_owned(datasets));
+            self.sampled[at] = Some(new);
         }
         delta
     }
 
     /// Offers row `row` of `columns` unless its rank alone turns it away.
-    fn consider(&mut self, columns: &Columns, row: usize) -> isize {
+    fn consider(&mut self, columns: &Columns, row: usize, names: &mut Names) -> isize {
         if self.turns_away(&columns.rank(row)) {
             0
         } else {
-            self.offer(&columns.row(row), &columns.datasets)
+            self.offer(&columns.row(row), names)
         }
     }
 
@@ -343,7 +416,7 @@ impl Picks {
     /// pick (the state to merge elsewhere: offering it once considers it for
     /// both picks, and a group of one event, the common case of a state per
     /// (time bucket, customer), keeps one candidate instead of two).
-    fn kept(&self) -> impl Iterator<Item = &Owned> {
+    fn kept(&self) -> impl Iterator<Item = &Kept> {
         let slowest = self.slowest.as_ref();
         slowest.into_iter().chain(
             self.sampled()
@@ -352,7 +425,7 @@ impl Picks {
     }
 
     /// The final exemplars: the slowest, then up to two typical ones.
-    fn chosen(&self) -> impl Iterator<Item = &Owned> {
+    fn chosen(&self) -> impl Iterator<Item = &Kept> {
         let slowest = self.slowest.as_ref();
         let others = self
             .sampled()
@@ -361,13 +434,13 @@ impl Picks {
         slowest.into_iter().chain(others)
     }
 
-    /// Bytes of the kept strings (the candidates themselves are counted per
-    /// group by [`PICKS_BYTES`]).
+    /// Bytes of the kept ids (the candidates themselves are counted per group
+    /// by [`PICKS_BYTES`]).
     fn heap_bytes(&self) -> usize {
         self.slowest
             .iter()
             .chain(self.sampled())
-            .map(Candidate::heap_bytes)
+            .map(Kept::heap_bytes)
             .sum()
     }
 }
@@ -379,8 +452,6 @@ struct Columns {
     trace_id: Text,
     span_id: Text,
     dataset: Text,
-    /// The dataset names of the candidates kept from this batch.
-    datasets: Datasets,
 }
 
 /// A text argument in the string layout it arrived in: casting ids between
@@ -433,11 +504,10 @@ impl Columns {
             trace_id: Text::new(trace_id)?,
             span_id: Text::new(span_id)?,
             dataset: Text::new(dataset)?,
-            datasets: Datasets::default(),
         })
     }
 
-    fn row(&self, row: usize) -> Candidate<&str> {
+    fn row(&self, row: usize) -> Candidate<'_> {
         Candidate::new(
             self.dataset.at(row),
             self.timestamp(row),
@@ -478,7 +548,7 @@ impl Columns {
 }
 
 /// Exemplar lists, one per group: `lists[g]` holds group `g`'s candidates.
-fn to_list<'a>(lists: impl Iterator<Item = Vec<&'a Owned>>) -> ArrayRef {
+fn to_list<'a>(lists: impl Iterator<Item = Vec<&'a Kept>>, names: &Names) -> ArrayRef {
     let mut dataset = StringBuilder::new();
     let mut timestamp = TimestampNanosecondBuilder::new().with_timezone(TIMESTAMP_TZ);
     let mut trace_id = StringBuilder::new();
@@ -486,11 +556,12 @@ fn to_list<'a>(lists: impl Iterator<Item = Vec<&'a Owned>>) -> ArrayRef {
     let mut value = Float64Builder::new();
     let mut offsets = vec![0i32];
     for list in lists {
-        for candidate in &list {
-            dataset.append_option(candidate.dataset.as_deref());
+        for kept in &list {
+            let candidate = kept.view(names);
+            dataset.append_option(candidate.dataset);
             timestamp.append_option(candidate.timestamp);
-            trace_id.append_option(candidate.trace_id.as_deref());
-            span_id.append_option(candidate.span_id.as_deref());
+            trace_id.append_option(candidate.trace_id);
+            span_id.append_option(candidate.span_id);
             value.append_option(candidate.value);
         }
         let last = offsets.last().copied().unwrap_or(0);
@@ -606,7 +677,7 @@ impl AggregateUDFImpl for ExemplarsUdaf {
 
     fn default_value(&self, _data_type: &DataType) -> Result<ScalarValue> {
         Ok(ScalarValue::List(Arc::new(
-            to_list(std::iter::once(Vec::new()))
+            to_list(std::iter::once(Vec::new()), &Names::default())
                 .as_list::<i32>()
                 .clone(),
         )))
@@ -640,28 +711,29 @@ impl AggregateUDFImpl for ExemplarsUdaf {
 #[derive(Debug, Default)]
 struct ExemplarsAccumulator {
     picks: Picks,
+    names: Names,
 }
 
 impl Accumulator for ExemplarsAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let columns = Columns::new(values)?;
         for row in 0..columns.value.len() {
-            self.picks.consider(&columns, row);
+            self.picks.consider(&columns, row, &mut self.names);
         }
         Ok(())
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let list = to_list(std::iter::once(self.picks.chosen().collect()));
+        let list = to_list(std::iter::once(self.picks.chosen().collect()), &self.names);
         Ok(ScalarValue::List(Arc::new(list.as_list::<i32>().clone())))
     }
 
     fn size(&self) -> usize {
-        PICKS_BYTES + self.picks.heap_bytes()
+        PICKS_BYTES + self.picks.heap_bytes() + self.names.heap_bytes()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let list = to_list(std::iter::once(self.picks.kept().collect()));
+        let list = to_list(std::iter::once(self.picks.kept().collect()), &self.names);
         Ok(vec![ScalarValue::List(Arc::new(
             list.as_list::<i32>().clone(),
         ))])
@@ -671,8 +743,10 @@ impl Accumulator for ExemplarsAccumulator {
         let Some(state) = states.first() else {
             return Ok(());
         };
-        let picks = &mut self.picks;
-        merge_lists(state, |_, columns, item| Ok(picks.consider(columns, item)))?;
+        let (picks, names) = (&mut self.picks, &mut self.names);
+        merge_lists(state, |_, columns, item| {
+            Ok(picks.consider(columns, item, names))
+        })?;
         Ok(())
     }
 }
@@ -681,6 +755,7 @@ impl Accumulator for ExemplarsAccumulator {
 #[derive(Default)]
 struct ExemplarsGroups {
     groups: Vec<Picks>,
+    names: Names,
     heap: usize,
 }
 
@@ -723,7 +798,7 @@ impl GroupsAccumulator for ExemplarsGroups {
                     "group {group} out of range"
                 )));
             };
-            delta += picks.consider(&columns, row);
+            delta += picks.consider(&columns, row, &mut self.names);
         }
         self.apply(delta);
         Ok(())
@@ -731,13 +806,17 @@ impl GroupsAccumulator for ExemplarsGroups {
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let taken = self.take(emit_to);
-        Ok(to_list(taken.iter().map(|picks| picks.chosen().collect())))
+        Ok(to_list(
+            taken.iter().map(|picks| picks.chosen().collect()),
+            &self.names,
+        ))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let taken = self.take(emit_to);
         Ok(vec![to_list(
             taken.iter().map(|picks| picks.kept().collect()),
+            &self.names,
         )])
     }
 
@@ -751,7 +830,7 @@ impl GroupsAccumulator for ExemplarsGroups {
         let Some(state) = values.first() else {
             return Ok(());
         };
-        let groups = &mut self.groups;
+        let (groups, names) = (&mut self.groups, &mut self.names);
         let delta = merge_lists(state, |row, columns, item| {
             let picks = group_indices
                 .get(row)
@@ -759,7 +838,7 @@ impl GroupsAccumulator for ExemplarsGroups {
                 .ok_or_else(|| {
                     DataFusionError::Internal(format!("state row {row} has no group"))
                 })?;
-            Ok(picks.consider(columns, item))
+            Ok(picks.consider(columns, item, names))
         })?;
         self.apply(delta);
         Ok(())
@@ -771,20 +850,22 @@ impl GroupsAccumulator for ExemplarsGroups {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let columns = Columns::new(values)?;
-        let owned: Vec<Option<Owned>> = (0..columns.value.len())
+        let mut names = Names::default();
+        let kept: Vec<Option<Kept>> = (0..columns.value.len())
             .map(|row| {
                 let passes =
                     opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row));
-                passes.then(|| columns.row(row).to_owned(&columns.datasets))
+                passes.then(|| Kept::new(&columns.row(row), &mut names))
             })
             .collect();
         Ok(vec![to_list(
-            owned.iter().map(|candidate| candidate.iter().collect()),
+            kept.iter().map(|candidate| candidate.iter().collect()),
+            &names,
         )])
     }
 
     fn size(&self) -> usize {
-        self.groups.capacity() * PICKS_BYTES + self.heap
+        self.groups.capacity() * PICKS_BYTES + self.heap + self.names.heap_bytes()
     }
 }
 
@@ -828,6 +909,7 @@ mod tests {
         let columns = columns(500);
         let mut every_row = Picks::default();
         let mut ranked = Picks::default();
+        let mut names = Names::default();
         let mut turned_away = 0;
         for row in 0..500 {
             let candidate = columns.row(row);
@@ -838,11 +920,11 @@ mod tests {
                 (full.has_trace, full.value.map(f64::to_bits), full.hash),
                 "row {row}"
             );
-            every_row.offer(&candidate, &columns.datasets);
+            every_row.offer(&candidate, &mut names);
             if ranked.turns_away(&rank) {
                 turned_away += 1;
             } else {
-                ranked.offer(&candidate, &columns.datasets);
+                ranked.offer(&candidate, &mut names);
             }
             assert_eq!(
                 ranked.kept().collect::<Vec<_>>(),
@@ -852,32 +934,53 @@ mod tests {
         assert!(turned_away > 400, "only {turned_away} rows turned away");
     }
 
-    /// Picks merged from the states of any split of the rows are the picks of
-    /// all rows, although a state lists the slowest once when it is also a
-    /// typical pick.
+    /// Picks merged from the states of any split of the rows (through the
+    /// state lists, each part with names of its own) are the picks of all
+    /// rows, although a state lists the slowest once when it is also a typical
+    /// pick.
     #[test]
-    fn merged_states_pick_as_all_rows_do() {
+    fn merged_states_pick_as_all_rows_do() -> Result<()> {
         let columns = columns(300);
+        let mut names = Names::default();
         let mut all = Picks::default();
         for row in 0..300 {
-            all.offer(&columns.row(row), &columns.datasets);
+            all.offer(&columns.row(row), &mut names);
         }
+        let chosen = |picks: &Picks, names: &Names| -> Vec<String> {
+            picks
+                .chosen()
+                .map(|kept| format!("{:?}", kept.view(names)))
+                .collect()
+        };
         for parts in [1, 2, 7, 60, 300] {
             let mut merged = Picks::default();
+            let mut merged_names = Names::default();
             for part in 0..parts {
                 let mut picks = Picks::default();
+                let mut part_names = Names::default();
                 for row in (0..300).filter(|row| row % parts == part) {
-                    picks.offer(&columns.row(row), &columns.datasets);
+                    picks.offer(&columns.row(row), &mut part_names);
                 }
-                for kept in picks.kept() {
-                    merged.offer(kept, &columns.datasets);
-                }
+                let state = to_list(std::iter::once(picks.kept().collect()), &part_names);
+                merge_lists(&state, |_, columns, item| {
+                    Ok(merged.consider(columns, item, &mut merged_names))
+                })?;
             }
             assert_eq!(
-                merged.chosen().collect::<Vec<_>>(),
-                all.chosen().collect::<Vec<_>>(),
+                chosen(&merged, &merged_names),
+                chosen(&all, &names),
                 "{parts} parts"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_kept_candidate_is_small() {
+        assert!(
+            size_of::<Option<Kept>>() <= 40,
+            "{}",
+            size_of::<Option<Kept>>()
+        );
     }
 }
