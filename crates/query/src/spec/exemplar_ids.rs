@@ -23,6 +23,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::DataType;
 use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, cast, lit};
+use datafusion::physical_plan::collect;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use quarry_functions::in_sorted_expr;
 use quarry_schema::{TIMESTAMP, TIMESTAMP_TZ};
@@ -74,11 +76,27 @@ pub(super) async fn fill_exemplar_ids(
         list.sort_unstable();
         list.dedup();
     }
-    let batches = exemplar_events(plan, context, &times)?
+    let started = std::time::Instant::now();
+    let physical = exemplar_events(plan, context, &times)?
         .limit(0, Some(MAX_LOOKUP_ROWS))?
-        .collect()
+        .create_physical_plan()
         .await?;
+    let planned = started.elapsed();
+    let batches = collect(Arc::clone(&physical), context.task_ctx()).await?;
+    let read = started.elapsed();
     let events = Events::new(&batches, plan)?;
+    tracing::debug!(
+        times = times.values().map(Vec::len).sum::<usize>(),
+        rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        plan_ms = planned.as_secs_f64() * 1e3,
+        read_ms = (read - planned).as_secs_f64() * 1e3,
+        events_ms = (started.elapsed() - read).as_secs_f64() * 1e3,
+        "spec exemplar ids"
+    );
+    tracing::trace!(
+        plan = %DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(true),
+        "spec exemplar ids plan"
+    );
     let breakdowns = &plan.spec.breakdowns;
     for group in groups.iter_mut() {
         let keys: Vec<Value> = breakdowns
