@@ -147,6 +147,7 @@ impl ValidSpec {
             }
             Some(n) => n as usize,
         };
+        source(spec.source.as_deref())?;
         let (start_ns, end_ns) = time_range(spec, now_ns)?;
         let granularity_secs = granularity(spec.granularity, end_ns - start_ns)?;
         let calculated_fields = calculated_fields(spec)?;
@@ -164,6 +165,22 @@ impl ValidSpec {
             calculated_fields,
             usage_mode: spec.usage_mode,
         })
+    }
+}
+
+/// `source` may only force raw rows: any other value (a typo of "raw", a rollup
+/// name copied from an answer) would otherwise be read as "let a rollup answer".
+fn source(source: Option<&str>) -> Result<(), SpecError> {
+    match source {
+        None => Ok(()),
+        Some(source) if source.eq_ignore_ascii_case("raw") => Ok(()),
+        Some(other) => Err(SpecError::new(
+            "source",
+            format!(
+                "{other:?} is not a source to ask for: \"raw\" forces raw rows; \
+                 without it a rollup answers where one fits"
+            ),
+        )),
     }
 }
 
@@ -616,6 +633,19 @@ mod tests {
     }
 
     #[test]
+    fn source_may_only_force_raw_rows() {
+        assert!(check(json!({"source": "raw"})).is_ok());
+        assert!(check(json!({"source": "RAW"})).is_ok());
+        let error = check(json!({"source": "rollup:requests"})).unwrap_err();
+        assert_eq!(error.field, "source");
+        assert!(
+            error.message.contains("\"rollup:requests\""),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
     fn defaults_are_count_last_two_hours_one_minute_buckets() {
         let spec = check(json!({})).unwrap();
         assert_eq!(spec.calculations[0].name, "COUNT");
@@ -776,6 +806,8 @@ mod tests {
             ),
             "havings[0]"
         );
+        assert_eq!(field_of(json!({"source": "rollup:requests"})), "source");
+        assert_eq!(field_of(json!({"source": "raww"})), "source");
         assert_eq!(field_of(json!({"limit": 0})), "limit");
         assert_eq!(field_of(json!({"limit": 1_000_000})), "limit");
         assert_eq!(field_of(json!({"breakdowns": ["a", "a"]})), "breakdowns[1]");
