@@ -128,7 +128,13 @@ fn text_rows(batch: &RecordBatch) -> Result<Vec<Vec<String>>, DataFusionError> {
 }
 
 fn slt_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(SLT_DIR);
+    // The run-time value first: a binary built from another checkout into a
+    // shared target directory must read this checkout.
+    let dir = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join(SLT_DIR);
     let filter = std::env::var("QUARRY_SLT_FILTER").unwrap_or_default();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))

@@ -53,7 +53,13 @@ fn upward_dependencies(
 
 /// Package names in the README's layout block, bottom-up (`crates/<dir>` lines).
 fn documented_order() -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The run-time value first: a binary built from another checkout into a
+    // shared target directory must read this checkout.
+    let root = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let layout = readme
         .split("## Workspace layout")
@@ -92,7 +98,10 @@ fn workspace_dependencies() -> BTreeMap<String, Vec<String>> {
             "--no-deps",
             "--offline",
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+        )
         .output()
         .expect("cargo metadata runs");
     assert!(
