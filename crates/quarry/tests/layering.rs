@@ -3,7 +3,7 @@
 //! listed above it. This reads the real dependencies from `cargo metadata`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -51,15 +51,18 @@ fn upward_dependencies(
     violations
 }
 
-/// Package names in the README's layout block, bottom-up (`crates/<dir>` lines).
-fn documented_order() -> Vec<String> {
-    // The run-time value first: a binary built from another checkout into a
-    // shared target directory must read this checkout.
-    let root = Path::new(
-        &std::env::var("CARGO_MANIFEST_DIR")
+/// This package's directory, the run-time value first: a binary built from
+/// another checkout into a shared target directory must read this checkout.
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
             .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
     )
-    .join("../..");
+}
+
+/// Package names in the README's layout block, bottom-up (`crates/<dir>` lines).
+fn documented_order() -> Vec<String> {
+    let root = manifest_dir().join("../..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let layout = readme
         .split("## Workspace layout")
@@ -98,10 +101,7 @@ fn workspace_dependencies() -> BTreeMap<String, Vec<String>> {
             "--no-deps",
             "--offline",
         ])
-        .current_dir(
-            std::env::var("CARGO_MANIFEST_DIR")
-                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
-        )
+        .current_dir(manifest_dir())
         .output()
         .expect("cargo metadata runs");
     assert!(
