@@ -10,7 +10,7 @@ set -u
 T=${CARGO_TARGET_DIR:-$HOME/.cache/quarry/target}/release
 D=$(mktemp -d)
 PORT=${PORT:-18080}
-RUST_LOG=info,quarry_query::spec=debug $T/quarry serve --data-dir $D --http 127.0.0.1:$PORT --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 > $D/log 2>&1 &
+RUST_LOG=info,quarry_query::spec=debug $T/quarry serve --data-dir $D --http 127.0.0.1:$PORT --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 --pg 127.0.0.1:0 > $D/log 2>&1 &
 PID=$!
 for i in $(seq 100); do curl -sf http://127.0.0.1:$PORT/readyz >/dev/null && break; sleep 0.2; done
 $T/quarry-load --url http://127.0.0.1:$PORT --events ${EVENTS:-1M} > $D/load.log 2>&1

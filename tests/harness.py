@@ -80,6 +80,8 @@ def to_toml(config: dict[str, dict[str, Any]]) -> str:
 # Log lines naming the OTLP receivers' bound addresses.
 _OTLP_GRPC_LINE = re.compile(r"OTLP/gRPC receiver on [^\s:]+:(\d+)")
 _OTLP_HTTP_LINE = re.compile(r"OTLP/HTTP receiver on http://[^\s:]+:(\d+)")
+# Log line naming the Postgres wire protocol's bound address.
+_PG_LINE = re.compile(r"Postgres wire protocol on [^\s:]+:(\d+)")
 
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(\s+-?\d+)?$")
 
@@ -209,6 +211,8 @@ class Quarry:
         # OTLP receivers' ports (bound to port 0; read from the server log).
         self.otlp_grpc_port = 0
         self.otlp_http_port = 0
+        # The Postgres wire protocol's port (bound to port 0; read from the log).
+        self.pg_port = 0
         self.starts = 0
         self.log_path = workdir / "quarry-0.log"
 
@@ -258,6 +262,8 @@ class Quarry:
             "127.0.0.1:0",
             "--otlp-http",
             "127.0.0.1:0",
+            "--pg",
+            "127.0.0.1:0",
         ]
         if self.durability:
             cmd += ["--durability", self.durability]
@@ -294,6 +300,8 @@ class Quarry:
         http = _OTLP_HTTP_LINE.findall(log)
         self.otlp_grpc_port = int(grpc[-1]) if grpc else 0
         self.otlp_http_port = int(http[-1]) if http else 0
+        pg = _PG_LINE.findall(log)
+        self.pg_port = int(pg[-1]) if pg else 0
 
     @property
     def otlp_grpc_endpoint(self) -> str:

@@ -45,6 +45,7 @@ class QuarryServer:
             # OTLP receivers on free ports (the defaults 4317/4318 may be taken).
             "--otlp-grpc", "127.0.0.1:0",
             "--otlp-http", "127.0.0.1:0",
+            "--pg", "127.0.0.1:0",
             "--durability", self.durability,
             "--config", str(self._config()),
             *self.flags,

@@ -63,6 +63,11 @@ pub struct ServeArgs {
     /// disables this port [default: 127.0.0.1:4318]
     #[arg(long, value_name = "ADDR")]
     pub otlp_http: Option<String>,
+    /// Address of the Postgres wire protocol (psql, JDBC, Grafana; the API key is
+    /// the password); port 0 picks a free port and logs it; `off` disables it
+    /// [default: 127.0.0.1:5432]
+    #[arg(long, value_name = "ADDR")]
+    pub pg: Option<String>,
     /// Drop sealed data older than this (`30d`, `12h`, ... or `forever`); overrides
     /// `[retention] max_age` (per-dataset overrides stay) [default: forever]
     #[arg(long, value_name = "DURATION")]
@@ -156,6 +161,7 @@ impl ServeArgs {
             durability: self.durability.map(Durability::from),
             otlp_grpc: self.otlp_grpc.clone(),
             otlp_http: self.otlp_http.clone(),
+            pg: self.pg.clone(),
             retention_max_age: self.retention_max_age.clone(),
             role: self.role.map(Role::from),
             node_id: self.node_id.clone(),
@@ -193,6 +199,8 @@ mod tests {
             "127.0.0.1:0",
             "--otlp-http",
             "off",
+            "--pg",
+            "127.0.0.1:0",
         ])
         .unwrap();
         let Command::Serve(args) = cli.command else {
@@ -206,6 +214,7 @@ mod tests {
         assert_eq!(args.config, None);
         assert_eq!(args.otlp_grpc.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.otlp_http.as_deref(), Some("off"));
+        assert_eq!(args.overrides().pg.as_deref(), Some("127.0.0.1:0"));
     }
 
     #[test]

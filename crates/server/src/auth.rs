@@ -35,6 +35,16 @@ impl Auth {
         Auth { keys }
     }
 
+    /// Whether API keys are configured; without them everyone is in `default`.
+    pub fn requires_key(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// The environment of API key `key`, when it is a configured key.
+    pub fn environment_of_key(&self, key: &str) -> Option<&str> {
+        self.keys.get(key).map(String::as_str)
+    }
+
     /// The environment a request with these headers belongs to.
     pub fn environment(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         if self.keys.is_empty() {

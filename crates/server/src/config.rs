@@ -31,6 +31,8 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 pub const DEFAULT_OTLP_GRPC: &str = "127.0.0.1:4317";
 /// Default OTLP/HTTP listen address (the OpenTelemetry standard port).
 pub const DEFAULT_OTLP_HTTP: &str = "127.0.0.1:4318";
+/// Default Postgres wire protocol listen address (Postgres's standard port).
+pub const DEFAULT_PG: &str = "127.0.0.1:5432";
 /// The address value that turns a receiver off.
 const OFF: &str = "off";
 /// Default data directory.
@@ -108,6 +110,8 @@ pub struct Overrides {
     pub otlp_grpc: Option<String>,
     /// `[server] otlp_http` (`off` turns the receiver off).
     pub otlp_http: Option<String>,
+    /// `[server] pg` (`off` turns the Postgres port off).
+    pub pg: Option<String>,
     /// `[retention] max_age` (`30d`, `12h`, ... or `forever`).
     pub retention_max_age: Option<String>,
     /// `[server] role`.
@@ -146,6 +150,8 @@ pub struct Config {
     /// Address of the OTLP/HTTP receiver's own port; `None` when turned off (the
     /// `/v1/*` routes stay on the HTTP port).
     pub otlp_http: Option<String>,
+    /// Address of the Postgres wire protocol port; `None` when turned off.
+    pub pg: Option<String>,
     /// Rollups of the `[[rollups]]` sections and the default trace rollup switch.
     pub rollups: RollupSettings,
     /// Wall time for the whole server, the store included (the system clock;
@@ -271,6 +277,7 @@ struct ServerSection {
     max_concurrent_ingest: Option<usize>,
     otlp_grpc: Option<String>,
     otlp_http: Option<String>,
+    pg: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -484,6 +491,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         args.otlp_http.clone().or(server.otlp_http),
         DEFAULT_OTLP_HTTP,
     );
+    let pg = receiver_address(args.pg.clone().or(server.pg), DEFAULT_PG);
     let max_concurrent_ingest = match server.max_concurrent_ingest {
         Some(0) => {
             return Err(ApiError::Config(
@@ -516,6 +524,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         max_concurrent_ingest,
         otlp_grpc,
         otlp_http,
+        pg,
         rollups,
         clock: system_clock(),
         role: args.role.or(server.role).unwrap_or_default(),
@@ -657,6 +666,7 @@ mod tests {
         assert!(config.api_keys.is_empty());
         assert_eq!(config.otlp_grpc.as_deref(), Some("127.0.0.1:4317"));
         assert_eq!(config.otlp_http.as_deref(), Some("127.0.0.1:4318"));
+        assert_eq!(config.pg.as_deref(), Some("127.0.0.1:5432"));
     }
 
     #[test]
@@ -666,6 +676,7 @@ mod tests {
             http = "0.0.0.0:9000"
             otlp_grpc = "0.0.0.0:4317"
             otlp_http = "off"
+            pg = "0.0.0.0:5433"
             [storage]
             data_dir = "/var/lib/quarry"
             durability = "relaxed"
@@ -683,6 +694,7 @@ mod tests {
         assert_eq!(config.http, "0.0.0.0:9000");
         assert_eq!(config.otlp_grpc.as_deref(), Some("0.0.0.0:4317"));
         assert_eq!(config.otlp_http, None);
+        assert_eq!(config.pg.as_deref(), Some("0.0.0.0:5433"));
         assert_eq!(config.store.wal_dir, PathBuf::from("/var/lib/quarry/wal"));
         assert_eq!(config.store.durability, Durability::Relaxed);
         assert_eq!(config.store.seal_max_rows, 1000);
@@ -707,9 +719,11 @@ mod tests {
             durability: Some(Durability::Fsync),
             otlp_grpc: Some("127.0.0.1:0".into()),
             otlp_http: Some("OFF".into()),
+            pg: Some("off".into()),
             ..Overrides::default()
         };
         let config = from_toml(text, &args).unwrap();
+        assert_eq!(config.pg, None);
         assert_eq!(config.otlp_grpc.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(config.otlp_http, None);
         assert_eq!(config.http, "127.0.0.1:0");

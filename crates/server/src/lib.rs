@@ -1,5 +1,6 @@
 //! The Quarry server as a library: configuration, the state every handler shares,
-//! the HTTP API and its routes, the OTLP/gRPC and OTLP/HTTP receivers, auth,
+//! the HTTP API and its routes, the OTLP/gRPC and OTLP/HTTP receivers, Arrow
+//! Flight SQL (on the OTLP/gRPC port) and the Postgres wire protocol, auth,
 //! `/metrics`, the demo writer, and the server's life ([`Server::start`] →
 //! [`RunningServer::stop`]).
 //!
@@ -17,10 +18,12 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod error;
+mod flight_sql;
 pub mod ingest_service;
 pub mod metrics;
 mod names;
 mod otlp;
+mod pg;
 pub mod router;
 mod routes;
 mod saved_queries;

@@ -20,6 +20,7 @@ use crate::cluster::BufferFlight;
 use crate::config::{self, Config};
 use crate::demo::{self, DemoConfig};
 use crate::error::ApiError;
+use crate::flight_sql::QuarryFlightSql;
 use crate::otlp::grpc::{LogsService, MetricsService, Receiver, TraceService};
 use crate::router::{otlp_http_router, router};
 use crate::state::AppState;
@@ -36,6 +37,7 @@ pub struct RunningServer {
     http_address: SocketAddr,
     otlp_grpc_address: Option<SocketAddr>,
     otlp_http_address: Option<SocketAddr>,
+    pg_address: Option<SocketAddr>,
     state: AppState,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ApiError>>,
@@ -58,6 +60,8 @@ impl Server {
         let otlp_grpc = bind_optional(config.otlp_grpc.as_deref().filter(|_| ingests)).await?;
         let otlp_http = bind_optional(config.otlp_http.as_deref().filter(|_| ingests)).await?;
         let worker = bind_optional(config.worker.as_deref()).await?;
+        let pg = bind_optional(config.pg.as_deref()).await?;
+        let pg_address = pg.as_ref().map(local_address).transpose()?;
         let otlp_grpc_address = otlp_grpc.as_ref().map(local_address).transpose()?;
         let otlp_http_address = otlp_http.as_ref().map(local_address).transpose()?;
         let storage = config::open_object_storage(&mut config)?;
@@ -104,7 +108,7 @@ impl Server {
             }
         };
         let receivers =
-            match start_otlp_receivers(&state, otlp_grpc, otlp_http, worker, receivers_stop) {
+            match start_otlp_receivers(&state, otlp_grpc, otlp_http, worker, pg, receivers_stop) {
                 Ok(receivers) => receivers,
                 Err(error) => {
                     maintenance.stop();
@@ -159,6 +163,7 @@ impl Server {
             http_address,
             otlp_grpc_address,
             otlp_http_address,
+            pg_address,
             state,
             stop,
             task,
@@ -180,6 +185,11 @@ impl RunningServer {
     /// Where the OTLP/HTTP receiver's own port listens, when it is on.
     pub fn otlp_http_address(&self) -> Option<SocketAddr> {
         self.otlp_http_address
+    }
+
+    /// Where the Postgres wire protocol listens, when it is on.
+    pub fn pg_address(&self) -> Option<SocketAddr> {
+        self.pg_address
     }
 
     /// The state the handlers share (the store, the engine, the counters).
@@ -237,17 +247,29 @@ fn local_address(listener: &TcpListener) -> Result<std::net::SocketAddr, ApiErro
         .map_err(|error| ApiError::Startup(format!("cannot read the bound address: {error}")))
 }
 
-/// Serves OTLP/gRPC and OTLP/HTTP on their listeners until `stop` resolves; logs
-/// each bound address (port 0 binds a free port, and tests read it from the log).
+/// Serves OTLP/gRPC, OTLP/HTTP, the cluster port and the Postgres protocol on
+/// their listeners until `stop` resolves; logs each bound address (port 0 binds
+/// a free port, and tests read it from the log).
 fn start_otlp_receivers(
     state: &AppState,
     grpc: Option<TcpListener>,
     http: Option<TcpListener>,
     worker: Option<TcpListener>,
+    pg: Option<TcpListener>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ApiError> {
     let stop = futures::FutureExt::shared(Box::pin(stop));
     let mut tasks = Vec::new();
+    if let Some(listener) = pg {
+        let address = local_address(&listener)?;
+        info!("Postgres wire protocol on {address}");
+        tasks.push(tokio::spawn(crate::pg::serve(
+            listener,
+            Arc::clone(&state.auth),
+            Arc::clone(&state.engine),
+            stop.clone(),
+        )));
+    }
     if let Some(listener) = worker {
         // The cluster port: the datafusion-distributed worker (runs the query
         // stages other nodes send), and on a node that ingests into a shared
@@ -279,8 +301,13 @@ fn start_otlp_receivers(
             .add_service(Receiver::<TraceService>::new(state.clone()))
             .add_service(Receiver::<LogsService>::new(state.clone()))
             .add_service(Receiver::<MetricsService>::new(state.clone()))
+            .add_service(
+                QuarryFlightSql::new(Arc::clone(&state.auth), Arc::clone(&state.engine))
+                    .into_server(),
+            )
             .serve_with_incoming_shutdown(incoming, stop.clone());
         info!("OTLP/gRPC receiver on {address}");
+        info!("Arrow Flight SQL on {address}");
         tasks.push(tokio::spawn(async move {
             if let Err(error) = server.await {
                 warn!(%error, "the OTLP/gRPC receiver failed");

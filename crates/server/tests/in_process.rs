@@ -16,6 +16,7 @@ async fn a_server_started_in_process_keeps_what_it_acknowledged_across_a_restart
             http: Some("127.0.0.1:0".into()),
             otlp_grpc: Some("off".into()),
             otlp_http: Some("127.0.0.1:0".into()),
+            pg: Some("127.0.0.1:0".into()),
             ..Overrides::default()
         })
         .unwrap()
@@ -24,6 +25,11 @@ async fn a_server_started_in_process_keeps_what_it_acknowledged_across_a_restart
     let server = Server::start(config(), None).await.unwrap();
     assert_ne!(server.http_address().port(), 0);
     assert!(server.otlp_grpc_address().is_none());
+    assert!(
+        server
+            .pg_address()
+            .is_some_and(|address| address.port() != 0)
+    );
     assert!(
         server
             .otlp_http_address()
@@ -60,6 +66,7 @@ async fn a_busy_port_fails_the_start_with_the_address() {
         http: Some(taken.local_addr().unwrap().to_string()),
         otlp_grpc: Some("off".into()),
         otlp_http: Some("off".into()),
+        pg: Some("off".into()),
         ..Overrides::default()
     })
     .unwrap();
