@@ -83,3 +83,21 @@ def test_guardrails_refuse_with_a_grpc_error_and_serving_goes_on(flight):
             cur.execute("CREATE TABLE copied AS SELECT * FROM events")
         cur.execute("SELECT count(*) AS n FROM events")
         assert cur.fetchall() == [(MANY_ROWS,)]
+
+
+def test_catalog_commands_list_only_the_keys_datasets(flight):
+    with connect(flight, KEY_A) as conn:
+        schema = conn.adbc_get_table_schema("events")
+        assert {"n", "ratio", "even", "name", "timestamp"} <= set(schema.names), schema
+        assert str(schema.field("n").type) == "int64"
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+    tables = sorted(
+        table["table_name"]
+        for catalog in objects
+        for db_schema in catalog["catalog_db_schemas"] or []
+        for table in db_schema["db_schema_tables"] or []
+    )
+    assert tables == ["events"], objects
+    with connect(flight, KEY_B) as conn:
+        with pytest.raises(adbc_driver_manager.Error):
+            conn.adbc_get_table_schema("events")

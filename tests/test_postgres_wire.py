@@ -132,7 +132,8 @@ def test_prepared_statement_with_parameters(pg):
 
 
 def test_a_long_query_is_cancelled_and_the_connection_serves_on(pg):
-    endless = f"SELECT count(*) FROM generate_series(1, {ENDLESS_ROWS})"
+    # A sum, not count(*): a count could be answered from the row count alone.
+    endless = f"SELECT sum(value % 7) FROM generate_series(1, {ENDLESS_ROWS})"
     with connect(pg) as conn:
         outcome: dict[str, BaseException | object] = {}
         started = threading.Event()

@@ -2,7 +2,8 @@
 //! run SQL over the datasets of their key's environment and get Arrow back,
 //! streamed (docs/postgres-and-flight-sql.md).
 //!
-//! Statements are stateless: a ticket or prepared-statement handle carries the
+//! Catalog commands (`GetCatalogs`, `GetDbSchemas`, `GetTables`,
+//! `GetTableTypes`) list the environment's datasets. Statements are stateless: a ticket or prepared-statement handle carries the
 //! SQL text, and each call authenticates again, so a handle grants nothing a
 //! key does not. Every statement runs through [`QueryEngine::sql`], the path of
 //! SQL over HTTP, with its functions, guardrails and read-only check.
@@ -10,16 +11,20 @@
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
+use arrow::error::ArrowError;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
+use datafusion::common::TableReference;
 use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetSqlInfo, CommandPreparedStatementQuery,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
     CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
@@ -28,7 +33,7 @@ use arrow_flight::{
 };
 use futures::{Stream, TryStreamExt, stream};
 use prost::Message;
-use quarry_engine::QueryEngine;
+use quarry_engine::{CATALOG_NAME, QueryEngine, SCHEMA_NAME};
 use quarry_segment_store::DEFAULT_ENVIRONMENT;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -42,6 +47,16 @@ use crate::otlp::grpc::status_of;
 const AUTHORIZATION_HEADER: &str = "authorization";
 /// The scheme of the authorization header's value.
 const BEARER: &str = "Bearer ";
+
+/// The type of every table (dataset) in `GetTables`.
+const TABLE_TYPE: &str = "TABLE";
+
+/// [`SQL_INFO`], or why it is missing.
+fn sql_info() -> Result<&'static SqlInfoData, Status> {
+    SQL_INFO
+        .as_ref()
+        .ok_or_else(|| Status::internal("the server's SQL info did not build"))
+}
 
 /// What `GetSqlInfo` answers: the server's name and version, read-only.
 static SQL_INFO: LazyLock<Option<SqlInfoData>> = LazyLock::new(|| {
@@ -136,6 +151,34 @@ impl QuarryFlightSql {
 /// What `DoGet` streams.
 type DataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
+/// The `FlightInfo` of a metadata command: its result schema, and the command
+/// itself as the ticket to `DoGet` it with.
+fn metadata_info(
+    command: impl ProstMessageExt,
+    schema: &Schema,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let ticket = Ticket::new(command.as_any().encode_to_vec());
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|error| Status::internal(format!("cannot encode the schema: {error}")))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// A metadata command's one-batch answer, as Flight data.
+fn metadata_stream(
+    schema: Arc<Schema>,
+    batch: Result<RecordBatch, ArrowError>,
+) -> Result<Response<DataStream>, Status> {
+    let data = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(stream::once(async { batch.map_err(FlightError::from) }))
+        .map_err(Status::from);
+    Ok(Response::new(Box::pin(data)))
+}
+
 /// The SQL text a ticket or handle carries.
 fn sql_of(handle: &[u8]) -> Result<String, Status> {
     String::from_utf8(handle.to_vec())
@@ -222,16 +265,8 @@ impl FlightSqlService for QuarryFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.environment(request.metadata())?;
-        let info = SQL_INFO
-            .as_ref()
-            .ok_or_else(|| Status::internal("the server's SQL info did not build"))?;
-        let ticket = Ticket::new(query.as_any().encode_to_vec());
-        let flight_info = FlightInfo::new()
-            .try_with_schema(query.into_builder(info).schema().as_ref())
-            .map_err(|error| Status::internal(format!("cannot encode the schema: {error}")))?
-            .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
-            .with_descriptor(request.into_inner());
-        Ok(Response::new(flight_info))
+        let schema = query.clone().into_builder(sql_info()?).schema();
+        metadata_info(query, &schema, request.into_inner())
     }
 
     async fn do_get_sql_info(
@@ -240,17 +275,116 @@ impl FlightSqlService for QuarryFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         self.environment(request.metadata())?;
-        let info = SQL_INFO
-            .as_ref()
-            .ok_or_else(|| Status::internal("the server's SQL info did not build"))?;
-        let builder = query.into_builder(info);
-        let schema = builder.schema();
-        let batch = builder.build().map_err(FlightError::from);
-        let data = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(stream::once(async { batch }))
-            .map_err(Status::from);
-        Ok(Response::new(Box::pin(data)))
+        let builder = query.into_builder(sql_info()?);
+        metadata_stream(builder.schema(), builder.build())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.environment(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        self.environment(request.metadata())?;
+        let mut builder = query.into_builder();
+        builder.append(CATALOG_NAME);
+        metadata_stream(builder.schema(), builder.build())
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.environment(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        self.environment(request.metadata())?;
+        let mut builder = query.into_builder();
+        builder.append(CATALOG_NAME, SCHEMA_NAME);
+        metadata_stream(builder.schema(), builder.build())
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.environment(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        let environment = self.environment(request.metadata())?;
+        let with_schemas = query.include_schema;
+        let mut builder = query.into_builder();
+        let session = self
+            .engine
+            .session(&environment)
+            .map_err(|error| status_of(&ApiError::from(error)))?;
+        let names = self
+            .engine
+            .dataset_names(&environment)
+            .await
+            .map_err(|error| status_of(&ApiError::from(error)))?;
+        for name in names {
+            // The schema is read only when asked for: it builds a snapshot.
+            let schema = if with_schemas {
+                match session.table_provider(TableReference::bare(name.as_str())).await {
+                    Ok(table) => table.schema(),
+                    // Dropped since it was listed.
+                    Err(_) => continue,
+                }
+            } else {
+                Arc::new(Schema::empty())
+            };
+            builder
+                .append(CATALOG_NAME, SCHEMA_NAME, &name, TABLE_TYPE, &schema)
+                .map_err(|error| Status::internal(error.to_string()))?;
+        }
+        metadata_stream(builder.schema(), builder.build())
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.environment(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<DataStream>, Status> {
+        self.environment(request.metadata())?;
+        let mut builder = query.into_builder();
+        builder.append(TABLE_TYPE);
+        metadata_stream(builder.schema(), builder.build())
     }
 
     async fn do_get_fallback(
@@ -266,9 +400,3 @@ impl FlightSqlService for QuarryFlightSql {
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
-
-/// Keeps the `FlightService` bound visible: the generated server needs it.
-const _: fn() = || {
-    fn is_service<T: FlightService>() {}
-    is_service::<QuarryFlightSql>();
-};

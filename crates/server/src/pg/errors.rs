@@ -2,6 +2,7 @@
 //! SQLSTATE a Postgres client (psycopg, JDBC, libpq) branches on.
 
 use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion_postgres::pgwire::api::{ClientInfo, ErrorHandler};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError};
 use quarry_engine::QueryError;
@@ -58,12 +59,16 @@ pub(crate) fn no_session() -> PgWireError {
 /// DataFusion's errors (which datafusion-postgres passes on as internal errors,
 /// `XX000`) classified as the engine classifies them for HTTP, with their SQLSTATE.
 fn classify(error: PgWireError) -> PgWireError {
-    match error {
-        PgWireError::ApiError(inner) => match inner.downcast::<DataFusionError>() {
-            Ok(datafusion) => query_error(QueryError::from(*datafusion)),
-            Err(inner) => PgWireError::ApiError(inner),
-        },
-        other => other,
+    let PgWireError::ApiError(inner) = error else {
+        return error;
+    };
+    let inner = match inner.downcast::<DataFusionError>() {
+        Ok(datafusion) => return query_error(QueryError::from(*datafusion)),
+        Err(inner) => inner,
+    };
+    match inner.downcast::<ParserError>() {
+        Ok(parser) => self::error(SYNTAX_ERROR, parser.to_string()),
+        Err(inner) => PgWireError::ApiError(inner),
     }
 }
 
@@ -110,5 +115,7 @@ mod tests {
             "table 'quarry.public.nope' not found".into(),
         )));
         assert_eq!(code(classify(unknown)), "42P01");
+        let syntax = PgWireError::ApiError(Box::new(ParserError::ParserError("SELEC".into())));
+        assert_eq!(code(classify(syntax)), "42601");
     }
 }

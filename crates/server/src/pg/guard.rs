@@ -14,7 +14,7 @@ use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::pgwire::api::ClientInfo;
 use datafusion_postgres::pgwire::api::results::Response;
-use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::error::PgWireResult;
 use quarry_engine::query_limits;
 
 use super::errors;
@@ -128,19 +128,19 @@ impl QueryHook for Guardrails {
     }
 }
 
-/// Whether `error` is one of the guardrails' refusals (tests).
-#[cfg(test)]
-fn code_of(error: PgWireError) -> String {
-    match error {
-        PgWireError::UserError(info) => info.code,
-        other => panic!("not a user error: {other:?}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::sql::sqlparser::parser::Parser;
+    use datafusion_postgres::pgwire::error::PgWireError;
+
+    /// The SQLSTATE of a refusal.
+    fn code_of(error: PgWireError) -> String {
+        match error {
+            PgWireError::UserError(info) => info.code,
+            other => panic!("not a user error: {other:?}"),
+        }
+    }
 
     fn statement(sql: &str) -> Statement {
         Parser::parse_sql(&PostgreSqlDialect {}, sql)
