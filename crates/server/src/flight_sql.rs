@@ -13,10 +13,8 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
-use arrow::error::ArrowError;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
-use datafusion::common::TableReference;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
@@ -31,6 +29,7 @@ use arrow_flight::{
     Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc,
     Ticket,
 };
+use datafusion::common::TableReference;
 use futures::{Stream, TryStreamExt, stream};
 use prost::Message;
 use quarry_engine::{CATALOG_NAME, QueryEngine, SCHEMA_NAME};
@@ -168,13 +167,17 @@ fn metadata_info(
 }
 
 /// A metadata command's one-batch answer, as Flight data.
-fn metadata_stream(
+fn metadata_stream<E>(
     schema: Arc<Schema>,
-    batch: Result<RecordBatch, ArrowError>,
-) -> Result<Response<DataStream>, Status> {
+    batch: Result<RecordBatch, E>,
+) -> Result<Response<DataStream>, Status>
+where
+    FlightError: From<E>,
+{
+    let batch = batch.map_err(FlightError::from);
     let data = FlightDataEncoderBuilder::new()
         .with_schema(schema)
-        .build(stream::once(async { batch.map_err(FlightError::from) }))
+        .build(stream::once(async { batch }))
         .map_err(Status::from);
     Ok(Response::new(Box::pin(data)))
 }
@@ -219,10 +222,9 @@ impl FlightSqlService for QuarryFlightSql {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let environment = self.environment(request.metadata())?;
         let schema = self.schema_of(&environment, &query.query).await?;
-        let IpcMessage(dataset_schema) =
-            SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
-                .try_into()
-                .map_err(|error| Status::internal(format!("cannot encode the schema: {error}")))?;
+        let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
+            .try_into()
+            .map_err(|error| Status::internal(format!("cannot encode the schema: {error}")))?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: query.query.into(),
             dataset_schema,
@@ -351,7 +353,10 @@ impl FlightSqlService for QuarryFlightSql {
         for name in names {
             // The schema is read only when asked for: it builds a snapshot.
             let schema = if with_schemas {
-                match session.table_provider(TableReference::bare(name.as_str())).await {
+                match session
+                    .table_provider(TableReference::bare(name.as_str()))
+                    .await
+                {
                     Ok(table) => table.schema(),
                     // Dropped since it was listed.
                     Err(_) => continue,

@@ -100,16 +100,21 @@ mod tests {
 
     #[test]
     fn guardrails_and_missing_tables_have_their_sqlstate() {
-        assert_eq!(code(query_error(QueryError::TooComplex("x".into()))), "54001");
-        assert_eq!(code(query_error(QueryError::DatasetNotFound("t".into()))), "42P01");
+        assert_eq!(
+            code(query_error(QueryError::TooComplex("x".into()))),
+            "54001"
+        );
+        assert_eq!(
+            code(query_error(QueryError::DatasetNotFound("t".into()))),
+            "42P01"
+        );
         assert_eq!(code(read_only("INSERT")), "25006");
     }
 
     #[test]
     fn datafusion_errors_get_the_code_of_their_kind() {
-        let exhausted = PgWireError::ApiError(Box::new(DataFusionError::ResourcesExhausted(
-            "pool".into(),
-        )));
+        let exhausted =
+            PgWireError::ApiError(Box::new(DataFusionError::ResourcesExhausted("pool".into())));
         assert_eq!(code(classify(exhausted)), "53200");
         let unknown = PgWireError::ApiError(Box::new(DataFusionError::Plan(
             "table 'quarry.public.nope' not found".into(),

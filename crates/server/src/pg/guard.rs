@@ -3,9 +3,11 @@
 //! statements. Memory is bounded by the engine's shared pool, which every
 //! connection's session uses.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use datafusion::common::ParamValues;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::common::{DFSchema, ParamValues};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
@@ -13,7 +15,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::pgwire::api::ClientInfo;
-use datafusion_postgres::pgwire::api::results::Response;
+use datafusion_postgres::pgwire::api::results::{Response, Tag};
 use datafusion_postgres::pgwire::error::PgWireResult;
 use quarry_engine::query_limits;
 
@@ -59,7 +61,9 @@ fn refused(statement: &Statement) -> Option<String> {
         | Statement::Fetch { .. }
         | Statement::Close { .. }
         | Statement::Discard { .. }
-        | Statement::Deallocate { .. } => None,
+        | Statement::Deallocate { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => None,
         Statement::Explain { statement, .. } => refused(statement),
         Statement::Set(set) => refused_setting(set),
         other => Some(statement_kind(other)),
@@ -82,11 +86,27 @@ fn statement_kind(statement: &Statement) -> String {
     let text = statement.to_string();
     let words: Vec<&str> = text.split_whitespace().take(2).collect();
     match words.as_slice() {
-        [first, second] if matches!(first.to_ascii_uppercase().as_str(), "CREATE" | "DROP" | "ALTER") => {
+        [first, second]
+            if matches!(
+                first.to_ascii_uppercase().as_str(),
+                "CREATE" | "DROP" | "ALTER"
+            ) =>
+        {
             format!("{first} {second}")
         }
         [first, ..] => (*first).to_owned(),
         [] => "this statement".to_owned(),
+    }
+}
+
+/// The command tag of a savepoint statement, which is answered without effect:
+/// like `BEGIN`, it only shapes the transactions Quarry does not have (psycopg
+/// and SQLAlchemy open savepoints around their type lookups).
+fn savepoint_tag(statement: &Statement) -> Option<Tag> {
+    match statement {
+        Statement::Savepoint { .. } => Some(Tag::new("SAVEPOINT")),
+        Statement::ReleaseSavepoint { .. } => Some(Tag::new("RELEASE")),
+        _ => None,
     }
 }
 
@@ -103,7 +123,10 @@ impl QueryHook for Guardrails {
         _session_context: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        check_statement(statement).err().map(Err)
+        if let Err(error) = check_statement(statement) {
+            return Some(Err(error));
+        }
+        savepoint_tag(statement).map(|tag| Ok(Response::Execution(tag)))
     }
 
     async fn handle_extended_parse_query(
@@ -112,19 +135,27 @@ impl QueryHook for Guardrails {
         _session_context: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        check_statement(statement).err().map(Err)
+        if let Err(error) = check_statement(statement) {
+            return Some(Err(error));
+        }
+        savepoint_tag(statement).map(|_| {
+            Ok(LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: false,
+                schema: Arc::new(DFSchema::empty()),
+            }))
+        })
     }
 
     async fn handle_extended_query(
         &self,
-        _statement: &Statement,
+        statement: &Statement,
         _logical_plan: &LogicalPlan,
         _params: &ParamValues,
         _session_context: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        // Checked when the statement was parsed.
-        None
+        // The guardrails ran when the statement was parsed.
+        savepoint_tag(statement).map(|tag| Ok(Response::Execution(tag)))
     }
 }
 
@@ -159,6 +190,8 @@ mod tests {
             "BEGIN",
             "COMMIT",
             "ROLLBACK",
+            "SAVEPOINT s1",
+            "RELEASE SAVEPOINT s1",
         ] {
             assert!(check_statement(&statement(sql)).is_ok(), "{sql}");
         }
@@ -171,7 +204,10 @@ mod tests {
             ("CREATE TABLE t (a int)", "CREATE TABLE"),
             ("DROP VIEW v", "DROP VIEW"),
             ("EXPLAIN DELETE FROM t", "DELETE"),
-            ("SET datafusion.runtime.memory_limit = '1T'", "SET datafusion.runtime.memory_limit"),
+            (
+                "SET datafusion.runtime.memory_limit = '1T'",
+                "SET datafusion.runtime.memory_limit",
+            ),
         ] {
             let Err(PgWireError::UserError(info)) = check_statement(&statement(sql)) else {
                 panic!("{sql} passed");
@@ -187,8 +223,14 @@ mod tests {
             "SELECT {}",
             vec!["1"; query_limits::MAX_EXPRESSION_DEPTH + 1].join("+")
         );
-        assert_eq!(code_of(check_statement(&statement(&deep)).unwrap_err()), "54001");
-        let long = format!("SELECT {}", vec!["1"; query_limits::MAX_OPERATORS + 2].join("+"));
+        assert_eq!(
+            code_of(check_statement(&statement(&deep)).unwrap_err()),
+            "54001"
+        );
+        let long = format!(
+            "SELECT {}",
+            vec!["1"; query_limits::MAX_OPERATORS + 2].join("+")
+        );
         assert_eq!(code_of(check_text(&long).unwrap_err()), "54001");
     }
 }

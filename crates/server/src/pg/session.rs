@@ -51,11 +51,16 @@ fn version_udf() -> ScalarUDF {
         "PostgreSQL {POSTGRES_VERSION} (Quarry {}, Apache DataFusion)",
         env!("CARGO_PKG_VERSION")
     );
+    let answer = move |_: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            version.clone(),
+        ))))
+    };
     create_udf(
         "version",
         Vec::new(),
         DataType::Utf8,
         Volatility::Immutable,
-        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
+        Arc::new(answer),
     )
 }

@@ -15,7 +15,7 @@ use datafusion_postgres::pgwire::api::auth::{
     save_startup_parameters_to_metadata,
 };
 use datafusion_postgres::pgwire::api::{
-    ClientInfo, ConnectionHandle, ConnectionGuard, ConnectionManager, METADATA_USER,
+    ClientInfo, ConnectionGuard, ConnectionHandle, ConnectionManager, METADATA_USER,
     PgWireConnectionState, PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
@@ -64,8 +64,7 @@ impl Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let session =
-            connection_session(&self.engine, environment).map_err(errors::query_error)?;
+        let session = connection_session(&self.engine, environment).map_err(errors::query_error)?;
         client.session_extensions().insert(session);
         let (pid, secret_key) = self.pids.generate(&*client);
         client.set_pid_and_secret_key(pid, secret_key.clone());
@@ -81,7 +80,11 @@ impl Startup {
 
 #[async_trait]
 impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
