@@ -33,6 +33,7 @@ pub(crate) fn connection_session(
     setup_pg_catalog(&context, CATALOG_NAME, EmptyContextProvider)
         .map_err(|error| QueryError::from(*error))?;
     context.register_udf(version_udf());
+    context.register_udf(to_regtype_udf());
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(Guardrails),
         Arc::new(CursorStatementHook),
@@ -60,6 +61,22 @@ fn version_udf() -> ScalarUDF {
         "version",
         Vec::new(),
         DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(answer),
+    )
+}
+
+/// `to_regtype(name)`: NULL, as Postgres answers for a type it does not have.
+/// SQLAlchemy's psycopg dialect looks `hstore` up with it on connect; Quarry's
+/// column types are the built-in ones, so no extension type is ever found.
+fn to_regtype_udf() -> ScalarUDF {
+    let answer = |_: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Int32(None)))
+    };
+    create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int32,
         Volatility::Immutable,
         Arc::new(answer),
     )
