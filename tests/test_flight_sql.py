@@ -38,6 +38,8 @@ def connect(s: Quarry, key: str):
     return flight_sql.connect(
         f"grpc://{s.otlp_grpc_endpoint}",
         db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {key}"},
+        # Quarry has no transactions: every statement stands alone.
+        autocommit=True,
     )
 
 
