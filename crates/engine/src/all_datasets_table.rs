@@ -28,17 +28,23 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, ScalarValue, project_schema};
+use datafusion::common::{
+    Column, DFSchema, ScalarValue, internal_datafusion_err, plan_err, project_schema,
+};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, cast, lit};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{
+    Column as PhysicalColumn, Literal, cast as physical_cast,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
@@ -52,6 +58,9 @@ use crate::table::DatasetTable;
 pub(crate) struct AllDatasetsTable {
     /// The union's columns (`timestamp` first) and `meta.dataset` last.
     schema: SchemaRef,
+    /// Each union column's type by name: `Schema::field_with_name` is a linear
+    /// search, and a wide union asks it for every column of every dataset.
+    types: HashMap<String, DataType>,
     branches: Vec<Branch>,
 }
 
@@ -61,12 +70,46 @@ pub(crate) struct Branch {
     table: DatasetTable,
     /// `feed[union column]` = the dataset column read into it.
     feed: HashMap<String, Mapping>,
+    /// The dataset's columns by name: their indices in its schema.
+    indices: HashMap<String, usize>,
 }
 
 impl Branch {
     pub(crate) fn new(name: String, table: DatasetTable, feed: HashMap<String, Mapping>) -> Self {
-        Branch { name, table, feed }
+        let indices = table
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(index, field)| (field.name().clone(), index))
+            .collect();
+        Branch {
+            name,
+            table,
+            feed,
+            indices,
+        }
     }
+
+    fn index_of(&self, column: &str) -> Result<usize> {
+        match self.indices.get(column) {
+            Some(index) => Ok(*index),
+            None => plan_err!("dataset {} has no column {column}", self.name),
+        }
+    }
+}
+
+/// Where one union column comes from in one dataset.
+enum Source<'a> {
+    /// The dataset's column, cast to the union's type where that differs.
+    Read {
+        column: &'a str,
+        cast_to: Option<&'a DataType>,
+    },
+    /// A column the dataset lacks.
+    Null(&'a DataType),
+    /// `meta.dataset`.
+    Name,
 }
 
 /// What a query's filters keep of one dataset.
@@ -79,26 +122,47 @@ enum Kept {
 
 impl AllDatasetsTable {
     pub(crate) fn new(schema: SchemaRef, branches: Vec<Branch>) -> Self {
-        AllDatasetsTable { schema, branches }
+        let types = schema
+            .fields()
+            .iter()
+            .map(|field| (field.name().clone(), field.data_type().clone()))
+            .collect();
+        AllDatasetsTable {
+            schema,
+            types,
+            branches,
+        }
     }
 
-    /// `column` of the union, in `branch`: the dataset's column (cast to the
-    /// union's type where it differs), the dataset's name, or a typed NULL.
-    fn read_in(&self, branch: &Branch, column: &str) -> Result<Expr> {
+    /// Where `column` of the union comes from in `branch`.
+    fn source<'a>(&'a self, branch: &'a Branch, column: &str) -> Result<Source<'a>> {
         if column == DATASET_COLUMN {
-            return Ok(lit(branch.name.as_str()));
+            return Ok(Source::Name);
         }
-        let union_type = self.schema.field_with_name(column)?.data_type();
+        let Some(union_type) = self.types.get(column) else {
+            return plan_err!("__all__ has no column {column}");
+        };
         Ok(match branch.feed.get(column) {
-            Some(mapping) => {
-                let read = Expr::Column(Column::new_unqualified(mapping.source.as_str()));
-                if mapping.source_type.data_type() == *union_type {
-                    read
-                } else {
-                    cast(read, union_type.clone())
+            Some(mapping) => Source::Read {
+                column: &mapping.source,
+                cast_to: (mapping.source_type.data_type() != *union_type).then_some(union_type),
+            },
+            None => Source::Null(union_type),
+        })
+    }
+
+    /// `column` of the union, in `branch`, as an expression over its columns.
+    fn read_in(&self, branch: &Branch, column: &str) -> Result<Expr> {
+        Ok(match self.source(branch, column)? {
+            Source::Read { column, cast_to } => {
+                let read = Expr::Column(Column::new_unqualified(column));
+                match cast_to {
+                    Some(data_type) => cast(read, data_type.clone()),
+                    None => read,
                 }
             }
-            None => lit(ScalarValue::try_from(union_type)?),
+            Source::Null(data_type) => lit(ScalarValue::try_from(data_type)?),
+            Source::Name => lit(branch.name.as_str()),
         })
     }
 
@@ -147,20 +211,19 @@ impl AllDatasetsTable {
         filter: Option<Expr>,
         limit: Option<usize>,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let outputs: Vec<(Expr, String)> = columns
+        let sources = columns
             .iter()
-            .map(|index| {
-                let name = self.schema.field(*index).name();
-                Ok((self.read_in(branch, name)?, name.clone()))
-            })
-            .collect::<Result<_>>()?;
+            .map(|index| self.source(branch, self.schema.field(*index).name()))
+            .collect::<Result<Vec<_>>>()?;
         // The dataset columns the outputs and the filter read, in schema order.
-        let dataset_schema = branch.table.schema();
         let mut read = BTreeSet::new();
-        for expr in outputs.iter().map(|(expr, _)| expr).chain(filter.as_ref()) {
-            for column in expr.column_refs() {
-                read.insert(dataset_schema.index_of(&column.name)?);
+        for source in &sources {
+            if let Source::Read { column, .. } = source {
+                read.insert(branch.index_of(column)?);
             }
+        }
+        for column in filter.iter().flat_map(Expr::column_refs) {
+            read.insert(branch.index_of(&column.name)?);
         }
         let projection: Vec<usize> = read.into_iter().collect();
         let filters: Vec<Expr> = filter.iter().cloned().collect();
@@ -173,23 +236,48 @@ impl AllDatasetsTable {
         if plan.is::<EmptyExec>() {
             return Ok(None);
         }
-        let scanned = DFSchema::try_from(plan.schema())?;
+        let scanned = plan.schema();
         // Columns read as they are, in order, need no projection.
         let as_read = filter.is_none()
-            && outputs.len() == scanned.fields().len()
-            && outputs.iter().zip(scanned.fields()).all(|((expr, name), field)| {
-                matches!(expr, Expr::Column(column) if column.name == *name && name == field.name())
-            });
+            && sources.len() == scanned.fields().len()
+            && sources.iter().zip(columns).zip(scanned.fields()).all(
+                |((source, index), field)| {
+                    matches!(source, Source::Read { column, cast_to: None }
+                        if *column == field.name() && field.name() == self.schema.field(*index).name())
+                },
+            );
         if as_read {
             return Ok(Some(plan));
         }
         if let Some(filter) = filter {
-            let predicate = state.create_physical_expr(filter, &scanned)?;
+            let predicate = state.create_physical_expr(filter, &DFSchema::try_from(scanned)?)?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
         }
-        let exprs = outputs
+        // Physical expressions built by position: planning them by name looks
+        // each up in the schema, which is quadratic for a wide union.
+        let input = plan.schema();
+        let exprs = sources
             .into_iter()
-            .map(|(expr, name)| Ok((state.create_physical_expr(expr, &scanned)?, name)))
+            .zip(columns)
+            .map(|(source, index)| {
+                let expr: Arc<dyn PhysicalExpr> = match source {
+                    Source::Read { column, cast_to } => {
+                        let position = projection
+                            .binary_search(&branch.index_of(column)?)
+                            .map_err(|_| internal_datafusion_err!("{column} was not read"))?;
+                        let read = Arc::new(PhysicalColumn::new(column, position));
+                        match cast_to {
+                            Some(data_type) => physical_cast(read, &input, data_type.clone())?,
+                            None => read,
+                        }
+                    }
+                    Source::Null(data_type) => {
+                        Arc::new(Literal::new(ScalarValue::try_from(data_type)?))
+                    }
+                    Source::Name => Arc::new(Literal::new(ScalarValue::from(branch.name.as_str()))),
+                };
+                Ok((expr, self.schema.field(*index).name().clone()))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(Arc::new(ProjectionExec::try_new(exprs, plan)?)))
     }
