@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 import uuid
 
@@ -18,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import requests
 
-from harness import to_toml
+from harness import default_binary, to_toml
 from mqtt_broker import Mosquitto, mosquitto_binary
 
 pytestmark = pytest.mark.skipif(
@@ -246,3 +247,49 @@ def test_a_source_without_a_dataset_rule_is_a_config_error(quarry, broker):
     with pytest.raises(Exception):
         server.start()
     assert "needs a dataset" in server.log_text()
+
+
+def test_quarry_load_drives_the_mqtt_path(quarry, broker):
+    """`quarry-load --to mqtt` publishes Events API batches to `quarry-load/<dataset>`;
+    an MQTT source with `honeycomb_events` stores them in the same datasets, with the
+    same counts, as the Events API path would."""
+    server = start_quarry(
+        quarry,
+        broker,
+        topics=["quarry-load/+"],
+        format="honeycomb_events",
+    )
+    wait_subscribed(server)
+    load = default_binary().parent / "quarry-load"
+    assert load.is_file(), f"quarry-load not found at {load} (scripts/test builds it)"
+    done = subprocess.run(
+        [
+            str(load),
+            "--to",
+            "mqtt",
+            "--mqtt-broker",
+            broker.url,
+            "--url",
+            server.base,
+            "--events",
+            "3000",
+            "--batch-size",
+            "200",
+            "--seed",
+            "7",
+            "--end-time",
+            "1700000000",
+            "--wait-secs",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("mqtt: sent 3000 events"), done.stdout
+    datasets = [d for d in server.datasets() if d != DEAD]
+    assert datasets, server.log_tail()
+    total = sum(count(server, d) for d in datasets)
+    assert total == 3000
+    assert DEAD not in server.datasets()

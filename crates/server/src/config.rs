@@ -1384,4 +1384,58 @@ mod tests {
                 .contains("nope.toml")
         );
     }
+
+    const MQTT_SOURCE: &str = r#"
+        [[sources.mqtt]]
+        broker = "mqtt://127.0.0.1:1883"
+        client_id = "quarry"
+        topics = ["devices/+/telemetry", "gateways/#"]
+        format = "json_lines"
+        dataset_topic_level = 1
+    "#;
+
+    #[test]
+    fn mqtt_sources_are_read_named_and_checked() {
+        let config = from_toml(MQTT_SOURCE, &Overrides::default()).unwrap();
+        let [source] = config.sources.mqtt.as_slice() else {
+            panic!("{:?}", config.sources)
+        };
+        assert_eq!(source.name, "mqtt-0");
+        assert_eq!(source.environment, "default");
+        assert_eq!(source.dead_letter_dataset, DEFAULT_DEAD_LETTER_DATASET);
+        assert_eq!(source.dataset_rule(), DatasetRule::TopicLevel(1));
+        assert_eq!(source.format, StreamFormat::JsonLines);
+        for (change, expected) in [
+            ("topics = [\"a/b#\"]", "not an MQTT topic filter"),
+            ("topics = [\"a/#/b\"]", "not an MQTT topic filter"),
+            ("topics = []", "at least one topic filter"),
+            ("dataset = \"d\"", "either dataset or dataset_topic_level"),
+            ("client_id = \" \"", "client_id must not be empty"),
+            ("format = \"xml\"", "format"),
+            ("dead_letter_dataset = \"a/b\"", "dead_letter_dataset"),
+        ] {
+            let key = change.split(" = ").next().unwrap();
+            let text: String = MQTT_SOURCE
+                .lines()
+                .filter(|line| !line.trim_start().starts_with(&format!("{key} =")))
+                .chain([change])
+                .collect::<Vec<_>>()
+                .join("\n");
+            let error = from_toml(&text, &Overrides::default()).unwrap_err();
+            assert!(error.to_string().contains(expected), "{change}: {error}");
+        }
+    }
+
+    #[test]
+    fn event_formats_need_a_dataset_and_otlp_does_not() {
+        let text = MQTT_SOURCE.replace("dataset_topic_level = 1", "");
+        let error = from_toml(&text, &Overrides::default()).unwrap_err();
+        assert!(error.to_string().contains("needs a dataset"), "{error}");
+        let otlp = text.replace("json_lines", "otlp_proto");
+        let config = from_toml(&otlp, &Overrides::default()).unwrap();
+        assert_eq!(
+            config.sources.mqtt[0].dataset_rule(),
+            DatasetRule::ServiceName
+        );
+    }
 }

@@ -99,7 +99,7 @@ impl Dedupe {
                 .column(0)
                 .as_any()
                 .downcast_ref::<Int64Array>()
-                .is_some_and(|counts| counts.len() > 0 && counts.value(0) > 0)
+                .is_some_and(|counts| !counts.is_empty() && counts.value(0) > 0)
         })
     }
 }
