@@ -42,7 +42,7 @@ def broker(tmp_path):
 
 
 def source_toml(broker: Mosquitto, **keys) -> str:
-    """A `[[sources.mqtt]]` table for `broker`."""
+    """A `[[sources.mqtt]]` table for `broker` (a key set to None is left out)."""
     keys = {
         "broker": broker.url,
         "client_id": f"quarry-{uuid.uuid4().hex[:8]}",
@@ -52,6 +52,7 @@ def source_toml(broker: Mosquitto, **keys) -> str:
         "message_id_field": "msg_id",
         **keys,
     }
+    keys = {key: value for key, value in keys.items() if value is not None}
     return "[[sources.mqtt]]\n" + to_toml({"x": keys}).split("\n", 1)[1]
 
 
@@ -293,3 +294,57 @@ def test_quarry_load_drives_the_mqtt_path(quarry, broker):
     total = sum(count(server, d) for d in datasets)
     assert total == 3000
     assert DEAD not in server.datasets()
+
+
+def otlp_spans(service: str, names: list[str]) -> bytes:
+    """An OTLP/protobuf ExportTraceServiceRequest, as the Collector writes it."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    attribute = resource_spans.resource.attributes.add()
+    attribute.key = "service.name"
+    attribute.value.string_value = service
+    scope_spans = resource_spans.scope_spans.add()
+    start = time.time_ns()
+    for n, name in enumerate(names):
+        span = scope_spans.spans.add()
+        span.trace_id = bytes([1] * 15 + [n + 1])
+        span.span_id = bytes([2] * 7 + [n + 1])
+        span.name = name
+        span.start_time_unix_nano = start + n
+        span.end_time_unix_nano = start + n + 5_000_000
+    return request.SerializeToString()
+
+
+def test_otlp_messages_take_their_service_dataset_and_a_wrong_format_is_dead_lettered(
+    quarry, broker
+):
+    server = start_quarry(
+        quarry,
+        broker,
+        topics=["otel/spans"],
+        format="otlp_proto",
+        signal="traces",
+        dataset_topic_level=None,
+    )
+    wait_subscribed(server)
+    wrong_format = json.dumps({"resourceSpans": "not protobuf"}).encode()
+    publish(
+        broker,
+        [
+            ("otel/spans", otlp_spans("checkout", ["GET /cart", "SELECT"])),
+            ("otel/spans", wrong_format),
+            ("otel/spans", otlp_spans("payments", ["charge"])),
+        ],
+    )
+    wait_for_count(server, "checkout", 2)
+    wait_for_count(server, "payments", 1)
+    wait_for_count(server, DEAD, 1)
+    names = [r["name"] for r in server.rows('SELECT name FROM "checkout" ORDER BY name')]
+    assert names == ["GET /cart", "SELECT"]
+    (dead,) = server.rows(f'SELECT error, raw_base64 FROM "{DEAD}"')
+    assert base64.b64decode(dead["raw_base64"]) == wrong_format
+    assert dead["error"], dead
