@@ -9,6 +9,7 @@ pub mod query;
 pub mod query_data;
 pub mod rollups;
 pub mod schema;
+pub mod sources;
 pub mod sql;
 pub mod traces;
 pub mod web;
