@@ -8,18 +8,15 @@ reason) only when the binary is absent.
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from harness import free_port
+from harness import free_port, terminate
 
 # Seconds the broker may take to accept connections.
 START_TIMEOUT_S = 10.0
-# Seconds it may take to exit after SIGTERM.
-STOP_TIMEOUT_S = 10.0
 
 
 def mosquitto_binary() -> str | None:
@@ -86,12 +83,7 @@ class Mosquitto:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            terminate(self.proc)
 
     def log_text(self) -> str:
         return "\n".join(
