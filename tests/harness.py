@@ -45,6 +45,16 @@ def default_binary() -> Path:
     return Path(target) / "debug" / "quarry"
 
 
+def terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if `proc` has not exited within STOP_TIMEOUT_S."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT_S)
+
+
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago (bind to 0, read, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -331,12 +341,7 @@ class Quarry:
         if self.proc is None:
             return None
         if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            terminate(self.proc)
         return self.proc.returncode
 
     def wait_exit(self, timeout_s: float) -> int | None:

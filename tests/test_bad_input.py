@@ -196,6 +196,20 @@ def test_bad_sql_and_unknown_datasets(limited):
     assert_intact(s)
 
 
+def test_mistakes_in_sql_are_the_callers_and_say_what_is_wrong(limited):
+    """A bad argument, an index out of range or a missing placeholder value is a
+    400 naming the problem, not a 500 (which is kept for Quarry's own faults)."""
+    s = limited
+    assert_error(s.sql("SELECT $1"), 400, "placeholder", "$1")
+    assert_error(s.sql("SELECT sqrt(-1)"), 400, "square root")
+    assert_error(s.sql("SELECT arrow_cast(1, 'Nope')"), 400, "nope")
+    assert_error(s.sql("SELECT date_trunc('fortnight', now())"), 400, "fortnight")
+    assert_error(s.sql("SELECT make_array(1, 2)[9999999999]"), 400, "index")
+    assert_error(s.sql("SELECT regexp_like('a', '(')"), 400, "regex")
+    assert_error(s.sql("SELECT CAST(300 AS TINYINT)"), 400, "cast")
+    assert_intact(s)
+
+
 def test_events_over_the_event_size_limit(limited):
     s = limited
     # Few fields and short strings (no other limit applies), but over 1 KiB.

@@ -1,18 +1,11 @@
 //! `__all__`: every dataset of an environment as one table.
 //!
-//! ```text
-//!            Union  (schema: the union of the datasets' columns + meta.dataset)
-//!      ┌───────────┼─────────────┐
-//!  Projection   Projection    Projection   casts / sibling moves / null fill,
-//!      │            │             │        'name' AS "meta.dataset"
-//!  TableScan a  TableScan b   TableScan c  each a `DatasetTable`
-//! ```
-//!
-//! The table is a view: `LogicalPlanBuilder` inlines its plan into the query, so
-//! DataFusion's optimizer pushes every filter through the union and projections into
-//! each dataset's own scan. Time, statistics and `trace.trace_id` bloom pruning
-//! therefore apply per underlying dataset, and a filter on `meta.dataset` (a
-//! constant per branch) removes whole branches.
+//! Its schema is the union of the datasets' columns plus `meta.dataset` (a
+//! constant per dataset). It is read through [`AllDatasetsTable`], which plans
+//! only the datasets a query's filters can match and only the columns it uses:
+//! time, statistics and `trace.trace_id` bloom pruning apply per dataset, a
+//! filter on `meta.dataset` or on a column a dataset lacks removes that dataset
+//! before anything of it is planned.
 //!
 //! Column types follow the placement rule of `crates/schema` (see [`union_layout`]):
 //! a column with one type everywhere keeps it; ints and floats together become
@@ -26,14 +19,12 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
-use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::empty::EmptyTable;
-use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Union, cast, lit};
 use quarry_schema::{DatasetSchema, FieldType, Placement, TIMESTAMP, placement, sibling_name};
 
 use crate::QueryError;
+use crate::all_datasets_table::{AllDatasetsTable, Branch};
 use crate::remote_buffers::LiveDatasets;
 use crate::table::{DatasetTable, ScanContext};
 
@@ -165,8 +156,8 @@ fn winning_type(counts: &BTreeMap<TypeRank, usize>) -> FieldType {
         .unwrap_or(FieldType::String)
 }
 
-/// The `__all__` table of environment `env`: a view over a fresh snapshot of each
-/// of its datasets.
+/// The `__all__` table of environment `env`: a fresh snapshot of each of its
+/// datasets, read through [`AllDatasetsTable`].
 pub(crate) async fn all_datasets_table(
     env: &str,
     datasets: &LiveDatasets,
@@ -200,49 +191,21 @@ pub(crate) async fn all_datasets_table(
     }
     let schemas: Vec<&DatasetSchema> = tables.iter().map(|(_, _, schema)| schema).collect();
     let layout = union_layout(&schemas);
-    let mut branches = Vec::with_capacity(tables.len());
-    for ((name, table, _), feed) in tables.into_iter().zip(&layout.feeds) {
-        branches.push(Arc::new(branch(name, table, feed, &layout.columns)?));
-    }
-    let plan = if branches.len() == 1 {
-        Arc::unwrap_or_clone(branches.remove(0))
-    } else {
-        LogicalPlan::Union(Union::try_new_with_loose_types(branches)?)
-    };
-    Ok(Arc::new(ViewTable::new(plan, None)))
-}
-
-/// One dataset's rows in the union's shape.
-fn branch(
-    name: String,
-    table: DatasetTable,
-    feed: &HashMap<String, Mapping>,
-    columns: &[(String, FieldType)],
-) -> Result<LogicalPlan> {
-    let reference = TableReference::bare(name.clone());
-    let mut exprs: Vec<Expr> = columns
+    let mut fields: Vec<Field> = layout
+        .columns
         .iter()
-        .map(|(column, field_type)| {
-            let data_type = field_type.data_type();
-            let value = match feed.get(column) {
-                Some(mapping) => {
-                    let read =
-                        Expr::Column(Column::new(Some(reference.clone()), mapping.source.clone()));
-                    if mapping.source_type == *field_type {
-                        read
-                    } else {
-                        cast(read, data_type)
-                    }
-                }
-                None => lit(ScalarValue::try_from(&data_type)?),
-            };
-            Ok(value.alias(column))
-        })
-        .collect::<Result<_>>()?;
-    exprs.push(lit(name).alias(DATASET_COLUMN));
-    LogicalPlanBuilder::scan(reference, provider_as_source(Arc::new(table)), None)?
-        .project(exprs)?
-        .build()
+        .map(|(name, field_type)| Field::new(name, field_type.data_type(), name != TIMESTAMP))
+        .collect();
+    fields.push(Field::new(DATASET_COLUMN, DataType::Utf8, false));
+    let branches = tables
+        .into_iter()
+        .zip(layout.feeds)
+        .map(|((name, table, _), feed)| Branch::new(name, table, feed))
+        .collect();
+    Ok(Arc::new(AllDatasetsTable::new(
+        Arc::new(Schema::new(fields)),
+        branches,
+    )))
 }
 
 #[cfg(test)]

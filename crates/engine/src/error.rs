@@ -77,6 +77,18 @@ impl From<DataFusionError> for QueryError {
                 QueryError::ResourcesExhausted(message)
             }
             _ if is_worker_failure(&message) => QueryError::WorkerUnreachable(message),
+            // DataFusion raises `Execution` for malformed input: a function's bad
+            // argument (`arrow_cast(1, 'Nope')`, `date_trunc('fortnight', ..)`),
+            // an index out of range, a placeholder without a value. Quarry's own
+            // faults are `Internal` (panics), I/O or object-store errors.
+            DataFusionError::Execution(_) => QueryError::InvalidQuery(message),
+            // A pattern that does not parse (`regexp_like(s, '(')`): the
+            // optimizer reports regex_syntax's error, evaluation regex's.
+            DataFusionError::External(inner)
+                if inner.is::<regex::Error>() || inner.is::<regex_syntax::Error>() =>
+            {
+                QueryError::InvalidQuery(message)
+            }
             _ => QueryError::Execution(message),
         }
     }
@@ -94,6 +106,7 @@ fn is_user_error(error: &ArrowError) -> bool {
     matches!(
         error,
         ArrowError::CastError(_)
+            | ArrowError::ComputeError(_)
             | ArrowError::ParseError(_)
             | ArrowError::DivideByZero
             | ArrowError::ArithmeticOverflow(_)
@@ -195,9 +208,45 @@ mod tests {
     }
 
     #[test]
+    fn malformed_input_is_an_invalid_query() {
+        for text in [
+            "Placeholder '$1' was not provided a value for execution.",
+            "Unsupported date_trunc granularity: 'fortnight'",
+            "array_element got invalid index: 9999999999",
+        ] {
+            let error = DataFusionError::Execution(text.into());
+            assert!(matches!(
+                QueryError::from(error),
+                QueryError::InvalidQuery(message) if message.contains(text)
+            ));
+        }
+        let compute = DataFusionError::ArrowError(
+            Box::new(ArrowError::ComputeError(
+                "cannot take square root of a negative number".into(),
+            )),
+            None,
+        );
+        assert!(matches!(
+            QueryError::from(compute),
+            QueryError::InvalidQuery(_)
+        ));
+        let pattern = regex_syntax::Parser::new()
+            .parse("(")
+            .map(|_| ())
+            .unwrap_err();
+        let regex = DataFusionError::External(Box::new(pattern)).context("simplify_expressions");
+        assert!(matches!(
+            QueryError::from(regex),
+            QueryError::InvalidQuery(_)
+        ));
+    }
+
+    #[test]
     fn engine_failures_are_execution_errors() {
-        let io = DataFusionError::Execution("object store unreachable".into());
+        let io = DataFusionError::IoError(std::io::Error::other("disk unreachable"));
         assert!(matches!(QueryError::from(io), QueryError::Execution(_)));
+        let panic = DataFusionError::Internal("the query panicked: kaboom".into());
+        assert!(matches!(QueryError::from(panic), QueryError::Execution(_)));
         let cast = DataFusionError::ArrowError(Box::new(ArrowError::CastError("x".into())), None);
         assert!(matches!(
             QueryError::from(cast),

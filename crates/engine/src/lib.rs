@@ -25,6 +25,7 @@
 //! in any SQL engine.
 
 mod all_datasets;
+mod all_datasets_table;
 mod bloom;
 mod buffer_scan;
 mod catalog;

@@ -175,7 +175,8 @@ fn panic_error(scope: &QueryScope, panic: &(dyn Any + Send)) -> DataFusionError 
     }
     let message = payload_message(panic);
     tracing::error!(panic = %message, "a query panicked; it fails, the server goes on");
-    DataFusionError::Execution(format!("the query panicked: {message}"))
+    // Internal: a panic is Quarry's fault, never the request's (a 500).
+    DataFusionError::Internal(format!("the query panicked: {message}"))
 }
 
 /// Whether the panic `info` describes is a buffer outgrowing its addressable size.
@@ -323,7 +324,7 @@ mod tests {
             .await;
         assert_eq!(items.len(), 1);
         assert!(
-            matches!(&items[0], Err(DataFusionError::Execution(message)) if message.contains("kaboom")),
+            matches!(&items[0], Err(DataFusionError::Internal(message)) if message.contains("kaboom")),
             "{items:?}"
         );
     }

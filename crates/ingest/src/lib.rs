@@ -1,5 +1,6 @@
 //! Wire formats to columnar batches: Honeycomb Events API payloads (JSON and
-//! msgpack) and OTLP traces, logs and metrics ([`otlp`]) become Arrow
+//! msgpack), OTLP traces, logs and metrics ([`otlp`]) and Prometheus remote
+//! write ([`remote_write`], by way of OTLP metrics) become Arrow
 //! `RecordBatch`es ready for `Store::append`.
 //!
 //! The request path is: [`decode_body`] (Content-Encoding, size bound) then
@@ -34,6 +35,7 @@ mod json;
 mod limits;
 mod msgpack;
 pub mod otlp;
+pub mod remote_write;
 mod sample_rate;
 
 pub(crate) use decode::ItemMeta;

@@ -50,13 +50,25 @@ impl Auth {
         if self.keys.is_empty() {
             return Ok(DEFAULT_ENVIRONMENT.to_owned());
         }
-        headers
-            .get(TEAM_HEADER)
-            .and_then(|value| value.to_str().ok())
+        presented_key(headers)
             .and_then(|key| self.keys.get(key))
             .cloned()
             .ok_or(ApiError::Unauthorized)
     }
+}
+
+/// The key a request presents: `X-Honeycomb-Team`, or else a bearer token in
+/// `Authorization`, which is how Prometheus tools (`promtool`, Grafana's
+/// Prometheus data source) send credentials.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get(TEAM_HEADER) {
+        return key.to_str().ok();
+    }
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// The environment of an authenticated request.
@@ -130,6 +142,20 @@ mod tests {
         ));
         assert!(matches!(
             auth.environment(&headers(None)),
+            Err(ApiError::Unauthorized)
+        ));
+        let mut bearer = HeaderMap::new();
+        bearer.insert(
+            axum::http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer k2"),
+        );
+        assert_eq!(auth.environment(&bearer).unwrap(), "staging");
+        bearer.insert(
+            axum::http::header::AUTHORIZATION,
+            HeaderValue::from_static("Basic k2"),
+        );
+        assert!(matches!(
+            auth.environment(&bearer),
             Err(ApiError::Unauthorized)
         ));
     }

@@ -176,6 +176,9 @@ pub struct Config {
     /// The ingest nodes' cluster ports, whose unsealed rows every query here
     /// reads; empty: none (a single node, or queries see sealed rows only).
     pub ingest_peers: Vec<url::Url>,
+    /// Stream sources (`[[sources.mqtt]]`, `[[sources.kafka]]`) consumed into
+    /// the store (docs/streams.md).
+    pub sources: SourcesConfig,
 }
 
 impl Config {
@@ -225,7 +228,7 @@ impl Config {
 
 /// Top-level sections of the file; each deserializes on its own, so an error
 /// names its key as `section.key`.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "cluster",
     "storage",
@@ -236,6 +239,7 @@ const SECTIONS: [&str; 10] = [
     "rollups",
     "rollup_defaults",
     "query",
+    "sources",
 ];
 
 /// The TOML file as written; every key optional. The engine sections are the
@@ -252,6 +256,7 @@ struct FileConfig {
     rollup_defaults: RollupDefaultsSection,
     query: QueryConfig,
     cluster: ClusterSection,
+    sources: SourcesConfig,
 }
 
 /// `[cluster]`: distributed query execution (docs/deploy.md).
@@ -398,6 +403,7 @@ fn parse_file(text: &str) -> Result<FileConfig, ApiError> {
         rollup_defaults: section(&mut file, "rollup_defaults")?,
         query: section(&mut file, "query")?,
         cluster: section(&mut file, "cluster")?,
+        sources: section(&mut file, "sources")?,
     })
 }
 
@@ -438,6 +444,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         rollup_defaults,
         query,
         cluster,
+        mut sources,
     } = file;
     let data_dir = args
         .data_dir
@@ -512,6 +519,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         "cluster.ingest_peers",
         args.ingest_peers.clone().unwrap_or(cluster.ingest_peers),
     )?;
+    sources.validate()?;
 
     Ok(Config {
         http,
@@ -533,7 +541,342 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         peers,
         scan_bytes_per_task: cluster.scan_bytes_per_task,
         ingest_peers,
+        sources,
     })
+}
+
+/// `[sources]`: stream sources consumed into the store (docs/streams.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// `[[sources.mqtt]]`: MQTT subscriptions.
+    pub mqtt: Vec<MqttSourceConfig>,
+    /// `[[sources.kafka]]`: Kafka topics.
+    pub kafka: Vec<KafkaSourceConfig>,
+}
+
+/// What a stream message holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamFormat {
+    /// An OTLP export request in protobuf, as the Collector's kafka exporter writes it.
+    OtlpProto,
+    /// An OTLP export request in JSON.
+    OtlpJson,
+    /// One Events API event (a JSON object) or batch (a JSON array).
+    HoneycombEvents,
+    /// JSON objects, one per line, each an event.
+    JsonLines,
+}
+
+impl StreamFormat {
+    /// The format's name in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamFormat::OtlpProto => "otlp_proto",
+            StreamFormat::OtlpJson => "otlp_json",
+            StreamFormat::HoneycombEvents => "honeycomb_events",
+            StreamFormat::JsonLines => "json_lines",
+        }
+    }
+
+    /// Whether messages are OTLP, whose rows take their service's dataset.
+    pub fn is_otlp(self) -> bool {
+        matches!(self, StreamFormat::OtlpProto | StreamFormat::OtlpJson)
+    }
+}
+
+/// Which OTLP signal a source's messages carry (one topic per signal, as the
+/// Collector's kafka exporter writes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamSignal {
+    /// Spans (`otlp_spans` topic by the Collector's default).
+    #[default]
+    Traces,
+    /// Log records (`otlp_logs`).
+    Logs,
+    /// Metric data points (`otlp_metrics`).
+    Metrics,
+}
+
+/// The dead-letter dataset when a source names none.
+pub const DEFAULT_DEAD_LETTER_DATASET: &str = "stream_dead_letters";
+/// Seconds between MQTT keep-alive pings when a source sets none.
+const DEFAULT_MQTT_KEEP_ALIVE_SECS: u64 = 30;
+
+fn default_dead_letter_dataset() -> String {
+    DEFAULT_DEAD_LETTER_DATASET.to_owned()
+}
+
+fn default_environment() -> String {
+    DEFAULT_ENVIRONMENT.to_owned()
+}
+
+fn default_keep_alive_secs() -> u64 {
+    DEFAULT_MQTT_KEEP_ALIVE_SECS
+}
+
+/// Where a stream message's rows go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatasetRule {
+    /// OTLP: each row's `service.name`, as for OTLP over HTTP and gRPC.
+    ServiceName,
+    /// One dataset for every message.
+    Fixed(String),
+    /// MQTT: the topic's level at this index (0-based), e.g. the `+` of
+    /// `devices/+/telemetry` is level 1.
+    TopicLevel(usize),
+    /// Kafka: the value of this message header (messages without it are
+    /// dead-lettered, unless the format is OTLP, whose rows then take their
+    /// service's dataset).
+    Header(String),
+}
+
+/// One `[[sources.mqtt]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSourceConfig {
+    /// The source's name in logs, `/metrics` and dead letters (default `mqtt-<n>`).
+    #[serde(default)]
+    pub name: String,
+    /// `mqtt://host:port` (port 1883 when left out).
+    pub broker: String,
+    /// The client id; fixed, so the broker keeps the session (and queues QoS 1
+    /// messages) while Quarry is down.
+    pub client_id: String,
+    /// Topic filters, with `+` and `#` wildcards, subscribed with QoS 1.
+    pub topics: Vec<String>,
+    /// What the messages hold.
+    pub format: StreamFormat,
+    /// The OTLP signal, for the `otlp_*` formats.
+    #[serde(default)]
+    pub signal: StreamSignal,
+    /// The environment the rows are written to.
+    #[serde(default = "default_environment")]
+    pub environment: String,
+    /// A fixed dataset (OTLP: overrides the services' datasets).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// The topic level (0-based) naming the dataset.
+    #[serde(default)]
+    pub dataset_topic_level: Option<usize>,
+    /// A top-level field of a JSON event naming the message: a message whose
+    /// id was stored already is acknowledged and not stored again.
+    #[serde(default)]
+    pub message_id_field: Option<String>,
+    /// Where undecodable messages go.
+    #[serde(default = "default_dead_letter_dataset")]
+    pub dead_letter_dataset: String,
+    /// Seconds between keep-alive pings.
+    #[serde(default = "default_keep_alive_secs")]
+    pub keep_alive_secs: u64,
+    /// Broker login.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Broker password (with `username`).
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl MqttSourceConfig {
+    /// Where the source's rows go.
+    pub fn dataset_rule(&self) -> DatasetRule {
+        match (&self.dataset, self.dataset_topic_level) {
+            (Some(dataset), _) => DatasetRule::Fixed(dataset.clone()),
+            (None, Some(level)) => DatasetRule::TopicLevel(level),
+            (None, None) => DatasetRule::ServiceName,
+        }
+    }
+}
+
+/// One `[[sources.kafka]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// The source's name in logs, `/metrics`, the WAL and dead letters
+    /// (default `kafka-<n>`); its consumed offsets are kept under it.
+    #[serde(default)]
+    pub name: String,
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// Topics to consume (every partition of each).
+    pub topics: Vec<String>,
+    /// Consumer group the consumed offsets are committed to, for lag tools.
+    pub group: String,
+    /// What the messages hold.
+    pub format: StreamFormat,
+    /// The OTLP signal, for the `otlp_*` formats.
+    #[serde(default)]
+    pub signal: StreamSignal,
+    /// The environment the rows are written to.
+    #[serde(default = "default_environment")]
+    pub environment: String,
+    /// A fixed dataset (OTLP: overrides the services' datasets).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// A message header naming the dataset.
+    #[serde(default)]
+    pub dataset_header: Option<String>,
+    /// Where undecodable messages go.
+    #[serde(default = "default_dead_letter_dataset")]
+    pub dead_letter_dataset: String,
+}
+
+impl KafkaSourceConfig {
+    /// Where the source's rows go.
+    pub fn dataset_rule(&self) -> DatasetRule {
+        match (&self.dataset, &self.dataset_header) {
+            (Some(dataset), _) => DatasetRule::Fixed(dataset.clone()),
+            (None, Some(header)) => DatasetRule::Header(header.clone()),
+            (None, None) => DatasetRule::ServiceName,
+        }
+    }
+}
+
+impl SourcesConfig {
+    /// Names unnamed sources and checks each one; an error names its entry.
+    fn validate(&mut self) -> Result<(), ApiError> {
+        let mut names = std::collections::HashSet::new();
+        for (index, source) in self.mqtt.iter_mut().enumerate() {
+            let key = format!("sources.mqtt[{index}]");
+            if source.name.is_empty() {
+                source.name = format!("mqtt-{index}");
+            }
+            if source.dataset.is_some() && source.dataset_topic_level.is_some() {
+                return Err(ApiError::Config(format!(
+                    "{key}: set either dataset or dataset_topic_level, not both"
+                )));
+            }
+            if source.topics.is_empty() {
+                return Err(ApiError::Config(format!(
+                    "{key}.topics: name at least one topic filter"
+                )));
+            }
+            if let Some(bad) = source
+                .topics
+                .iter()
+                .find(|filter| !valid_topic_filter(filter))
+            {
+                return Err(ApiError::Config(format!(
+                    "{key}.topics: {bad:?} is not an MQTT topic filter ('+' and '#' stand alone in a level, '#' only last)"
+                )));
+            }
+            if source.client_id.trim().is_empty() {
+                return Err(ApiError::Config(format!(
+                    "{key}.client_id must not be empty"
+                )));
+            }
+            if source.keep_alive_secs < 5 {
+                return Err(ApiError::Config(format!(
+                    "{key}.keep_alive_secs must be at least 5"
+                )));
+            }
+            check_source_names(
+                &key,
+                &source.name,
+                &source.environment,
+                source.dataset.as_deref(),
+                &source.dead_letter_dataset,
+            )?;
+            check_dataset_rule(&key, source.format, &source.dataset_rule())?;
+            if !names.insert(source.name.clone()) {
+                return Err(ApiError::Config(format!(
+                    "{key}: the name {:?} is taken",
+                    source.name
+                )));
+            }
+        }
+        for (index, source) in self.kafka.iter_mut().enumerate() {
+            let key = format!("sources.kafka[{index}]");
+            if source.name.is_empty() {
+                source.name = format!("kafka-{index}");
+            }
+            if source.dataset.is_some() && source.dataset_header.is_some() {
+                return Err(ApiError::Config(format!(
+                    "{key}: set either dataset or dataset_header, not both"
+                )));
+            }
+            if source.brokers.is_empty() {
+                return Err(ApiError::Config(format!(
+                    "{key}.brokers: name at least one broker"
+                )));
+            }
+            if source.topics.is_empty() {
+                return Err(ApiError::Config(format!(
+                    "{key}.topics: name at least one topic"
+                )));
+            }
+            if source.group.trim().is_empty() {
+                return Err(ApiError::Config(format!("{key}.group must not be empty")));
+            }
+            check_source_names(
+                &key,
+                &source.name,
+                &source.environment,
+                source.dataset.as_deref(),
+                &source.dead_letter_dataset,
+            )?;
+            check_dataset_rule(&key, source.format, &source.dataset_rule())?;
+            if !names.insert(source.name.clone()) {
+                return Err(ApiError::Config(format!(
+                    "{key}: the name {:?} is taken",
+                    source.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `filter` is an MQTT topic filter: non-empty, `+` and `#` alone in
+/// their level, `#` only as the last level.
+fn valid_topic_filter(filter: &str) -> bool {
+    let levels: Vec<&str> = filter.split('/').collect();
+    !filter.is_empty()
+        && levels.iter().enumerate().all(|(index, level)| {
+            let wildcard_inside = level.len() > 1 && (level.contains('+') || level.contains('#'));
+            let hash_not_last = *level == "#" && index + 1 != levels.len();
+            !wildcard_inside && !hash_not_last
+        })
+}
+
+fn check_source_names(
+    key: &str,
+    name: &str,
+    environment: &str,
+    dataset: Option<&str>,
+    dead_letter: &str,
+) -> Result<(), ApiError> {
+    let fine = name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !fine {
+        return Err(ApiError::Config(format!(
+            "{key}.name {name:?}: use up to 128 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    names::environment_name(environment)
+        .map_err(|error| ApiError::Config(format!("{key}.environment: {error}")))?;
+    if let Some(dataset) = dataset {
+        names::dataset_name(dataset)
+            .map_err(|error| ApiError::Config(format!("{key}.dataset: {error}")))?;
+    }
+    names::dataset_name(dead_letter)
+        .map_err(|error| ApiError::Config(format!("{key}.dead_letter_dataset: {error}")))?;
+    Ok(())
+}
+
+/// Events need a dataset: only OTLP rows can take their service's.
+fn check_dataset_rule(key: &str, format: StreamFormat, rule: &DatasetRule) -> Result<(), ApiError> {
+    if *rule == DatasetRule::ServiceName && !format.is_otlp() {
+        return Err(ApiError::Config(format!(
+            "{key}: format {} needs a dataset (dataset, dataset_topic_level or dataset_header)",
+            format.name()
+        )));
+    }
+    Ok(())
 }
 
 /// The cluster-port URLs of setting `key`.
@@ -1053,6 +1396,60 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("nope.toml")
+        );
+    }
+
+    const MQTT_SOURCE: &str = r#"
+        [[sources.mqtt]]
+        broker = "mqtt://127.0.0.1:1883"
+        client_id = "quarry"
+        topics = ["devices/+/telemetry", "gateways/#"]
+        format = "json_lines"
+        dataset_topic_level = 1
+    "#;
+
+    #[test]
+    fn mqtt_sources_are_read_named_and_checked() {
+        let config = from_toml(MQTT_SOURCE, &Overrides::default()).unwrap();
+        let [source] = config.sources.mqtt.as_slice() else {
+            panic!("{:?}", config.sources)
+        };
+        assert_eq!(source.name, "mqtt-0");
+        assert_eq!(source.environment, "default");
+        assert_eq!(source.dead_letter_dataset, DEFAULT_DEAD_LETTER_DATASET);
+        assert_eq!(source.dataset_rule(), DatasetRule::TopicLevel(1));
+        assert_eq!(source.format, StreamFormat::JsonLines);
+        for (change, expected) in [
+            ("topics = [\"a/b#\"]", "not an MQTT topic filter"),
+            ("topics = [\"a/#/b\"]", "not an MQTT topic filter"),
+            ("topics = []", "at least one topic filter"),
+            ("dataset = \"d\"", "either dataset or dataset_topic_level"),
+            ("client_id = \" \"", "client_id must not be empty"),
+            ("format = \"xml\"", "format"),
+            ("dead_letter_dataset = \"a/b\"", "dead_letter_dataset"),
+        ] {
+            let key = change.split(" = ").next().unwrap();
+            let text: String = MQTT_SOURCE
+                .lines()
+                .filter(|line| !line.trim_start().starts_with(&format!("{key} =")))
+                .chain([change])
+                .collect::<Vec<_>>()
+                .join("\n");
+            let error = from_toml(&text, &Overrides::default()).unwrap_err();
+            assert!(error.to_string().contains(expected), "{change}: {error}");
+        }
+    }
+
+    #[test]
+    fn event_formats_need_a_dataset_and_otlp_does_not() {
+        let text = MQTT_SOURCE.replace("dataset_topic_level = 1", "");
+        let error = from_toml(&text, &Overrides::default()).unwrap_err();
+        assert!(error.to_string().contains("needs a dataset"), "{error}");
+        let otlp = text.replace("json_lines", "otlp_proto");
+        let config = from_toml(&otlp, &Overrides::default()).unwrap();
+        assert_eq!(
+            config.sources.mqtt[0].dataset_rule(),
+            DatasetRule::ServiceName
         );
     }
 }

@@ -20,6 +20,7 @@ use quarry_ingest::otlp::{
     DatasetBatch, OtlpContext, OtlpFormat, decode_logs, decode_metrics, decode_traces, map_logs,
     map_metrics, map_traces,
 };
+use quarry_ingest::remote_write::{decode_write_request, to_otlp};
 use quarry_ingest::{
     DecodeContext, EventDefaults, EventStatus, IngestError, Limits, decode_batch, decode_body,
     decode_single_event,
@@ -72,6 +73,12 @@ pub enum Payload {
         /// A dataset for every row instead of the services' (not yet validated).
         dataset_override: Option<String>,
     },
+    /// A Prometheus remote write request (snappy-compressed protobuf); its
+    /// samples are stored as OTLP metric points, each in its `job`'s dataset.
+    PrometheusRemoteWrite {
+        /// A dataset for every row instead of the jobs' (not yet validated).
+        dataset_override: Option<String>,
+    },
 }
 
 impl Payload {
@@ -92,6 +99,7 @@ impl Payload {
                 signal: Signal::Metrics,
                 ..
             } => "otlp_metrics",
+            Payload::PrometheusRemoteWrite { .. } => "prometheus_remote_write",
         }
     }
 }
@@ -250,12 +258,15 @@ impl IngestService {
             Payload::Otlp {
                 dataset_override: Some(dataset),
                 ..
+            }
+            | Payload::PrometheusRemoteWrite {
+                dataset_override: Some(dataset),
             } => Some(names::dataset_name(dataset)?.to_owned()),
             Payload::SingleEvent { dataset, .. } | Payload::EventBatch { dataset, .. } => {
                 names::dataset_name(dataset)?;
                 None
             }
-            Payload::Otlp { .. } => None,
+            Payload::Otlp { .. } | Payload::PrometheusRemoteWrite { .. } => None,
         };
         let store = Arc::clone(&self.store);
         let limits = self.limits;
@@ -320,6 +331,22 @@ impl IngestService {
                         rejected,
                         items: decoded.statuses,
                         first_error,
+                    })
+                }
+                Payload::PrometheusRemoteWrite { .. } => {
+                    let request = decode_write_request(&body, limits.max_body_bytes)?;
+                    let context = OtlpContext {
+                        limits: &limits,
+                        now_ns,
+                        dataset_override: dataset_override.as_deref(),
+                    };
+                    let schema_of = |dataset: &str| store.schema(&environment, dataset);
+                    let mapped = map_metrics(&to_otlp(&request), &context, &schema_of)?;
+                    Ok(Decoded {
+                        batches: mapped.batches,
+                        rejected: mapped.rejected,
+                        items: Vec::new(),
+                        first_error: mapped.first_error,
                     })
                 }
                 Payload::Otlp { signal, format, .. } => {

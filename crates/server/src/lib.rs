@@ -28,6 +28,7 @@ pub mod router;
 mod routes;
 mod saved_queries;
 pub mod server;
+pub mod sources;
 pub mod state;
 #[cfg(test)]
 mod testing;

@@ -1,6 +1,9 @@
 //! The server's own metrics, and `/metrics`: the OpenMetrics text of one registry
 //! that every part registers its metrics in, each part defining its own (the
 //! store's in `quarry-segment-store`, the query engine's in `quarry-engine`).
+//!
+//! The HTTP latency histogram carries exemplars: the trace id of a request that
+//! came with a W3C `traceparent`, so a slow bucket links to a trace of it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -38,6 +42,13 @@ pub struct RouteLabel {
     pub route: String,
 }
 
+/// Exemplar of a timed request: the trace it was part of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TraceExemplar {
+    /// The W3C trace id, 32 lower-case hex digits.
+    pub trace_id: String,
+}
+
 /// Label of a timed ingest request: what its body held.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct PayloadLabel {
@@ -57,7 +68,7 @@ pub struct ApiMetrics {
     http_requests: Family<RouteStatus, Counter>,
     /// Seconds from a request's arrival to its response, by route template: the
     /// latency of every query endpoint as well as of ingest over HTTP.
-    http_request_seconds: Family<RouteLabel, Histogram>,
+    http_request_seconds: Family<RouteLabel, HistogramWithExemplars<TraceExemplar>>,
     /// Seconds the ingest service took per admitted request (every transport).
     ingest_request_seconds: Family<PayloadLabel, Histogram>,
     /// Events written to the store.
@@ -70,9 +81,9 @@ impl Default for ApiMetrics {
     fn default() -> Self {
         ApiMetrics {
             http_requests: Family::default(),
-            http_request_seconds: Family::new_with_constructor(
-                || Histogram::new(latency_buckets()),
-            ),
+            http_request_seconds: Family::new_with_constructor(|| {
+                HistogramWithExemplars::new(latency_buckets())
+            }),
             ingest_request_seconds: Family::new_with_constructor(|| {
                 Histogram::new(latency_buckets())
             }),
@@ -83,8 +94,15 @@ impl Default for ApiMetrics {
 }
 
 impl ApiMetrics {
-    /// Counts one answered request and its latency.
-    pub fn record_request(&self, route: &str, status: StatusCode, seconds: f64) {
+    /// Counts one answered request and its latency, with the trace it was part
+    /// of as the latency's exemplar.
+    pub fn record_request(
+        &self,
+        route: &str,
+        status: StatusCode,
+        seconds: f64,
+        trace_id: Option<String>,
+    ) {
         self.http_requests
             .get_or_create(&RouteStatus {
                 route: route.to_owned(),
@@ -95,7 +113,11 @@ impl ApiMetrics {
             .get_or_create(&RouteLabel {
                 route: route.to_owned(),
             })
-            .observe(seconds);
+            .observe(
+                seconds,
+                trace_id.map(|trace_id| TraceExemplar { trace_id }),
+                None,
+            );
     }
 
     /// Adds to the accepted and rejected event counters.
@@ -166,10 +188,38 @@ pub async fn track_requests(
         || UNMATCHED_ROUTE.to_owned(),
         |path| path.as_str().to_owned(),
     );
+    let trace_id = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+        .and_then(trace_id_of);
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.record_request(&route, response.status(), started.elapsed().as_secs_f64());
+    metrics.record_request(
+        &route,
+        response.status(),
+        started.elapsed().as_secs_f64(),
+        trace_id,
+    );
     response
+}
+
+/// The W3C trace context header.
+const TRACEPARENT: &str = "traceparent";
+
+/// The trace id of a `traceparent` value (`00-<trace id>-<span id>-<flags>`),
+/// when it is well formed and not the all-zero id.
+fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace_id) = (parts.next()?, parts.next()?);
+    let hex = |text: &str, len: usize| {
+        text.len() == len
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    (hex(version, 2) && version != "ff" && hex(trace_id, 32) && trace_id.bytes().any(|b| b != b'0'))
+        .then(|| trace_id.to_owned())
 }
 
 /// The OpenMetrics text of `registry`.
@@ -196,9 +246,19 @@ mod tests {
         query.segments_pruned_by_bloom.inc_by(3);
         let api = ApiMetrics::default();
         api.record_events(5, 2);
-        api.record_request("/1/events/{dataset}", StatusCode::OK, 0.01);
-        api.record_request("/1/events/{dataset}", StatusCode::ACCEPTED, 0.02);
-        api.record_request("/1/events/{dataset}", StatusCode::PAYLOAD_TOO_LARGE, 0.001);
+        api.record_request("/1/events/{dataset}", StatusCode::OK, 0.01, None);
+        api.record_request(
+            "/1/events/{dataset}",
+            StatusCode::ACCEPTED,
+            0.02,
+            Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        );
+        api.record_request(
+            "/1/events/{dataset}",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            0.001,
+            None,
+        );
         api.record_ingest("batch", 0.004);
         let mut registry = Registry::default();
         store.register(&mut registry);
@@ -228,6 +288,13 @@ mod tests {
             "quarry_http_request_duration_seconds_count{route=\"/1/events/{dataset}\"} 3\n"
         ));
         assert!(text.contains("quarry_wal_fsync_duration_seconds_count 1\n"));
+        // The traced request's bucket names its trace.
+        assert!(
+            text.contains(
+                "quarry_http_request_duration_seconds_bucket{le=\"0.032\",route=\"/1/events/{dataset}\"} 3 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.02"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "quarry_ingest_request_duration_seconds_bucket{le=\"0.004\",payload=\"batch\"} 1\n"
@@ -254,9 +321,26 @@ mod tests {
     }
 
     #[test]
+    fn trace_ids_come_from_well_formed_traceparents_only() {
+        assert_eq!(
+            trace_id_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            assert_eq!(trace_id_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let api = ApiMetrics::default();
-        api.record_request("a\"b\\c\nd", StatusCode::OK, 0.0);
+        api.record_request("a\"b\\c\nd", StatusCode::OK, 0.0, None);
         let mut registry = Registry::default();
         api.register(&mut registry);
         let text = render(&registry);

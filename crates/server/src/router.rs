@@ -16,7 +16,8 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
 use crate::routes::{
-    admin, bubbleup, events, ops, otlp, query, query_data, rollups, schema, sql, traces, web,
+    admin, bubbleup, events, ops, otlp, prometheus, query, query_data, remote_write, rollups,
+    schema, sources, sql, traces, web,
 };
 use crate::state::AppState;
 
@@ -38,6 +39,29 @@ pub fn router(state: AppState) -> Router {
         .route("/1/datasets/{dataset}", get(schema::get_dataset))
         .route("/1/columns/{dataset}", get(schema::list_columns))
         .route("/api/v1/sql", post(sql::sql))
+        .route("/api/v1/sources", get(sources::list))
+        .route(
+            "/api/v1/write",
+            post(remote_write::write).layer(ingest_body_limit),
+        )
+        .route(
+            "/api/v1/query",
+            get(prometheus::query).post(prometheus::query),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(prometheus::query_range).post(prometheus::query_range),
+        )
+        .route(
+            "/api/v1/series",
+            get(prometheus::series).post(prometheus::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(prometheus::labels).post(prometheus::labels),
+        )
+        .route("/api/v1/label/{name}/values", get(prometheus::label_values))
+        .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
         .route("/api/v1/admin/seal", post(admin::seal))
         .route("/api/v1/admin/compact", post(admin::compact))
         .route("/api/v1/admin/retention", post(admin::retention))

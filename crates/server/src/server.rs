@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use crate::flight_sql::QuarryFlightSql;
 use crate::otlp::grpc::{LogsService, MetricsService, Receiver, TraceService};
 use crate::router::{otlp_http_router, router};
+use crate::sources::StreamSources;
 use crate::state::AppState;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -95,6 +96,17 @@ impl Server {
             },
             None => None,
         };
+        let sources = match StreamSources::start(&state, &config.sources) {
+            Ok(sources) => sources,
+            Err(error) => {
+                if let Some(writer) = demo_writer {
+                    writer.abort();
+                }
+                maintenance.stop();
+                close_store(&store).await;
+                return Err(error);
+            }
+        };
         let (stop, stop_rx) = watch::channel(false);
         // The OTLP receivers stop when the HTTP server starts draining or ends.
         let (ended_tx, ended_rx) = watch::channel(false);
@@ -111,6 +123,7 @@ impl Server {
             match start_otlp_receivers(&state, otlp_grpc, otlp_http, worker, pg, receivers_stop) {
                 Ok(receivers) => receivers,
                 Err(error) => {
+                    sources.stop().await;
                     maintenance.stop();
                     close_store(&store).await;
                     return Err(error);
@@ -155,6 +168,8 @@ impl Server {
                 writer.abort();
                 let _ = writer.await;
             }
+            // Before the store closes: a source finishing its message needs it.
+            sources.stop().await;
             maintenance.stop();
             close_store(&store).await;
             served

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::ingest_service::IngestService;
 use crate::metrics::ApiMetrics;
 use crate::saved_queries::SavedQueries;
+use crate::sources::status::SourceStatuses;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -43,6 +44,8 @@ pub struct AppState {
     pub saved_queries: Arc<SavedQueries>,
     /// What this node does among the nodes sharing its object store.
     pub role: Role,
+    /// The stream sources' states and metrics.
+    pub sources: Arc<SourceStatuses>,
 }
 
 impl AppState {
@@ -75,6 +78,8 @@ impl AppState {
         store.metrics().register(&mut registry);
         engine.metrics().register(&mut registry);
         metrics.register(&mut registry);
+        let sources = Arc::new(SourceStatuses::default());
+        sources.register(&mut registry);
         if let Some(read_cache) = &storage.read_cache {
             read_cache.register(&mut registry);
         }
@@ -89,6 +94,7 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(true)),
             saved_queries: Arc::new(SavedQueries::default()),
             role: config.role,
+            sources,
         })
     }
 }

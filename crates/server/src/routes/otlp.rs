@@ -139,7 +139,7 @@ fn typed(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Respo
 }
 
 /// A header's value as trimmed text; a value that is not text counts as absent.
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|value| value.to_str().ok())

@@ -23,6 +23,10 @@ pub enum Protocol {
     OtlpGrpc,
     /// OTLP/HTTP protobuf trace exports, `POST <url>/v1/traces` (spans only).
     OtlpHttp,
+    /// Events API batch bodies published as MQTT messages (QoS 1) to
+    /// `--mqtt-topic-prefix/<dataset>`, for an MQTT source of Quarry's
+    /// (docs/streams.md); the run ends once Quarry stored every row.
+    Mqtt,
 }
 
 impl Protocol {
@@ -32,6 +36,7 @@ impl Protocol {
             Protocol::Events => "events",
             Protocol::OtlpGrpc => "otlp-grpc",
             Protocol::OtlpHttp => "otlp-http",
+            Protocol::Mqtt => "mqtt",
         }
     }
 }
@@ -53,9 +58,20 @@ pub struct Args {
     /// Events (spans for OTLP) per request [default: 1000; 512 for OTLP]
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Protocol: the Events API, or OTLP trace exports over gRPC or HTTP.
-    #[arg(long, value_enum, default_value = "events")]
+    /// Protocol: the Events API, OTLP trace exports over gRPC or HTTP, or
+    /// Events API bodies through an MQTT broker (`--to mqtt`).
+    #[arg(long, alias = "to", value_enum, default_value = "events")]
     pub protocol: Protocol,
+    /// The MQTT broker (with --to mqtt).
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    pub mqtt_broker: String,
+    /// Topic prefix: each body goes to `<prefix>/<dataset>` (with --to mqtt).
+    #[arg(long, default_value = "quarry-load")]
+    pub mqtt_topic_prefix: String,
+    /// Seconds to wait for the broker's acknowledgements and Quarry's rows
+    /// (with --to mqtt).
+    #[arg(long, default_value_t = 600)]
+    pub wait_secs: u64,
     /// Endpoint of the OTLP/gRPC receiver (with --protocol otlp-grpc).
     #[arg(long, default_value = "http://127.0.0.1:4317")]
     pub otlp_grpc_url: String,
@@ -99,7 +115,7 @@ impl Args {
     pub fn batch_size(&self) -> usize {
         self.batch_size
             .unwrap_or(match self.protocol {
-                Protocol::Events => EVENTS_BATCH_SIZE,
+                Protocol::Events | Protocol::Mqtt => EVENTS_BATCH_SIZE,
                 Protocol::OtlpGrpc | Protocol::OtlpHttp => OTLP_BATCH_SIZE,
             })
             .max(1)

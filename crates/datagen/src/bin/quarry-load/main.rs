@@ -6,12 +6,14 @@
 //! ```text
 //! quarry-load --url http://127.0.0.1:8080 --events 1M --concurrency 4
 //! quarry-load --protocol otlp-grpc --otlp-grpc-url http://127.0.0.1:4317 --server-pid 1234
+//! quarry-load --to mqtt --mqtt-broker mqtt://127.0.0.1:1883 --events 100k
 //! quarry-load --events 10k --ndjson > events.ndjson
 //! quarry-load --describe            # the scenario (services, deploys, anomaly) as JSON
 //! ```
 
 mod args;
 mod cpu;
+mod mqtt_send;
 mod otlp_send;
 mod send;
 mod summary;
@@ -53,6 +55,7 @@ fn run(args: &Args) -> Result<(), DatagenError> {
         args::Protocol::OtlpGrpc | args::Protocol::OtlpHttp => {
             runtime.block_on(otlp_send::send_all(args, generator))?
         }
+        args::Protocol::Mqtt => runtime.block_on(mqtt_send::send_all(args, generator))?,
     };
     println!("{}", summary.line());
     if let Some(path) = &args.summary_json {

@@ -33,10 +33,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_ATTEMPTS: u32 = 300;
 
 /// One body ready to post.
-struct Prepared {
-    dataset: &'static str,
-    body: Bytes,
-    events: u64,
+pub struct Prepared {
+    /// The dataset the body's events go to.
+    pub dataset: &'static str,
+    /// The batch body.
+    pub body: Bytes,
+    /// Events in it.
+    pub events: u64,
 }
 
 /// One item of a batch response.
@@ -156,7 +159,7 @@ impl ProducerResult {
 }
 
 /// Generates every body and hands each to `sink` until it returns false.
-fn produce(
+pub fn produce(
     generator: Generator,
     batch_size: usize,
     gzip: bool,
