@@ -384,3 +384,25 @@ def test_a_trace_opens_from_its_url(demo, page):
         assert f"({log_rows})" in logs.inner_text()
     shot(page, "7-trace-url")
     page.console.assert_clean()
+
+
+def test_markers_are_drawn_on_time_charts(demo, page):
+    server, anomaly = demo
+    require_query_api(server)
+    dataset = anomaly["service"]
+    now = int(time.time())
+    resp = server.post(f"/1/markers/{dataset}", json.dumps(
+        {"start_time": now - 1800, "message": "deploy v42", "type": "deploy"}))
+    assert resp.status_code == 201, resp.text
+    resp = server.post("/1/markers/__all__", json.dumps(
+        {"start_time": now - 3000, "end_time": now - 2400, "message": "maintenance"}))
+    assert resp.status_code == 201, resp.text
+    query = json.dumps({"calculations": [{"op": "COUNT"}], "time_range": 3600})
+    page.goto(f"{server.base}/?dataset={dataset}&query={query}")
+    page.get_by_test_id("time-chart").first.wait_for()
+    markers = page.get_by_test_id("time-chart").first.get_by_test_id("chart-marker")
+    markers.first.wait_for()
+    titles = sorted(markers.nth(i).locator("title").text_content() for i in range(markers.count()))
+    assert titles == ["deploy: deploy v42", "maintenance"]
+    shot(page, "7-markers")
+    page.console.assert_clean()

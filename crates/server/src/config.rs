@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use quarry_alerts::AlertsConfig;
 use quarry_engine::QueryConfig;
 use quarry_ingest::Limits;
 use quarry_object_storage::{ObjectStorage, ObjectStorageConfig};
@@ -179,6 +180,8 @@ pub struct Config {
     /// Stream sources (`[[sources.mqtt]]`, `[[sources.kafka]]`) consumed into
     /// the store (docs/streams.md).
     pub sources: SourcesConfig,
+    /// Triggers, SLOs and notifications (docs/alerts.md).
+    pub alerts: AlertsConfig,
 }
 
 impl Config {
@@ -228,7 +231,7 @@ impl Config {
 
 /// Top-level sections of the file; each deserializes on its own, so an error
 /// names its key as `section.key`.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "cluster",
     "storage",
@@ -240,6 +243,7 @@ const SECTIONS: [&str; 11] = [
     "rollup_defaults",
     "query",
     "sources",
+    "alerts",
 ];
 
 /// The TOML file as written; every key optional. The engine sections are the
@@ -257,6 +261,7 @@ struct FileConfig {
     query: QueryConfig,
     cluster: ClusterSection,
     sources: SourcesConfig,
+    alerts: AlertsConfig,
 }
 
 /// `[cluster]`: distributed query execution (docs/deploy.md).
@@ -404,6 +409,7 @@ fn parse_file(text: &str) -> Result<FileConfig, ApiError> {
         query: section(&mut file, "query")?,
         cluster: section(&mut file, "cluster")?,
         sources: section(&mut file, "sources")?,
+        alerts: section(&mut file, "alerts")?,
     })
 }
 
@@ -445,6 +451,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         query,
         cluster,
         mut sources,
+        alerts,
     } = file;
     let data_dir = args
         .data_dir
@@ -542,6 +549,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         scan_bytes_per_task: cluster.scan_bytes_per_task,
         ingest_peers,
         sources,
+        alerts,
     })
 }
 

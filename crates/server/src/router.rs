@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -16,8 +16,8 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
 use crate::routes::{
-    admin, bubbleup, events, ops, otlp, prometheus, query, query_data, remote_write, rollups,
-    schema, sources, sql, traces, web,
+    admin, alerts, bubbleup, events, ops, otlp, prometheus, query, query_data, remote_write,
+    rollups, schema, sources, sql, traces, web,
 };
 use crate::state::AppState;
 
@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/rollups/{dataset}/{name}",
             get(rollups::get).delete(rollups::delete),
         )
+        .merge(alert_routes())
         .route_layer(from_fn_with_state(
             Arc::clone(&state.auth),
             auth::require_key,
@@ -100,6 +101,68 @@ pub fn router(state: AppState) -> Router {
         .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed);
     with_common_layers(routes, Arc::clone(&state.metrics)).with_state(state)
+}
+
+/// Markers, recipients, triggers, SLOs and burn alerts (docs/alerts.md).
+fn alert_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/1/markers/{dataset}",
+            post(alerts::create_marker).get(alerts::list_markers),
+        )
+        .route(
+            "/1/markers/{dataset}/{id}",
+            put(alerts::update_marker).delete(alerts::delete_marker),
+        )
+        .route(
+            "/1/marker_settings/{dataset}",
+            post(alerts::create_marker_setting).get(alerts::list_marker_settings),
+        )
+        .route(
+            "/1/marker_settings/{dataset}/{id}",
+            axum::routing::delete(alerts::delete_marker_setting),
+        )
+        .route(
+            "/1/recipients",
+            post(alerts::create_recipient).get(alerts::list_recipients),
+        )
+        .route(
+            "/1/recipients/{id}",
+            get(alerts::get_recipient)
+                .put(alerts::update_recipient)
+                .delete(alerts::delete_recipient),
+        )
+        .route(
+            "/1/triggers/{dataset}",
+            post(alerts::create_trigger).get(alerts::list_triggers),
+        )
+        .route(
+            "/1/triggers/{dataset}/{id}",
+            get(alerts::get_trigger)
+                .put(alerts::update_trigger)
+                .delete(alerts::delete_trigger),
+        )
+        .route(
+            "/1/slos/{dataset}",
+            post(alerts::create_slo).get(alerts::list_slos),
+        )
+        .route(
+            "/1/slos/{dataset}/{id}",
+            get(alerts::get_slo)
+                .put(alerts::update_slo)
+                .delete(alerts::delete_slo),
+        )
+        .route(
+            "/1/burn_alerts/{dataset}",
+            post(alerts::create_burn_alert).get(alerts::list_burn_alerts),
+        )
+        .route(
+            "/1/burn_alerts/{dataset}/{id}",
+            get(alerts::get_burn_alert)
+                .put(alerts::update_burn_alert)
+                .delete(alerts::delete_burn_alert),
+        )
+        .route("/api/v1/admin/alerts/evaluate", post(alerts::evaluate))
 }
 
 /// OTLP/HTTP's routes (served on the API port and on the OTLP/HTTP port).

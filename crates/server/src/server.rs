@@ -26,6 +26,8 @@ use crate::router::{otlp_http_router, router};
 use crate::sources::StreamSources;
 use crate::state::AppState;
 
+/// How often due alert notifications are sent (retries wait their backoff).
+const ALERT_DELIVERY_TICK: Duration = Duration::from_secs(1);
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -66,6 +68,9 @@ impl Server {
         let otlp_grpc_address = otlp_grpc.as_ref().map(local_address).transpose()?;
         let otlp_http_address = otlp_http.as_ref().map(local_address).transpose()?;
         let storage = config::open_object_storage(&mut config)?;
+        if config.alerts.public_url.is_empty() {
+            config.alerts.public_url = format!("http://{http_address}");
+        }
         info!(
             data_dir = %config.data_dir.display(),
             objects = %storage.location,
@@ -77,7 +82,7 @@ impl Server {
         let store = Store::open(config.store_config(), Arc::clone(&storage.store))
             .await
             .map_err(|error| ApiError::Startup(format!("cannot open the store: {error}")))?;
-        let state = match AppState::new(Arc::clone(&store), &config, &storage) {
+        let state = match AppState::new(Arc::clone(&store), &config, &storage).await {
             Ok(state) => state,
             Err(error) => {
                 close_store(&store).await;
@@ -389,6 +394,7 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 struct BackgroundTasks {
     rollups: Option<quarry_rollup::RollupMaintenance>,
     follower: Option<JoinHandle<()>>,
+    alerts: Option<JoinHandle<()>>,
 }
 
 impl BackgroundTasks {
@@ -401,7 +407,14 @@ impl BackgroundTasks {
             )
         });
         let follower = remote.then(|| tokio::spawn(follow_manifest(Arc::downgrade(store))));
-        BackgroundTasks { rollups, follower }
+        // One evaluator per deployment: a maintaining node, while it holds the lease.
+        let alerts = (config.role.maintains() && config.alerts.enabled)
+            .then(|| tokio::spawn(run_alerts(state.clone())));
+        BackgroundTasks {
+            rollups,
+            follower,
+            alerts,
+        }
     }
 
     fn stop(&self) {
@@ -411,6 +424,33 @@ impl BackgroundTasks {
         if let Some(follower) = &self.follower {
             follower.abort();
         }
+        // Safe at any point: every alert state change is one atomic write.
+        if let Some(alerts) = &self.alerts {
+            alerts.abort();
+        }
+    }
+}
+
+/// Delivers due notifications every [`ALERT_DELIVERY_TICK`] and, unless alert
+/// time is manual, evaluates triggers and SLOs every `[alerts]
+/// evaluate_every_secs`; only while this node holds the maintenance lease.
+async fn run_alerts(state: AppState) {
+    let alerts = Arc::clone(&state.alerts);
+    let every = Duration::from_secs(alerts.config().evaluate_every_secs.max(1));
+    let mut last_pass: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(ALERT_DELIVERY_TICK).await;
+        if !state.store.holds_maintenance_lease() {
+            continue;
+        }
+        if !alerts.config().manual_clock && last_pass.is_none_or(|last| last.elapsed() >= every) {
+            last_pass = Some(tokio::time::Instant::now());
+            let report = alerts.evaluate(alerts.now_ns()).await;
+            for error in report.errors {
+                warn!(%error, "alert evaluation");
+            }
+        }
+        alerts.deliver().await;
     }
 }
 

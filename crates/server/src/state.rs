@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use prometheus_client::registry::Registry;
+use quarry_alerts::Alerts;
 use quarry_engine::QueryEngine;
 use quarry_object_storage::ObjectStorage;
 use quarry_schema::SharedClock;
@@ -46,11 +47,14 @@ pub struct AppState {
     pub role: Role,
     /// The stream sources' states and metrics.
     pub sources: Arc<SourceStatuses>,
+    /// Markers, triggers, SLOs and their notifications (docs/alerts.md).
+    pub alerts: Arc<Alerts>,
 }
 
 impl AppState {
-    /// State over an open store (on `storage`), with the query engine built on it.
-    pub fn new(
+    /// State over an open store (on `storage`), with the query engine built on it
+    /// and alerting's persisted state loaded.
+    pub async fn new(
         store: Arc<Store>,
         config: &Config,
         storage: &ObjectStorage,
@@ -83,10 +87,24 @@ impl AppState {
         if let Some(read_cache) = &storage.read_cache {
             read_cache.register(&mut registry);
         }
+        let engine = Arc::new(engine);
+        let mut alerts_config = config.alerts.clone();
+        if alerts_config.public_url.is_empty() {
+            alerts_config.public_url = format!("http://{}", config.http);
+        }
+        let alerts = Alerts::open(
+            alerts_config,
+            Arc::clone(&storage.store),
+            Arc::clone(&engine),
+            Arc::clone(&clock),
+        )
+        .await
+        .map_err(|error| ApiError::Startup(format!("cannot load the alert state: {error}")))?;
         Ok(AppState {
+            alerts: Arc::new(alerts),
             registry: Arc::new(registry),
             store,
-            engine: Arc::new(engine),
+            engine,
             auth: Arc::new(Auth::new(config.api_keys.clone())),
             ingest,
             clock,

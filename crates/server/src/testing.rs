@@ -69,7 +69,7 @@ impl TestApp {
         let store = Store::open(config.store_config(), Arc::clone(&storage.store))
             .await
             .unwrap();
-        let state = AppState::new(store, &config, &storage).unwrap();
+        let state = AppState::new(store, &config, &storage).await.unwrap();
         TestApp {
             router: router::router(state.clone()),
             state,

@@ -9,11 +9,22 @@ import { niceTicks, timeTicks, useWidth } from "./useWidth";
 
 export interface GroupStyle { id: string; label: string; color: string; index: number }
 
+/** A marker of the result's range (docs/alerts.md): a deploy, an incident, ... */
+export interface ChartMarker {
+  id: string;
+  start_time: number;
+  end_time?: number;
+  message: string;
+  type: string;
+  url: string;
+  color: string;
+}
+
 const HEIGHT = 170;
 const PAD = { left: 56, right: 12, top: 10, bottom: 22 };
 
 interface Props {
-  result: QueryResult;
+  result: QueryResult & { markers?: ChartMarker[] };
   name: string;
   groups: GroupStyle[];
   highlighted: string | null;
@@ -116,6 +127,24 @@ export function TimeChart({ result, name, groups, highlighted, onHighlight, onPo
             <g key={g.id} opacity={dim ? 0.15 : 1}>
               <path d={d} fill="none" stroke={g.color} stroke-width={highlighted === g.id ? 2.5 : 1.5} />
               {points.length < 3 && points.map(([t, v]) => <circle key={t} cx={x(t)} cy={y(v)} r={2.5} fill={g.color} />)}
+            </g>
+          );
+        })}
+        {(result.markers ?? []).map((m) => {
+          // A marker's span, clipped to the chart; a point marker is a line.
+          const from = Math.max(m.start_time, start);
+          const to = Math.min(m.end_time ?? m.start_time, end);
+          if (to < from) return null;
+          const label = [m.type, m.message].filter(Boolean).join(": ");
+          return (
+            <g key={m.id} class="marker" data-testid="chart-marker">
+              <title>{label}</title>
+              {to > from && (
+                <rect x={x(from)} y={PAD.top} width={Math.max(1, x(to) - x(from))} height={plotH}
+                  fill={m.color} opacity={0.12} />
+              )}
+              <line x1={x(from)} x2={x(from)} y1={PAD.top} y2={PAD.top + plotH}
+                stroke={m.color} stroke-width={1.5} stroke-dasharray="4 3" />
             </g>
           );
         })}

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per kind of request.
 
 pub mod admin;
+pub mod alerts;
 pub mod bubbleup;
 pub mod events;
 pub mod ops;

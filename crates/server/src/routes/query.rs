@@ -9,6 +9,7 @@ use quarry_query::spec::{
     DrillDownRequest, EventsPage, QueryResult, QuerySpec, drill_down, run_query,
 };
 use quarry_rollup::RollupRewrite;
+use serde_json::Value;
 
 use crate::auth::Environment;
 use crate::error::ApiError;
@@ -26,12 +27,40 @@ pub async fn query(
     Environment(environment): Environment,
     dataset: Result<Path<String>, PathRejection>,
     body: Bytes,
-) -> Result<Json<QueryResult>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let Path(dataset) = dataset?;
     let spec = parse_spec(&body)?;
+    let result = answer_spec(&state, &environment, &dataset, &spec).await?;
     Ok(Json(
-        answer_spec(&state, &environment, &dataset, &spec).await?,
+        with_markers(&state, &environment, &dataset, &result).await,
     ))
+}
+
+/// The result with the markers of its dataset and of the whole environment in
+/// its time range (`"markers": [...]`), so every chart can draw them.
+pub async fn with_markers(
+    state: &AppState,
+    environment: &str,
+    dataset: &str,
+    result: &QueryResult,
+) -> Value {
+    let mut value = serde_json::to_value(result).unwrap_or(Value::Null);
+    let (Some(start), Some(end)) = (result.start_time.as_f64(), result.end_time.as_f64()) else {
+        return value;
+    };
+    let markers = state
+        .alerts
+        .markers_between(
+            environment,
+            dataset,
+            start.floor() as i64,
+            end.ceil() as i64,
+        )
+        .await;
+    if let Value::Object(map) = &mut value {
+        map.insert("markers".into(), Value::Array(markers));
+    }
+    value
 }
 
 /// Answers `spec` as every spec endpoint does: "now" by the server's clock, and
