@@ -28,6 +28,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+use quarry_schema::fields::SERVICE_NAME;
 
 use crate::IngestError;
 
@@ -41,7 +42,6 @@ pub const JOB_LABEL: &str = "job";
 /// The label that becomes the resource's `service.instance.id`.
 pub const INSTANCE_LABEL: &str = "instance";
 
-const SERVICE_NAME: &str = "service.name";
 const SERVICE_INSTANCE_ID: &str = "service.instance.id";
 
 /// `prometheus.WriteRequest`.

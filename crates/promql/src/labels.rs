@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use quarry_schema::fields::{METRIC_NAME, TIMESTAMP, VALUE};
+use quarry_schema::fields::{META_PREFIX, METRIC_NAME, SERVICE_NAME, TIMESTAMP, VALUE};
 
 /// A label set, ordered by name (the order of Prometheus's output).
 pub type Labels = BTreeMap<String, String>;
@@ -13,12 +13,12 @@ pub const NAME_LABEL: &str = "__name__";
 /// Labels stored under another column name (label, column).
 const RENAMED: [(&str, &str); 3] = [
     (NAME_LABEL, METRIC_NAME),
-    ("job", "service.name"),
+    ("job", SERVICE_NAME),
     ("instance", "service.instance.id"),
 ];
 
 /// Column prefixes of Quarry's own fields, which are never labels.
-const NOT_LABEL_PREFIXES: [&str; 2] = ["metric.", "meta."];
+const NOT_LABEL_PREFIXES: [&str; 2] = ["metric.", META_PREFIX];
 
 /// The separator of a type variant's column (`code#str`), whose label is `code`.
 const VARIANT_SEPARATOR: char = '#';
