@@ -173,6 +173,8 @@ pub struct Config {
     /// Stream sources (`[[sources.mqtt]]`, `[[sources.kafka]]`) consumed into
     /// the store (docs/streams.md).
     pub sources: SourcesConfig,
+    /// `[pipeline]`: the hash key of redaction rules, the usage interval.
+    pub pipeline: PipelineSection,
 }
 
 impl Config {
@@ -222,7 +224,7 @@ impl Config {
 
 /// Top-level sections of the file; each deserializes on its own, so an error
 /// names its key as `section.key`.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "cluster",
     "storage",
@@ -234,6 +236,7 @@ const SECTIONS: [&str; 11] = [
     "rollup_defaults",
     "query",
     "sources",
+    "pipeline",
 ];
 
 /// The TOML file as written; every key optional. The engine sections are the
@@ -251,6 +254,46 @@ struct FileConfig {
     query: QueryConfig,
     cluster: ClusterSection,
     sources: SourcesConfig,
+    pipeline: PipelineSection,
+}
+
+/// `[pipeline]`: redaction, quotas and usage (docs/pipeline.md).
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// The HMAC key of `hash` redaction rules (at least 16 bytes). Unset: a random
+    /// key generated once and kept in the data directory (nodes sharing data
+    /// must then be given one key here, or equal values hash differently).
+    pub hash_key: Option<String>,
+    /// How often usage rows are written (`30s`, `1m`); default one minute.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub usage_interval: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for PipelineSection {
+    // The key is a secret: a configuration printed for debugging must not show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineSection")
+            .field("hash_key", &self.hash_key.as_ref().map(|_| "<set>"))
+            .field("usage_interval", &self.usage_interval)
+            .finish()
+    }
+}
+
+/// Shortest accepted `pipeline.hash_key`, in bytes.
+const MIN_HASH_KEY_BYTES: usize = 16;
+
+/// `Option<Duration>` as a humantime string (`"30s"`).
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        let text = Option::<String>::deserialize(deserializer)?;
+        text.map(|text| humantime::parse_duration(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// `[cluster]`: distributed query execution (docs/deploy.md).
@@ -397,6 +440,7 @@ fn parse_file(text: &str) -> Result<FileConfig, ApiError> {
         query: section(&mut file, "query")?,
         cluster: section(&mut file, "cluster")?,
         sources: section(&mut file, "sources")?,
+        pipeline: section(&mut file, "pipeline")?,
     })
 }
 
@@ -438,6 +482,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         query,
         cluster,
         mut sources,
+        pipeline,
     } = file;
     let data_dir = args
         .data_dir
@@ -512,6 +557,23 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         args.ingest_peers.clone().unwrap_or(cluster.ingest_peers),
     )?;
     sources.validate()?;
+    if pipeline
+        .hash_key
+        .as_ref()
+        .is_some_and(|key| key.len() < MIN_HASH_KEY_BYTES)
+    {
+        return Err(ApiError::Config(format!(
+            "pipeline.hash_key must be at least {MIN_HASH_KEY_BYTES} bytes"
+        )));
+    }
+    if pipeline
+        .usage_interval
+        .is_some_and(|interval| interval.is_zero())
+    {
+        return Err(ApiError::Config(
+            "pipeline.usage_interval must be greater than 0".into(),
+        ));
+    }
 
     Ok(Config {
         http,
@@ -533,6 +595,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         scan_bytes_per_task: cluster.scan_bytes_per_task,
         ingest_peers,
         sources,
+        pipeline,
     })
 }
 

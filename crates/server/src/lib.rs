@@ -21,6 +21,7 @@ pub mod ingest_service;
 pub mod metrics;
 mod names;
 mod otlp;
+pub mod pipeline;
 pub mod router;
 mod routes;
 mod saved_queries;

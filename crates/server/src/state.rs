@@ -18,6 +18,7 @@ use crate::config::{Config, Role};
 use crate::error::ApiError;
 use crate::ingest_service::IngestService;
 use crate::metrics::ApiMetrics;
+use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::saved_queries::SavedQueries;
 use crate::sources::status::SourceStatuses;
 
@@ -46,6 +47,8 @@ pub struct AppState {
     pub role: Role,
     /// The stream sources' states and metrics.
     pub sources: Arc<SourceStatuses>,
+    /// Redaction, quotas and usage of every environment (docs/pipeline.md).
+    pub pipeline: Arc<Pipeline>,
 }
 
 impl AppState {
@@ -66,6 +69,10 @@ impl AppState {
                 .map_err(|error| ApiError::Startup(format!("cluster.ingest_peers: {error}")))?;
             engine = engine.with_remote_buffers(Arc::new(buffers));
         }
+        let settings = PipelineSettings::from_config(config).map_err(|error| {
+            ApiError::Startup(format!("cannot start the ingest pipeline: {error}"))
+        })?;
+        let pipeline = Arc::new(Pipeline::new(Arc::clone(&storage.store), &settings));
         let ingest = IngestService::new(
             Arc::clone(&store),
             config.limits,
@@ -73,13 +80,15 @@ impl AppState {
             Arc::clone(&metrics),
             Arc::clone(&clock),
             config.role,
-        );
+        )
+        .with_pipeline(Arc::clone(&pipeline));
         let mut registry = Registry::default();
         store.metrics().register(&mut registry);
         engine.metrics().register(&mut registry);
         metrics.register(&mut registry);
         let sources = Arc::new(SourceStatuses::default());
         sources.register(&mut registry);
+        pipeline.register(&mut registry);
         if let Some(read_cache) = &storage.read_cache {
             read_cache.register(&mut registry);
         }
@@ -95,6 +104,7 @@ impl AppState {
             saved_queries: Arc::new(SavedQueries::default()),
             role: config.role,
             sources,
+            pipeline,
         })
     }
 }

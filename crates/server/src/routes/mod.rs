@@ -5,6 +5,7 @@ pub mod bubbleup;
 pub mod events;
 pub mod ops;
 pub mod otlp;
+pub mod pipeline;
 pub mod query;
 pub mod query_data;
 pub mod rollups;
