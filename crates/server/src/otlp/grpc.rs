@@ -21,7 +21,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{DATASET_HEADER, encode_response};
-use crate::error::{ApiError, RETRY_DELAY};
+use crate::error::ApiError;
 use crate::ingest_service::{IngestRequest, Payload, Signal};
 use crate::state::AppState;
 
@@ -277,7 +277,7 @@ mod tests {
         let details = status.get_error_details();
         assert_eq!(
             details.retry_info().and_then(|info| info.retry_delay),
-            Some(RETRY_DELAY)
+            Some(crate::error::RETRY_DELAY)
         );
     }
 }

@@ -71,9 +71,10 @@ impl BuiltinPattern {
             BuiltinPattern::Ipv4 => {
                 r"\b(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\b"
             }
-            // Hex groups and colons (and a trailing dotted quad); parsed to confirm.
+            // Hex groups and colons (and a trailing dotted quad, tried first so it is
+            // taken whole); parsed to confirm.
             BuiltinPattern::Ipv6 => {
-                r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?"
+                r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]{1,4})?"
             }
             BuiltinPattern::BearerToken => r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]+=*",
             BuiltinPattern::Jwt => r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*",

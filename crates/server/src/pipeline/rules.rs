@@ -350,7 +350,7 @@ mod tests {
             ),
             (r#"{"quota": {"bytes_burst": 10}}"#, "quota.bytes_burst"),
             (r#"{"quota": {"storage_bytes": -1}}"#, "quota.storage_bytes"),
-            (r#"{"quotas": {}}"#, "body"),
+            (r#"{"quotas": {}}"#, "quotas"),
         ];
         for (json, field) in cases {
             let error = error_of(json);
