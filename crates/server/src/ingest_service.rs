@@ -296,7 +296,7 @@ impl IngestService {
         let limits = self.limits;
         let now_ns = self.clock.now_ns();
         let pipeline = self.pipeline.clone();
-        let decoded = tokio::task::spawn_blocking(move || -> Result<Decoded, ApiError> {
+        tokio::task::spawn_blocking(move || -> Result<Decoded, ApiError> {
             let body = decode_body(content_encoding.as_deref(), body, limits.max_body_bytes)?;
             let mut decoded = match payload {
                 Payload::SingleEvent {
@@ -391,8 +391,7 @@ impl IngestService {
             Ok(decoded)
         })
         .await
-        .map_err(|error| ApiError::Internal(format!("decoding task failed: {error}")))?;
-        decoded
+        .map_err(|error| ApiError::Internal(format!("decoding task failed: {error}")))?
     }
 }
 

@@ -69,9 +69,12 @@ impl AppState {
                 .map_err(|error| ApiError::Startup(format!("cluster.ingest_peers: {error}")))?;
             engine = engine.with_remote_buffers(Arc::new(buffers));
         }
-        let settings = PipelineSettings::from_config(config).map_err(|error| {
-            ApiError::Startup(format!("cannot start the ingest pipeline: {error}"))
-        })?;
+        let settings = PipelineSettings::new(
+            config.pipeline.hash_key.as_deref(),
+            config.pipeline.usage_interval,
+            &config.data_dir,
+        )
+        .map_err(|error| ApiError::Startup(format!("cannot start the ingest pipeline: {error}")))?;
         let pipeline = Arc::new(Pipeline::new(Arc::clone(&storage.store), &settings));
         let ingest = IngestService::new(
             Arc::clone(&store),

@@ -102,19 +102,20 @@ const HASH_KEY_FILE: &str = "pipeline-hash-key";
 const GENERATED_KEY_BYTES: usize = 32;
 
 impl PipelineSettings {
-    /// The settings of `[pipeline]`; without a configured hash key, the key kept
-    /// in the data directory (generated on first start).
-    pub fn from_config(config: &crate::config::Config) -> Result<PipelineSettings, PipelineError> {
-        let hash_key = match &config.pipeline.hash_key {
+    /// The settings of `[pipeline]` (its `hash_key` and `usage_interval`); without
+    /// a configured hash key, the key kept in `data_dir` (generated on first start).
+    pub fn new(
+        hash_key: Option<&str>,
+        usage_interval: Option<Duration>,
+        data_dir: &std::path::Path,
+    ) -> Result<PipelineSettings, PipelineError> {
+        let hash_key = match hash_key {
             Some(key) => key.as_bytes().to_vec(),
-            None => stored_hash_key(&config.data_dir.join(HASH_KEY_FILE))?,
+            None => stored_hash_key(&data_dir.join(HASH_KEY_FILE))?,
         };
         Ok(PipelineSettings {
             hash_key,
-            usage_interval: config
-                .pipeline
-                .usage_interval
-                .unwrap_or(DEFAULT_USAGE_INTERVAL),
+            usage_interval: usage_interval.unwrap_or(DEFAULT_USAGE_INTERVAL),
         })
     }
 }

@@ -127,7 +127,7 @@ pub fn luhn_valid(digits: &[u32]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether `candidate` parses as an IPv6 address (`12:30:45` does not).
