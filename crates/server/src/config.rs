@@ -182,6 +182,8 @@ pub struct Config {
     pub sources: SourcesConfig,
     /// Triggers, SLOs and notifications (docs/alerts.md).
     pub alerts: AlertsConfig,
+    /// `[pipeline]`: the hash key of redaction rules, the usage interval.
+    pub pipeline: PipelineSection,
 }
 
 impl Config {
@@ -231,7 +233,7 @@ impl Config {
 
 /// Top-level sections of the file; each deserializes on its own, so an error
 /// names its key as `section.key`.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "cluster",
     "storage",
@@ -244,6 +246,7 @@ const SECTIONS: [&str; 12] = [
     "query",
     "sources",
     "alerts",
+    "pipeline",
 ];
 
 /// The TOML file as written; every key optional. The engine sections are the
@@ -262,6 +265,46 @@ struct FileConfig {
     cluster: ClusterSection,
     sources: SourcesConfig,
     alerts: AlertsConfig,
+    pipeline: PipelineSection,
+}
+
+/// `[pipeline]`: redaction, quotas and usage (docs/pipeline.md).
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// The HMAC key of `hash` redaction rules (at least 16 bytes). Unset: a random
+    /// key generated once and kept in the data directory (nodes sharing data
+    /// must then be given one key here, or equal values hash differently).
+    pub hash_key: Option<String>,
+    /// How often usage rows are written (`30s`, `1m`); default one minute.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub usage_interval: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for PipelineSection {
+    // The key is a secret: a configuration printed for debugging must not show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineSection")
+            .field("hash_key", &self.hash_key.as_ref().map(|_| "<set>"))
+            .field("usage_interval", &self.usage_interval)
+            .finish()
+    }
+}
+
+/// Shortest accepted `pipeline.hash_key`, in bytes.
+const MIN_HASH_KEY_BYTES: usize = 16;
+
+/// `Option<Duration>` as a humantime string (`"30s"`).
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        let text = Option::<String>::deserialize(deserializer)?;
+        text.map(|text| humantime::parse_duration(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// `[cluster]`: distributed query execution (docs/deploy.md).
@@ -410,6 +453,7 @@ fn parse_file(text: &str) -> Result<FileConfig, ApiError> {
         cluster: section(&mut file, "cluster")?,
         sources: section(&mut file, "sources")?,
         alerts: section(&mut file, "alerts")?,
+        pipeline: section(&mut file, "pipeline")?,
     })
 }
 
@@ -452,6 +496,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         cluster,
         mut sources,
         alerts,
+        pipeline,
     } = file;
     let data_dir = args
         .data_dir
@@ -527,6 +572,23 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         args.ingest_peers.clone().unwrap_or(cluster.ingest_peers),
     )?;
     sources.validate()?;
+    if pipeline
+        .hash_key
+        .as_ref()
+        .is_some_and(|key| key.len() < MIN_HASH_KEY_BYTES)
+    {
+        return Err(ApiError::Config(format!(
+            "pipeline.hash_key must be at least {MIN_HASH_KEY_BYTES} bytes"
+        )));
+    }
+    if pipeline
+        .usage_interval
+        .is_some_and(|interval| interval.is_zero())
+    {
+        return Err(ApiError::Config(
+            "pipeline.usage_interval must be greater than 0".into(),
+        ));
+    }
 
     Ok(Config {
         http,
@@ -550,6 +612,7 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
         ingest_peers,
         sources,
         alerts,
+        pipeline,
     })
 }
 

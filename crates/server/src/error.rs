@@ -47,6 +47,14 @@ pub enum ApiError {
     /// The server sheds load; the client should retry (429).
     #[error("{0}")]
     Overloaded(String),
+    /// The environment is over one of its quotas (429 with the wait it needs).
+    #[error("{message}")]
+    QuotaExceeded {
+        /// What is over which limit.
+        message: String,
+        /// How long until a retry can succeed.
+        retry_after: std::time::Duration,
+    },
     /// The server is shutting down and takes no more work (503).
     #[error("{0}")]
     Unavailable(String),
@@ -75,7 +83,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded(_) | ApiError::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::WrongRole(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Internal(_) | ApiError::Config(_) | ApiError::Startup(_) => {
@@ -110,8 +120,21 @@ impl ApiError {
         }
     }
 
+    /// How long a refused client should wait before retrying (gRPC `RetryInfo`).
+    pub fn retry_delay(&self) -> std::time::Duration {
+        match self {
+            ApiError::QuotaExceeded { retry_after, .. } => *retry_after,
+            _ => RETRY_DELAY,
+        }
+    }
+
     /// The `Retry-After` value of an overloaded or unavailable response.
     pub fn retry_after(&self) -> Option<HeaderValue> {
+        if let ApiError::QuotaExceeded { retry_after, .. } = self {
+            // Whole seconds, rounded up: a client retrying sooner is refused again.
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            return Some(HeaderValue::from(seconds));
+        }
         matches!(
             self.status(),
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
@@ -151,6 +174,24 @@ impl From<IngestError> for ApiError {
                 ApiError::PayloadTooLarge(message)
             }
             IngestError::Arrow(_) => ApiError::Internal(message),
+        }
+    }
+}
+
+impl From<crate::pipeline::PipelineError> for ApiError {
+    fn from(error: crate::pipeline::PipelineError) -> Self {
+        use crate::pipeline::PipelineError;
+        let message = error.to_string();
+        match error.retry_after() {
+            Some(retry_after) => ApiError::QuotaExceeded {
+                message,
+                retry_after,
+            },
+            None => match error {
+                PipelineError::Invalid(_) => ApiError::BadRequest(message),
+                PipelineError::Conflict => ApiError::Conflict(message),
+                _ => ApiError::Internal(message),
+            },
         }
     }
 }

@@ -9,6 +9,10 @@
 //! permits times the body limit instead of growing with a queue. The store's own
 //! buffer limit refuses the same way.
 //!
+//! Between decoding and the WAL, the environment's [`Pipeline`] applies its
+//! quotas (bytes before decoding, events after) and redaction rules, and counts
+//! usage; see docs/pipeline.md.
+//!
 //! Transports only translate: their framing and headers into an [`IngestRequest`],
 //! and an [`IngestOutcome`] (or an [`ApiError`]) into their response.
 
@@ -22,7 +26,7 @@ use quarry_ingest::otlp::{
 };
 use quarry_ingest::remote_write::{decode_write_request, to_otlp};
 use quarry_ingest::{
-    DecodeContext, EventDefaults, EventStatus, IngestError, Limits, decode_batch, decode_body,
+    DecodeContext, EventDefaults, EventStatus, Limits, decode_batch, decode_body,
     decode_single_event,
 };
 use quarry_schema::SharedClock;
@@ -33,6 +37,7 @@ use crate::config::Role;
 use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
 use crate::names;
+use crate::pipeline::{Pipeline, batch_bytes};
 
 /// The three OTLP signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +152,8 @@ pub struct IngestService {
     clock: SharedClock,
     /// Why every request is refused, on a node whose role takes no writes.
     refusal: Option<String>,
+    /// Quotas, redaction and usage, when the server has a pipeline.
+    pipeline: Option<Arc<Pipeline>>,
 }
 
 /// Rows decoded from one request, by dataset.
@@ -179,6 +186,15 @@ impl IngestService {
             metrics,
             clock,
             refusal,
+            pipeline: None,
+        }
+    }
+
+    /// The same service, passing every request through `pipeline`.
+    pub fn with_pipeline(self, pipeline: Arc<Pipeline>) -> IngestService {
+        IngestService {
+            pipeline: Some(pipeline),
+            ..self
         }
     }
 
@@ -218,6 +234,10 @@ impl IngestService {
         let payload = request.payload.label();
         let single_event = matches!(request.payload, Payload::SingleEvent { .. });
         let environment = request.environment.clone();
+        let body_bytes = request.body.len() as u64;
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.admit_request(&environment, body_bytes)?;
+        }
         let decoded = match self.decode(request).await {
             Ok(decoded) => decoded,
             Err(error) => {
@@ -228,11 +248,26 @@ impl IngestService {
             }
         };
         let rows: usize = decoded.batches.iter().map(|batch| batch.rows).sum();
+        if let Some(pipeline) = &self.pipeline {
+            // Refused whole and before any append: nothing of it is acknowledged.
+            pipeline.admit_events(&environment, rows as u64)?;
+        }
+        let written: Vec<(String, u64, u64)> = decoded
+            .batches
+            .iter()
+            .map(|batch| {
+                let bytes = batch_bytes(&batch.batch);
+                (batch.dataset.clone(), batch.rows as u64, bytes)
+            })
+            .collect();
         let appends = decoded.batches.into_iter().map(|batch| {
             let (store, environment) = (&self.store, &environment);
             async move { store.append(environment, &batch.dataset, batch.batch).await }
         });
         futures::future::try_join_all(appends).await?;
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.record_usage(&environment, &written, body_bytes, self.clock.now_ns());
+        }
         let rows = rows as u64;
         self.metrics.record_events(rows, decoded.rejected);
         self.metrics
@@ -271,9 +306,10 @@ impl IngestService {
         let store = Arc::clone(&self.store);
         let limits = self.limits;
         let now_ns = self.clock.now_ns();
-        let decoded = tokio::task::spawn_blocking(move || -> Result<Decoded, IngestError> {
+        let pipeline = self.pipeline.clone();
+        tokio::task::spawn_blocking(move || -> Result<Decoded, ApiError> {
             let body = decode_body(content_encoding.as_deref(), body, limits.max_body_bytes)?;
-            match payload {
+            let mut decoded = match payload {
                 Payload::SingleEvent {
                     dataset,
                     content_type,
@@ -287,7 +323,7 @@ impl IngestService {
                     };
                     let batch =
                         decode_single_event(&body, content_type.as_deref(), &defaults, &context)?;
-                    Ok(Decoded {
+                    Decoded {
                         batches: vec![DatasetBatch {
                             rows: batch.num_rows(),
                             dataset,
@@ -296,7 +332,7 @@ impl IngestService {
                         rejected: 0,
                         items: vec![EventStatus::Accepted],
                         first_error: None,
-                    })
+                    }
                 }
                 Payload::EventBatch {
                     dataset,
@@ -326,12 +362,12 @@ impl IngestService {
                         })
                         .into_iter()
                         .collect();
-                    Ok(Decoded {
+                    Decoded {
                         batches,
                         rejected,
                         items: decoded.statuses,
                         first_error,
-                    })
+                    }
                 }
                 Payload::PrometheusRemoteWrite { .. } => {
                     let request = decode_write_request(&body, limits.max_body_bytes)?;
@@ -342,12 +378,12 @@ impl IngestService {
                     };
                     let schema_of = |dataset: &str| store.schema(&environment, dataset);
                     let mapped = map_metrics(&to_otlp(&request), &context, &schema_of)?;
-                    Ok(Decoded {
+                    Decoded {
                         batches: mapped.batches,
                         rejected: mapped.rejected,
                         items: Vec::new(),
                         first_error: mapped.first_error,
-                    })
+                    }
                 }
                 Payload::Otlp { signal, format, .. } => {
                     let context = OtlpContext {
@@ -367,18 +403,22 @@ impl IngestService {
                             map_metrics(&decode_metrics(&body, format)?, &context, &schema_of)
                         }
                     }?;
-                    Ok(Decoded {
+                    Decoded {
                         batches: mapped.batches,
                         rejected: mapped.rejected,
                         items: Vec::new(),
                         first_error: mapped.first_error,
-                    })
+                    }
                 }
+            };
+            // Redacted here, still off the runtime and before anything is written.
+            if let Some(pipeline) = pipeline {
+                decoded.batches = pipeline.redact(&environment, decoded.batches)?;
             }
+            Ok(decoded)
         })
         .await
-        .map_err(|error| ApiError::Internal(format!("decoding task failed: {error}")))?;
-        Ok(decoded?)
+        .map_err(|error| ApiError::Internal(format!("decoding task failed: {error}")))?
     }
 }
 

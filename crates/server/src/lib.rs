@@ -24,6 +24,7 @@ pub mod metrics;
 mod names;
 mod otlp;
 mod pg;
+pub mod pipeline;
 pub mod router;
 mod routes;
 mod saved_queries;

@@ -16,8 +16,8 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::metrics::{self, ApiMetrics};
 use crate::routes::{
-    admin, alerts, bubbleup, events, ops, otlp, prometheus, query, query_data, remote_write,
-    rollups, schema, sources, sql, traces, web,
+    admin, alerts, bubbleup, events, ops, otlp, pipeline, prometheus, query, query_data,
+    remote_write, rollups, schema, sources, sql, traces, web,
 };
 use crate::state::AppState;
 
@@ -65,6 +65,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/seal", post(admin::seal))
         .route("/api/v1/admin/compact", post(admin::compact))
         .route("/api/v1/admin/retention", post(admin::retention))
+        .route(
+            "/api/v1/admin/pipeline/{environment}",
+            get(pipeline::get_rules).put(pipeline::put_rules),
+        )
+        .route("/api/v1/usage", get(pipeline::usage))
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
         .route("/api/v1/bubbleup/{dataset}", post(bubbleup::bubbleup))
         .merge(otlp_routes(&state))

@@ -89,11 +89,20 @@ impl Server {
                 return Err(error);
             }
         };
+        // The rules in force before the first request is decoded.
+        if let Err(error) = state.pipeline.load().await {
+            close_store(&store).await;
+            return Err(ApiError::Startup(format!(
+                "cannot read the pipeline rules: {error}"
+            )));
+        }
+        let usage = spawn_usage_flush(&state);
         let maintenance = BackgroundTasks::start(&config, &store, &state, storage.is_remote());
         let demo_writer = match demo {
             Some(demo) => match demo::start(&state, &config, demo) {
                 Ok(writer) => Some(writer),
                 Err(error) => {
+                    usage.abort();
                     maintenance.stop();
                     close_store(&store).await;
                     return Err(error);
@@ -107,6 +116,7 @@ impl Server {
                 if let Some(writer) = demo_writer {
                     writer.abort();
                 }
+                usage.abort();
                 maintenance.stop();
                 close_store(&store).await;
                 return Err(error);
@@ -129,6 +139,7 @@ impl Server {
                 Ok(receivers) => receivers,
                 Err(error) => {
                     sources.stop().await;
+                    usage.abort();
                     maintenance.stop();
                     close_store(&store).await;
                     return Err(error);
@@ -147,6 +158,7 @@ impl Server {
             });
         info!("listening on http://{http_address}");
         let mut stopping = stop_rx;
+        let (pipeline, pipeline_clock) = (Arc::clone(&state.pipeline), Arc::clone(&state.clock));
         let task = tokio::spawn(async move {
             let served = tokio::select! {
                 served = graceful => served.map_err(|error| ApiError::Startup(format!("server failed: {error}"))),
@@ -175,6 +187,10 @@ impl Server {
             }
             // Before the store closes: a source finishing its message needs it.
             sources.stop().await;
+            usage.abort();
+            let _ = usage.await;
+            // The last usage rows, while the store still takes writes.
+            pipeline.flush_usage(&store, pipeline_clock.now_ns()).await;
             maintenance.stop();
             close_store(&store).await;
             served
@@ -236,6 +252,23 @@ impl RunningServer {
         }
         self.stop().await
     }
+}
+
+/// Writes usage rows and measures stored bytes every usage interval.
+fn spawn_usage_flush(state: &AppState) -> JoinHandle<()> {
+    let (pipeline, store, clock) = (
+        Arc::clone(&state.pipeline),
+        Arc::clone(&state.store),
+        Arc::clone(&state.clock),
+    );
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(pipeline.usage_interval());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            pipeline.flush_usage(&store, clock.now_ns()).await;
+        }
+    })
 }
 
 /// Opens the store, serves until SIGINT/SIGTERM, drains, closes the store.

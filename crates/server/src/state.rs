@@ -19,6 +19,7 @@ use crate::config::{Config, Role};
 use crate::error::ApiError;
 use crate::ingest_service::IngestService;
 use crate::metrics::ApiMetrics;
+use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::saved_queries::SavedQueries;
 use crate::sources::status::SourceStatuses;
 
@@ -49,6 +50,8 @@ pub struct AppState {
     pub sources: Arc<SourceStatuses>,
     /// Markers, triggers, SLOs and their notifications (docs/alerts.md).
     pub alerts: Arc<Alerts>,
+    /// Redaction, quotas and usage of every environment (docs/pipeline.md).
+    pub pipeline: Arc<Pipeline>,
 }
 
 impl AppState {
@@ -70,6 +73,13 @@ impl AppState {
                 .map_err(|error| ApiError::Startup(format!("cluster.ingest_peers: {error}")))?;
             engine = engine.with_remote_buffers(Arc::new(buffers));
         }
+        let settings = PipelineSettings::new(
+            config.pipeline.hash_key.as_deref(),
+            config.pipeline.usage_interval,
+            &config.data_dir,
+        )
+        .map_err(|error| ApiError::Startup(format!("cannot start the ingest pipeline: {error}")))?;
+        let pipeline = Arc::new(Pipeline::new(Arc::clone(&storage.store), &settings));
         let ingest = IngestService::new(
             Arc::clone(&store),
             config.limits,
@@ -77,13 +87,15 @@ impl AppState {
             Arc::clone(&metrics),
             Arc::clone(&clock),
             config.role,
-        );
+        )
+        .with_pipeline(Arc::clone(&pipeline));
         let mut registry = Registry::default();
         store.metrics().register(&mut registry);
         engine.metrics().register(&mut registry);
         metrics.register(&mut registry);
         let sources = Arc::new(SourceStatuses::default());
         sources.register(&mut registry);
+        pipeline.register(&mut registry);
         if let Some(read_cache) = &storage.read_cache {
             read_cache.register(&mut registry);
         }
@@ -113,6 +125,7 @@ impl AppState {
             saved_queries: Arc::new(SavedQueries::default()),
             role: config.role,
             sources,
+            pipeline,
         })
     }
 }

@@ -21,7 +21,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{DATASET_HEADER, encode_response};
-use crate::error::{ApiError, RETRY_DELAY};
+use crate::error::ApiError;
 use crate::ingest_service::{IngestRequest, Payload, Signal};
 use crate::state::AppState;
 
@@ -35,7 +35,7 @@ pub fn code_of(error: &ApiError) -> Code {
         ApiError::Unauthorized => Code::Unauthenticated,
         ApiError::NotFound(_) => Code::NotFound,
         ApiError::Conflict(_) => Code::AlreadyExists,
-        ApiError::Overloaded(_) => Code::ResourceExhausted,
+        ApiError::Overloaded(_) | ApiError::QuotaExceeded { .. } => Code::ResourceExhausted,
         ApiError::Unavailable(_) => Code::Unavailable,
         ApiError::WrongRole(_) => Code::FailedPrecondition,
         ApiError::Internal(_) | ApiError::Config(_) | ApiError::Startup(_) => Code::Internal,
@@ -51,7 +51,7 @@ pub fn status_of(error: &ApiError) -> Status {
         Status::with_error_details(
             code,
             message,
-            ErrorDetails::with_retry_info(Some(RETRY_DELAY)),
+            ErrorDetails::with_retry_info(Some(error.retry_delay())),
         )
     } else {
         Status::new(code, message)
@@ -277,7 +277,7 @@ mod tests {
         let details = status.get_error_details();
         assert_eq!(
             details.retry_info().and_then(|info| info.retry_delay),
-            Some(RETRY_DELAY)
+            Some(crate::error::RETRY_DELAY)
         );
     }
 }

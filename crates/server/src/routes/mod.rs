@@ -6,6 +6,7 @@ pub mod bubbleup;
 pub mod events;
 pub mod ops;
 pub mod otlp;
+pub mod pipeline;
 pub mod prometheus;
 pub mod query;
 pub mod query_data;

@@ -109,7 +109,11 @@ impl Deliverer {
                     }
                     return Ok(Delivered::Refused(reason));
                 }
-                ApiError::Overloaded(reason) | ApiError::Unavailable(reason) => {
+                ApiError::Overloaded(reason)
+                | ApiError::Unavailable(reason)
+                | ApiError::QuotaExceeded {
+                    message: reason, ..
+                } => {
                     if !paused {
                         paused = true;
                         self.reporter.paused(true);
