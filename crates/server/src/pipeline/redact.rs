@@ -19,6 +19,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use hmac::{Hmac, KeyInit, Mac};
+use quarry_schema::fields;
 use regex::{Regex, RegexSet, RegexSetBuilder};
 use sha2::Sha256;
 
@@ -28,11 +29,11 @@ use super::rules::{REGEX_SIZE_LIMIT, RedactAction, RedactionRule, compile_custom
 /// Columns that identify rows and are never masked: trace and span ids are hex
 /// and must stay joinable, and `meta.` columns are Quarry's own.
 const UNMASKED_COLUMNS: [&str; 5] = [
-    "trace.trace_id",
-    "trace.span_id",
-    "trace.parent_id",
-    "trace.link.trace_id",
-    "trace.link.span_id",
+    fields::TRACE_ID,
+    fields::SPAN_ID,
+    fields::PARENT_ID,
+    fields::LINK_TRACE_ID,
+    fields::LINK_SPAN_ID,
 ];
 
 /// The HMAC key of `hash` rules.
@@ -208,7 +209,7 @@ impl Redactor {
         let mut changed = false;
         for (field, column) in schema.fields().iter().zip(batch.columns()) {
             let name = field.name();
-            if name == quarry_schema::TIMESTAMP || name.starts_with("meta.") {
+            if name == quarry_schema::TIMESTAMP || name.starts_with(fields::META_PREFIX) {
                 fields.push(field.as_ref().clone());
                 columns.push(Arc::clone(column));
                 continue;

@@ -160,7 +160,7 @@ impl RedactionRule {
                     "must be a field name, or a prefix followed by .*",
                 ));
             }
-            if field == quarry_schema::TIMESTAMP || field.starts_with("meta.") {
+            if field == quarry_schema::TIMESTAMP || field.starts_with(quarry_schema::META_PREFIX) {
                 return Err(invalid(
                     format!("{at}.fields[{index}]"),
                     "timestamp and meta. fields are Quarry's own and cannot be redacted",
