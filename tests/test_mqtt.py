@@ -21,17 +21,13 @@ import requests
 
 from harness import default_binary, to_toml
 from mqtt_broker import Mosquitto, mosquitto_binary
+from stream_checks import DEAD, WAIT_S, count, stored_ids, wait_for, wait_for_count
 
 pytestmark = pytest.mark.skipif(
     mosquitto_binary() is None,
     reason="mosquitto is not installed (scripts/test installs Debian's mosquitto package)",
 )
 
-# Seconds a condition may take to come true before the test fails.
-WAIT_S = 60.0
-# Seconds between two looks.
-POLL_S = 0.2
-DEAD = "stream_dead_letters"
 
 
 @pytest.fixture
@@ -82,34 +78,12 @@ def telemetry(device: str, n: int) -> tuple[str, bytes]:
     return f"devices/{device}/telemetry", json.dumps(body).encode()
 
 
-def count(server, dataset: str) -> int:
-    resp = server.sql(f'SELECT COUNT(*) AS n FROM "{dataset}"')
-    if resp.status_code != 200:
-        return 0
-    return resp.json()[0]["n"]
 
 
-def wait_for(what, predicate, server=None, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(POLL_S)
-    tail = f"\n{server.log_tail()}" if server else ""
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r}){tail}")
 
 
-def wait_for_count(server, dataset: str, expected: int) -> None:
-    wait_for(f"{expected} rows in {dataset}", lambda: count(server, dataset) >= expected, server)
-    # Nothing more arrives: the count stays where it is.
-    time.sleep(1.0)
-    assert count(server, dataset) == expected
 
 
-def stored_ids(server, dataset: str) -> list[str]:
-    return [r["msg_id"] for r in server.rows(f'SELECT msg_id FROM "{dataset}" ORDER BY msg_id')]
 
 
 def wait_subscribed(server) -> None:

@@ -168,6 +168,7 @@ def wal_texts(path: Path) -> list[bytes]:
     crates/segment-store/src/wal/frame.rs)."""
     data = path.read_bytes()
     assert data[:4] == b"QWAL", path
+    version = struct.unpack_from("<I", data, 4)[0]
     out, at = [], 8
     codec = pa.Codec("lz4_raw")
     while at + 8 <= len(data):
@@ -175,7 +176,14 @@ def wal_texts(path: Path) -> list[bytes]:
         payload = data[at + 8 : at + 8 + length]
         if len(payload) < length:
             break
-        cursor = 8
+        if version >= 2:
+            flags = payload[8]
+            if flags & 2:  # a positions frame: no rows
+                at += 8 + length
+                continue
+            cursor = 9
+        else:
+            cursor = 8
         for _ in range(2):  # environment, dataset
             name_len = struct.unpack_from("<H", payload, cursor)[0]
             cursor += 2 + name_len

@@ -64,6 +64,7 @@ pub use rollup::{
 pub use rollup_store::{PutRollupMode, PutRollupOutcome};
 pub use segment_meta::{BloomFilterLocation, ColumnStats, SegmentMeta, StatValue};
 pub use store::Store;
+pub use wal::SourcePositions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

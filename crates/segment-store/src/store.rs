@@ -14,7 +14,10 @@ use tokio::task::JoinHandle;
 use crate::dataset::{Dataset, DatasetState};
 use crate::manifest::Manifest;
 use crate::wal::writer::WriterSettings;
-use crate::wal::{DatasetKey, WalAppend, WalHandle, WalIndex, WalSink, frame, replay};
+use crate::wal::{
+    DatasetKey, SharedPositions, SourcePositions, WalAppend, WalAppendEntry, WalHandle, WalIndex,
+    WalSink, frame, replay,
+};
 use crate::{
     BufferSnapshot, DatasetInfo, DatasetSnapshot, FAULT_CRASH_AFTER_SEAL_COMMIT, Result,
     StoreConfig, StoreError, StoreMetrics, names,
@@ -24,6 +27,8 @@ use crate::{
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
     pub(crate) wal: WalHandle,
+    /// Stream sources' durable positions (moved by the WAL writer).
+    positions: SharedPositions,
     sealer: Mutex<Option<JoinHandle<()>>>,
     /// The compaction / retention / orphan-sweep loop.
     maintainer: Mutex<Option<JoinHandle<()>>>,
@@ -234,10 +239,12 @@ impl Store {
             file_max_bytes: inner.config.wal_file_max_bytes,
             max_pending: inner.config.max_pending_appends,
         };
-        let wal = WalHandle::start(settings, index, inner.clone(), metrics)?;
+        let positions: SharedPositions = Arc::new(Mutex::new(outcome.positions));
+        let wal = WalHandle::start(settings, index, positions.clone(), inner.clone(), metrics)?;
         let store = Arc::new(Store {
             inner: inner.clone(),
             wal,
+            positions,
             sealer: Mutex::new(None),
             maintainer: Mutex::new(None),
         });
@@ -261,12 +268,47 @@ impl Store {
     /// Appends rows (must have a `timestamp` column). Creates the dataset on first
     /// write. Returns once durable (per [`crate::Durability`]) and visible.
     pub async fn append(&self, env: &str, dataset: &str, batch: RecordBatch) -> Result<()> {
+        self.submit(env, vec![(dataset.to_owned(), batch)], None)
+            .await
+    }
+
+    /// Appends rows of several datasets together with stream sources' new
+    /// positions, as one transaction: after a crash either all of it is there
+    /// (rows and positions) or none of it, so a source that resumes from
+    /// [`Store::source_positions`] stores each message exactly once. Positions
+    /// only move forward. Returns once durable and visible.
+    pub async fn append_transaction(
+        &self,
+        env: &str,
+        batches: Vec<(String, RecordBatch)>,
+        positions: SourcePositions,
+    ) -> Result<()> {
+        self.submit(env, batches, Some(positions)).await
+    }
+
+    /// Stream sources' positions as the durable transactions left them.
+    pub fn source_positions(&self) -> SourcePositions {
+        self.positions.lock().clone()
+    }
+
+    async fn submit(
+        &self,
+        env: &str,
+        batches: Vec<(String, RecordBatch)>,
+        positions: Option<SourcePositions>,
+    ) -> Result<()> {
         names::validate(env)?;
-        names::validate(dataset)?;
+        for (dataset, _) in &batches {
+            names::validate(dataset)?;
+        }
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return Err(StoreError::ShutDown);
         }
-        if batch.num_rows() == 0 {
+        let batches: Vec<(String, RecordBatch)> = batches
+            .into_iter()
+            .filter(|(_, batch)| batch.num_rows() > 0)
+            .collect();
+        if batches.is_empty() && positions.is_none() {
             return Ok(());
         }
         let metrics = &self.inner.metrics;
@@ -277,20 +319,27 @@ impl Store {
                 "buffers are full; sealing is behind".into(),
             ));
         }
-        let key = (env.to_owned(), dataset.to_owned());
+        if let Some(positions) = &positions {
+            // Refused here, not half-written by the WAL writer.
+            frame::encode_positions(positions)?;
+        }
         let now = self.inner.now_ns();
-        let dataset_state = self.inner.dataset_or_create(&key, now);
-        let batch = {
-            let mut state = dataset_state.state.lock();
-            state.last_written_ns = now;
-            conform_batch(batch, &mut state.schema)?
-        };
-        let encoded = frame::encode_frame(env, dataset, &batch)?;
+        let mut entries = Vec::with_capacity(batches.len());
+        for (dataset, batch) in batches {
+            let key = (env.to_owned(), dataset);
+            let dataset_state = self.inner.dataset_or_create(&key, now);
+            let batch = {
+                let mut state = dataset_state.state.lock();
+                state.last_written_ns = now;
+                conform_batch(batch, &mut state.schema)?
+            };
+            let frame = frame::encode_frame(env, &key.1, &batch)?;
+            entries.push(WalAppendEntry { frame, key, batch });
+        }
         let (done, acknowledged) = oneshot::channel();
         if let Err(error) = self.wal.submit(WalAppend {
-            frame: encoded,
-            key,
-            batch,
+            entries,
+            positions,
             done,
         }) {
             if matches!(error, StoreError::Overloaded(_)) {
@@ -515,6 +564,67 @@ mod tests {
         assert_eq!(sealed_rows(&reopened, "a"), 15);
         assert_eq!(ids(&reopened, "a"), (15..20).collect::<Vec<_>>());
         assert_eq!(reopened.metrics().replayed_rows.get(), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transactions_positions_outlive_restarts_and_sealed_wal_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        let positions = |pairs: &[(&str, i64)]| -> SourcePositions {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+        };
+        store
+            .append_transaction(
+                "default",
+                vec![
+                    ("a".into(), rows(0..3, HOUR_NS)),
+                    ("b".into(), rows(10..12, HOUR_NS)),
+                ],
+                positions(&[("k/t/0", 7)]),
+            )
+            .await
+            .unwrap();
+        // Positions alone (a fetch that produced no rows) are a transaction too.
+        store
+            .append_transaction("default", Vec::new(), positions(&[("k/t/1", 2)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.source_positions(),
+            positions(&[("k/t/0", 7), ("k/t/1", 2)])
+        );
+        store.shutdown().await.unwrap();
+        drop(store);
+
+        let reopened = open(dir.path()).await;
+        assert_eq!(ids(&reopened, "a"), vec![0, 1, 2]);
+        assert_eq!(ids(&reopened, "b"), vec![10, 11]);
+        assert_eq!(
+            reopened.source_positions(),
+            positions(&[("k/t/0", 7), ("k/t/1", 2)])
+        );
+        // Sealing rotates the WAL and deletes the files holding the transactions;
+        // the new file opens with the positions.
+        reopened.seal_all().await.unwrap();
+        reopened
+            .append_transaction(
+                "default",
+                vec![("a".into(), rows(3..4, HOUR_NS))],
+                positions(&[("k/t/0", 8)]),
+            )
+            .await
+            .unwrap();
+        reopened.seal_all().await.unwrap();
+        reopened.shutdown().await.unwrap();
+        drop(reopened);
+
+        let again = open(dir.path()).await;
+        assert_eq!(
+            again.source_positions(),
+            positions(&[("k/t/0", 8), ("k/t/1", 2)])
+        );
+        assert_eq!(sealed_rows(&again, "a"), 4);
+        assert_eq!(sealed_rows(&again, "b"), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,6 +156,81 @@ pub struct IngestService {
     pipeline: Option<Arc<Pipeline>>,
 }
 
+/// A request decoded by [`IngestService::prepare`], not yet written.
+pub struct Prepared {
+    decoded: Decoded,
+    body_bytes: u64,
+    payload: &'static str,
+}
+
+impl Prepared {
+    /// Rows the request decoded to.
+    pub fn rows(&self) -> u64 {
+        self.decoded
+            .batches
+            .iter()
+            .map(|batch| batch.rows as u64)
+            .sum()
+    }
+
+    /// Items the request's decoder refused.
+    pub fn rejected(&self) -> u64 {
+        self.decoded.rejected
+    }
+
+    /// Why the first refused item was refused.
+    pub fn first_error(&self) -> Option<&str> {
+        self.decoded.first_error.as_deref()
+    }
+}
+
+/// What was written, for usage and metrics: (dataset, rows, bytes) each, the
+/// bodies' bytes, and the items refused.
+struct Written {
+    datasets: Vec<(String, u64, u64)>,
+    body_bytes: u64,
+    rejected: u64,
+}
+
+/// (dataset, rows, bytes) of each batch, for usage.
+fn usage_of<'a>(batches: impl IntoIterator<Item = &'a DatasetBatch>) -> Vec<(String, u64, u64)> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            let bytes = batch_bytes(&batch.batch);
+            (batch.dataset.clone(), batch.rows as u64, bytes)
+        })
+        .collect()
+}
+
+/// Each dataset's batches, those of one schema concatenated: a stream
+/// transaction of many small messages becomes a few WAL entries.
+fn merge_by_dataset(
+    batches: &[&DatasetBatch],
+) -> Result<Vec<(String, arrow::array::RecordBatch)>, ApiError> {
+    let mut merged: Vec<(String, Vec<arrow::array::RecordBatch>)> = Vec::new();
+    for batch in batches {
+        match merged.iter_mut().find(|(dataset, runs)| {
+            *dataset == batch.dataset
+                && runs
+                    .first()
+                    .is_some_and(|first| first.schema() == batch.batch.schema())
+        }) {
+            Some((_, runs)) => runs.push(batch.batch.clone()),
+            None => merged.push((batch.dataset.clone(), vec![batch.batch.clone()])),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(dataset, runs)| {
+            let schema = runs[0].schema();
+            let batch = arrow::compute::concat_batches(&schema, &runs)
+                .map_err(|error| ApiError::Internal(format!("merging batches: {error}")))?;
+            Ok((dataset, batch))
+        })
+        .collect()
+}
+
 /// Rows decoded from one request, by dataset.
 struct Decoded {
     batches: Vec<DatasetBatch>,
@@ -232,52 +307,123 @@ impl IngestService {
     ) -> Result<IngestOutcome, ApiError> {
         let started = Instant::now();
         let payload = request.payload.label();
-        let single_event = matches!(request.payload, Payload::SingleEvent { .. });
         let environment = request.environment.clone();
         let body_bytes = request.body.len() as u64;
         if let Some(pipeline) = &self.pipeline {
             pipeline.admit_request(&environment, body_bytes)?;
         }
-        let decoded = match self.decode(request).await {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                if single_event {
-                    self.metrics.record_events(0, 1);
-                }
-                return Err(error);
-            }
-        };
+        let decoded = self.decode_counted(request).await?;
         let rows: usize = decoded.batches.iter().map(|batch| batch.rows).sum();
         if let Some(pipeline) = &self.pipeline {
             // Refused whole and before any append: nothing of it is acknowledged.
             pipeline.admit_events(&environment, rows as u64)?;
         }
-        let written: Vec<(String, u64, u64)> = decoded
-            .batches
-            .iter()
-            .map(|batch| {
-                let bytes = batch_bytes(&batch.batch);
-                (batch.dataset.clone(), batch.rows as u64, bytes)
-            })
-            .collect();
+        let written = usage_of(&decoded.batches);
         let appends = decoded.batches.into_iter().map(|batch| {
             let (store, environment) = (&self.store, &environment);
             async move { store.append(environment, &batch.dataset, batch.batch).await }
         });
         futures::future::try_join_all(appends).await?;
-        if let Some(pipeline) = &self.pipeline {
-            pipeline.record_usage(&environment, &written, body_bytes, self.clock.now_ns());
-        }
-        let rows = rows as u64;
-        self.metrics.record_events(rows, decoded.rejected);
-        self.metrics
-            .record_ingest(payload, started.elapsed().as_secs_f64());
+        let written = Written {
+            datasets: written,
+            body_bytes,
+            rejected: decoded.rejected,
+        };
+        self.record_written(&environment, &written, started, payload);
         Ok(IngestOutcome {
-            rows,
+            rows: rows as u64,
             rejected: decoded.rejected,
             items: decoded.items,
             first_error: decoded.first_error,
         })
+    }
+
+    /// Decodes `request` without writing it: a stream source gathers several
+    /// messages into one [`IngestService::ingest_transaction`].
+    pub async fn prepare(&self, request: IngestRequest) -> Result<Prepared, ApiError> {
+        let payload = request.payload.label();
+        let body_bytes = request.body.len() as u64;
+        let decoded = self.decode_counted(request).await?;
+        Ok(Prepared {
+            decoded,
+            body_bytes,
+            payload,
+        })
+    }
+
+    /// Appends prepared requests' rows together with stream positions, as one
+    /// transaction (see [`Store::append_transaction`]): after a crash, either
+    /// all of it is durable or none of it. Quotas see the requests as one.
+    pub async fn ingest_transaction(
+        &self,
+        _admission: &Admission,
+        environment: &str,
+        prepared: &[&Prepared],
+        positions: quarry_segment_store::SourcePositions,
+    ) -> Result<IngestOutcome, ApiError> {
+        let started = Instant::now();
+        let body_bytes: u64 = prepared.iter().map(|part| part.body_bytes).sum();
+        let rows: u64 = prepared.iter().map(|part| part.rows()).sum();
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.admit_request(environment, body_bytes)?;
+            pipeline.admit_events(environment, rows)?;
+        }
+        let batches: Vec<&DatasetBatch> = prepared
+            .iter()
+            .flat_map(|part| &part.decoded.batches)
+            .collect();
+        let written = usage_of(batches.iter().copied());
+        self.store
+            .append_transaction(environment, merge_by_dataset(&batches)?, positions)
+            .await?;
+        let payload = prepared.first().map_or("transaction", |part| part.payload);
+        let rejected = prepared.iter().map(|part| part.decoded.rejected).sum();
+        let written = Written {
+            datasets: written,
+            body_bytes,
+            rejected,
+        };
+        self.record_written(environment, &written, started, payload);
+        Ok(IngestOutcome {
+            rows,
+            rejected,
+            items: Vec::new(),
+            first_error: prepared
+                .iter()
+                .find_map(|part| part.decoded.first_error.clone()),
+        })
+    }
+
+    /// Decodes a request, counting a single event that fails as refused.
+    async fn decode_counted(&self, request: IngestRequest) -> Result<Decoded, ApiError> {
+        let single_event = matches!(request.payload, Payload::SingleEvent { .. });
+        let decoded = self.decode(request).await;
+        if decoded.is_err() && single_event {
+            self.metrics.record_events(0, 1);
+        }
+        decoded
+    }
+
+    /// Usage and metrics of rows just made durable.
+    fn record_written(
+        &self,
+        environment: &str,
+        written: &Written,
+        started: Instant,
+        payload: &'static str,
+    ) {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.record_usage(
+                environment,
+                &written.datasets,
+                written.body_bytes,
+                self.clock.now_ns(),
+            );
+        }
+        let rows = written.datasets.iter().map(|(_, rows, _)| rows).sum();
+        self.metrics.record_events(rows, written.rejected);
+        self.metrics
+            .record_ingest(payload, started.elapsed().as_secs_f64());
     }
 
     /// Decompresses and decodes the body on the blocking pool (CPU-bound work

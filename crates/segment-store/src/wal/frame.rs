@@ -1,13 +1,24 @@
 //! The WAL's on-disk format.
 //!
 //! ```text
-//! file   := "QWAL" version:u32le frame*
-//! frame  := length:u32le crc32(payload):u32le payload
-//! payload:= seq:u64le env_len:u16le env dataset_len:u16le dataset lz4(Arrow IPC stream)
+//! file      := "QWAL" version:u32le frame*
+//! frame     := length:u32le crc32(payload):u32le payload
+//! payload   := seq:u64le flags:u8 (rows | positions)        (version 2)
+//!            | seq:u64le rows                               (version 1)
+//! rows      := env_len:u16le env dataset_len:u16le dataset lz4(Arrow IPC stream)
+//! positions := count:u32le (name_len:u16le name next:i64le)*
 //! ```
 //! A frame is valid only if its length fits in the file and its checksum matches, so
 //! a torn write at the tail of the last file is detected and dropped on replay (it
 //! was never acknowledged: acknowledgements wait for the fsync that follows it).
+//!
+//! Flags: [`FLAG_HELD`] marks rows that belong to a transaction: they count only
+//! once the positions frame that closes the transaction follows them, so a
+//! transaction torn anywhere is dropped whole. [`FLAG_POSITIONS`] marks a
+//! positions frame: stream sources' consumed positions (a Kafka partition's next
+//! offset, say), committed with the rows they produced. A positions frame also
+//! opens every file, holding every position so far, so deleting sealed files
+//! never loses one.
 
 use std::io::Cursor;
 
@@ -20,7 +31,15 @@ use crate::{Result, StoreError};
 /// Magic bytes at the start of every WAL file.
 pub const FILE_MAGIC: &[u8; 4] = b"QWAL";
 /// Version of the frame format written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The first version, without flags (still read).
+pub const FORMAT_VERSION_1: u32 = 1;
+/// Flag: rows held until the positions frame closing their transaction.
+pub const FLAG_HELD: u8 = 1;
+/// Flag: a positions frame.
+pub const FLAG_POSITIONS: u8 = 2;
+/// Offset of the flags byte in a version 2 frame.
+const FLAGS_AT: usize = FRAME_HEADER_LEN + 8;
 /// Bytes of the file header (magic + version).
 pub const FILE_HEADER_LEN: usize = 8;
 /// Bytes of a frame header (length + checksum).
@@ -43,7 +62,14 @@ pub struct WalEntry {
     pub env: String,
     pub dataset: String,
     pub batch: RecordBatch,
+    /// Part of a transaction: counts only once the transaction's positions
+    /// frame follows.
+    pub held: bool,
 }
+
+/// Stream sources' consumed positions: a name (a source's partition, say) and
+/// the next offset to consume there.
+pub type SourcePositions = std::collections::BTreeMap<String, i64>;
 
 /// Encodes a frame without its sequence number: the writer stamps it when it
 /// orders the frame (see [`stamp_seq`]). Compression and IPC encoding run on the
@@ -60,6 +86,7 @@ pub fn encode_frame(env: &str, dataset: &str, batch: &RecordBatch) -> Result<Vec
         Vec::with_capacity(FRAME_HEADER_LEN + 12 + env.len() + dataset.len() + compressed.len());
     frame.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
     frame.extend_from_slice(&0u64.to_le_bytes());
+    frame.push(0);
     push_name(&mut frame, env)?;
     push_name(&mut frame, dataset)?;
     frame.extend_from_slice(&compressed);
@@ -70,6 +97,36 @@ pub fn encode_frame(env: &str, dataset: &str, batch: &RecordBatch) -> Result<Vec
         )));
     }
     frame[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    Ok(frame)
+}
+
+/// Marks an encoded rows frame as part of a transaction (before [`stamp_seq`]).
+pub fn mark_held(frame: &mut [u8]) {
+    frame[FLAGS_AT] |= FLAG_HELD;
+}
+
+/// Encodes a positions frame, sealed (it takes no sequence number).
+pub fn encode_positions(positions: &SourcePositions) -> Result<Vec<u8>> {
+    let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + 13 + positions.len() * 40);
+    frame.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    frame.extend_from_slice(&0u64.to_le_bytes());
+    frame.push(FLAG_POSITIONS);
+    let count = u32::try_from(positions.len()).map_err(|_| {
+        StoreError::Overloaded("more source positions than a WAL frame holds".into())
+    })?;
+    frame.extend_from_slice(&count.to_le_bytes());
+    for (name, next) in positions {
+        push_name(&mut frame, name)?;
+        frame.extend_from_slice(&next.to_le_bytes());
+    }
+    let payload_len = frame.len() - FRAME_HEADER_LEN;
+    if payload_len > MAX_PAYLOAD_BYTES {
+        return Err(StoreError::Overloaded(format!(
+            "source positions of {payload_len} bytes exceed the WAL frame limit"
+        )));
+    }
+    frame[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    stamp_seq(&mut frame, 0);
     Ok(frame)
 }
 
@@ -92,16 +149,23 @@ fn push_name(frame: &mut Vec<u8>, name: &str) -> Result<()> {
 
 /// Outcome of reading one frame at an offset of a WAL file's bytes.
 pub enum FrameRead {
-    /// A valid frame and the offset just past it.
+    /// A valid rows frame and the offset just past it.
     Entry(WalEntry, usize),
+    /// A valid positions frame and the offset just past it.
+    Positions(SourcePositions, usize),
     /// Clean end of the file.
     End,
     /// An incomplete or corrupt frame starts here (reason given).
     Invalid(String),
 }
 
-/// Reads the frame starting at `offset` of `bytes`.
+/// Reads the frame starting at `offset` of `bytes`, in this build's format.
 pub fn read_frame(bytes: &[u8], offset: usize) -> FrameRead {
+    read_frame_of(FORMAT_VERSION, bytes, offset)
+}
+
+/// Reads the frame starting at `offset` of `bytes`, of a file in `version`.
+pub fn read_frame_of(version: u32, bytes: &[u8], offset: usize) -> FrameRead {
     let rest = &bytes[offset.min(bytes.len())..];
     if rest.is_empty() {
         return FrameRead::End;
@@ -120,13 +184,20 @@ pub fn read_frame(bytes: &[u8], offset: usize) -> FrameRead {
     if crc32fast::hash(payload) != crc {
         return FrameRead::Invalid("checksum mismatch".into());
     }
-    match decode_payload(payload) {
-        Ok(entry) => FrameRead::Entry(entry, offset + FRAME_HEADER_LEN + len),
+    let next = offset + FRAME_HEADER_LEN + len;
+    match decode_payload(version, payload) {
+        Ok(Decoded::Rows(entry)) => FrameRead::Entry(entry, next),
+        Ok(Decoded::Positions(positions)) => FrameRead::Positions(positions, next),
         Err(reason) => FrameRead::Invalid(reason),
     }
 }
 
-fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
+enum Decoded {
+    Rows(WalEntry),
+    Positions(SourcePositions),
+}
+
+fn decode_payload(version: u32, payload: &[u8]) -> Result<Decoded, String> {
     let mut cursor = PayloadCursor {
         bytes: payload,
         at: 0,
@@ -137,6 +208,17 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
             .try_into()
             .map_err(|_| "bad sequence number")?,
     );
+    let flags = if version >= FORMAT_VERSION {
+        cursor.take(1)?[0]
+    } else {
+        0
+    };
+    if flags & !(FLAG_HELD | FLAG_POSITIONS) != 0 {
+        return Err(format!("unknown frame flags {flags:#04x}"));
+    }
+    if flags & FLAG_POSITIONS != 0 {
+        return decode_positions(&mut cursor).map(Decoded::Positions);
+    }
     let env = cursor.name()?;
     let dataset = cursor.name()?;
     let compressed = cursor.rest();
@@ -162,12 +244,29 @@ fn decode_payload(payload: &[u8]) -> Result<WalEntry, String> {
     check_message_lengths(&ipc)?;
     let batch = std::panic::catch_unwind(|| decode_ipc(ipc))
         .unwrap_or_else(|_| Err("arrow ipc: the decoder panicked on this frame".to_owned()))?;
-    Ok(WalEntry {
+    Ok(Decoded::Rows(WalEntry {
         seq,
         env,
         dataset,
         batch,
-    })
+        held: flags & FLAG_HELD != 0,
+    }))
+}
+
+fn decode_positions(cursor: &mut PayloadCursor<'_>) -> Result<SourcePositions, String> {
+    let count = cursor.take(4)?;
+    let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]);
+    let mut positions = SourcePositions::new();
+    for _ in 0..count {
+        let name = cursor.name()?;
+        let next = cursor.take(8)?;
+        let next = i64::from_le_bytes(next.try_into().map_err(|_| "bad position")?);
+        positions.insert(name, next);
+    }
+    if !cursor.rest().is_empty() {
+        return Err("bytes after the last source position".into());
+    }
+    Ok(positions)
 }
 
 /// How many times its compressed size an lz4 block can decompress to (a run
@@ -424,11 +523,54 @@ mod tests {
     #[test]
     fn an_lz4_size_beyond_what_the_bytes_can_hold_is_refused() {
         let mut payload = 7u64.to_le_bytes().to_vec();
+        payload.push(0);
         payload.extend([1, 0, b'a', 1, 0, b'b']);
         payload.extend(u32::MAX.to_le_bytes());
         payload.extend([0x10, b'x']);
-        let error = decode_payload(&payload).unwrap_err();
+        let Err(error) = decode_payload(FORMAT_VERSION, &payload) else {
+            panic!("a damaged size decoded")
+        };
         assert!(error.contains("lz4: a size of 4294967295"), "{error}");
+    }
+
+    #[test]
+    fn positions_and_held_rows_round_trip() {
+        let positions = SourcePositions::from([
+            ("kafka-0/spans/0".to_owned(), 17),
+            ("kafka-0/spans/1".to_owned(), 0),
+        ]);
+        let frame = encode_positions(&positions).unwrap();
+        let FrameRead::Positions(read, next) = read_frame(&frame, 0) else {
+            panic!("a positions frame must decode")
+        };
+        assert_eq!((read, next), (positions, frame.len()));
+
+        let mut rows = encode_frame("default", "d", &sample()).unwrap();
+        mark_held(&mut rows);
+        stamp_seq(&mut rows, 9);
+        let FrameRead::Entry(entry, _) = read_frame(&rows, 0) else {
+            panic!("a held frame must decode")
+        };
+        assert!(entry.held);
+        assert_eq!((entry.seq, entry.batch), (9, sample()));
+    }
+
+    #[test]
+    fn version_1_frames_still_read() {
+        // Version 1 had no flags byte: the same frame without it.
+        let mut frame = encode_frame("default", "old", &sample()).unwrap();
+        frame.remove(FLAGS_AT);
+        let len = (frame.len() - FRAME_HEADER_LEN) as u32;
+        frame[..4].copy_from_slice(&len.to_le_bytes());
+        stamp_seq(&mut frame, 3);
+        let FrameRead::Entry(entry, next) = read_frame_of(FORMAT_VERSION_1, &frame, 0) else {
+            panic!("a version 1 frame must decode")
+        };
+        assert_eq!(
+            (entry.seq, entry.dataset.as_str(), entry.held),
+            (3, "old", false)
+        );
+        assert_eq!((entry.batch, next), (sample(), frame.len()));
     }
 
     proptest! {
@@ -515,7 +657,7 @@ mod tests {
             // never panic while replaying at start-up.
             let (seq, env, dataset, batch) = content;
             let mut frame = encode_frame(&env, &dataset, &batch).unwrap();
-            let names = 8 + 2 + env.len() + 2 + dataset.len();
+            let names = 8 + 1 + 2 + env.len() + 2 + dataset.len();
             let body = FRAME_HEADER_LEN + names;
             if recompress {
                 // Damage the Arrow IPC stream itself, then compress it again.
@@ -542,6 +684,9 @@ mod tests {
                 }
                 FrameRead::Invalid(_) => {}
                 FrameRead::End => return Err(TestCaseError::fail("a frame is not the end")),
+                FrameRead::Positions(..) => {
+                    return Err(TestCaseError::fail("a rows frame read as positions"));
+                }
             }
         }
     }

@@ -9,8 +9,9 @@ pub mod frame;
 mod replay;
 pub mod writer;
 
+pub use frame::SourcePositions;
 pub use replay::{ReplayOutcome, replay};
-pub use writer::{WalAppend, WalHandle, WalSink};
+pub use writer::{SharedPositions, WalAppend, WalAppendEntry, WalHandle, WalSink};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

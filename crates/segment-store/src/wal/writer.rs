@@ -19,7 +19,7 @@ use arrow::array::RecordBatch;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::frame::{file_header, stamp_seq};
+use super::frame::{SourcePositions, encode_positions, file_header, mark_held, stamp_seq};
 use super::{DatasetKey, WalIndex, file_path, sync_dir};
 use crate::metrics::observe_since;
 use crate::{Durability, Result, StoreError, StoreMetrics};
@@ -37,13 +37,29 @@ pub trait WalSink: Send + Sync + 'static {
     fn applied(&self, seq: u64, key: &DatasetKey, batch: RecordBatch);
 }
 
-/// One append handed to the writer.
+/// One append handed to the writer: one entry, or a transaction of entries
+/// committed with stream sources' positions.
 pub struct WalAppend {
+    pub entries: Vec<WalAppendEntry>,
+    /// Positions committed with the entries, which then count only together
+    /// (see [`super::frame`]).
+    pub positions: Option<SourcePositions>,
+    /// Answered with the last entry's sequence number once durable.
+    pub done: oneshot::Sender<Result<u64>>,
+}
+
+/// One dataset's rows in an append.
+pub struct WalAppendEntry {
     /// Encoded by [`super::frame::encode_frame`]; the writer stamps the sequence.
     pub frame: Vec<u8>,
     pub key: DatasetKey,
     pub batch: RecordBatch,
-    pub done: oneshot::Sender<Result<u64>>,
+}
+
+impl WalAppend {
+    fn bytes(&self) -> usize {
+        self.entries.iter().map(|entry| entry.frame.len()).sum()
+    }
 }
 
 enum Command {
@@ -72,16 +88,21 @@ pub struct WriterSettings {
     pub max_pending: usize,
 }
 
+/// Stream sources' durable positions, shared between the writer (which moves
+/// them) and the store (which reads them).
+pub type SharedPositions = Arc<Mutex<SourcePositions>>;
+
 impl WalHandle {
     /// Starts the writer on a new file.
     pub fn start(
         settings: WriterSettings,
         index: Arc<Mutex<WalIndex>>,
+        positions: SharedPositions,
         sink: Arc<dyn WalSink>,
         metrics: Arc<StoreMetrics>,
     ) -> Result<WalHandle> {
         let (sender, receiver) = sync_channel(settings.max_pending.max(1));
-        let mut writer = Writer::open(settings, index.clone(), sink, metrics)?;
+        let mut writer = Writer::open(settings, index.clone(), positions, sink, metrics)?;
         let thread = std::thread::Builder::new()
             .name("quarry-wal".into())
             .spawn(move || writer.run(receiver))
@@ -138,6 +159,7 @@ impl WalHandle {
 struct Writer {
     settings: WriterSettings,
     index: Arc<Mutex<WalIndex>>,
+    positions: SharedPositions,
     sink: Arc<dyn WalSink>,
     metrics: Arc<StoreMetrics>,
     file: File,
@@ -156,21 +178,23 @@ impl Writer {
     fn open(
         settings: WriterSettings,
         index: Arc<Mutex<WalIndex>>,
+        positions: SharedPositions,
         sink: Arc<dyn WalSink>,
         metrics: Arc<StoreMetrics>,
     ) -> Result<Writer> {
         let file_id = settings.first_file_id;
-        let file = create_file(&settings.dir, file_id)?;
+        let (file, file_bytes) = create_file(&settings.dir, file_id, &positions.lock())?;
         index.lock().set_active(file_id);
         let next_seq = settings.next_seq;
         Ok(Writer {
             settings,
             index,
+            positions,
             sink,
             metrics,
             file,
             file_id,
-            file_bytes: super::frame::FILE_HEADER_LEN as u64,
+            file_bytes,
             next_seq,
             unsynced: false,
             last_sync: std::time::Instant::now(),
@@ -199,7 +223,7 @@ impl Writer {
             while let Some(command) = next.take() {
                 match command {
                     Command::Append(append) => {
-                        group_bytes += append.frame.len();
+                        group_bytes += append.bytes();
                         group.push(append);
                     }
                     other => {
@@ -238,11 +262,35 @@ impl Writer {
             }
             return;
         }
+        // Every transaction's closing frame first, so a group is written whole or not at all.
+        let closing: Result<Vec<Option<Vec<u8>>>> = group
+            .iter()
+            .map(|append| append.positions.as_ref().map(encode_positions).transpose())
+            .collect();
+        let closing = match closing {
+            Ok(closing) => closing,
+            Err(error) => {
+                tracing::error!(%error, "source positions could not be encoded");
+                return self.fail_group(group, error.to_string());
+            }
+        };
         let first_seq = self.next_seq;
-        let mut bytes = Vec::with_capacity(group.iter().map(|append| append.frame.len()).sum());
-        for (offset, append) in group.iter_mut().enumerate() {
-            stamp_seq(&mut append.frame, first_seq + offset as u64);
-            bytes.extend_from_slice(&append.frame);
+        let mut seq = first_seq;
+        let mut bytes = Vec::with_capacity(group.iter().map(WalAppend::bytes).sum());
+        let mut moved = SourcePositions::new();
+        for (append, closing) in group.iter_mut().zip(closing) {
+            for entry in &mut append.entries {
+                if closing.is_some() {
+                    mark_held(&mut entry.frame);
+                }
+                stamp_seq(&mut entry.frame, seq);
+                seq += 1;
+                bytes.extend_from_slice(&entry.frame);
+            }
+            if let (Some(frame), Some(positions)) = (closing, &append.positions) {
+                bytes.extend_from_slice(&frame);
+                moved.extend(positions.iter().map(|(name, next)| (name.clone(), *next)));
+            }
         }
         let durable = self
             .file
@@ -257,26 +305,30 @@ impl Writer {
                 file_path(&self.settings.dir, self.file_id).display()
             );
             tracing::error!(%reason, "write-ahead log write failed; refusing further appends");
-            for append in group {
-                let _ = append.done.send(Err(failed_error(&reason)));
-            }
-            self.failed = Some(reason);
-            return;
+            self.failed = Some(reason.clone());
+            return self.fail_group(group, reason);
         }
         self.unsynced = self.settings.durability == Durability::Relaxed;
         self.file_bytes += bytes.len() as u64;
-        self.next_seq += group.len() as u64;
+        self.next_seq = seq;
         self.metrics.wal_bytes.inc_by(bytes.len() as u64);
+        if !moved.is_empty() {
+            self.positions.lock().extend(moved);
+        }
         {
             let mut index = self.index.lock();
-            for (offset, append) in group.iter().enumerate() {
-                index.record(self.file_id, &append.key, first_seq + offset as u64);
+            let entries = group.iter().flat_map(|append| &append.entries);
+            for (seq, entry) in (first_seq..).zip(entries) {
+                index.record(self.file_id, &entry.key, seq);
             }
         }
-        for (offset, append) in group.into_iter().enumerate() {
-            let seq = first_seq + offset as u64;
-            self.sink.applied(seq, &append.key, append.batch);
-            let _ = append.done.send(Ok(seq));
+        let mut seq = first_seq;
+        for append in group {
+            for entry in append.entries {
+                self.sink.applied(seq, &entry.key, entry.batch);
+                seq += 1;
+            }
+            let _ = append.done.send(Ok(seq.saturating_sub(1)));
         }
         if self.last_sync.elapsed() >= self.settings.relaxed_sync_interval {
             self.sync_if_unsynced();
@@ -285,6 +337,12 @@ impl Writer {
             && let Err(error) = self.rotate_if_used()
         {
             tracing::error!(%error, "write-ahead log rotation failed");
+        }
+    }
+
+    fn fail_group(&self, group: Vec<WalAppend>, reason: String) {
+        for append in group {
+            let _ = append.done.send(Err(failed_error(&reason)));
         }
     }
 
@@ -299,9 +357,10 @@ impl Writer {
         self.file.sync_data().map_err(wal_error)?;
         self.unsynced = false;
         let next_id = self.file_id + 1;
-        self.file = create_file(&self.settings.dir, next_id)?;
+        let (file, file_bytes) = create_file(&self.settings.dir, next_id, &self.positions.lock())?;
+        self.file = file;
         self.file_id = next_id;
-        self.file_bytes = super::frame::FILE_HEADER_LEN as u64;
+        self.file_bytes = file_bytes;
         self.index.lock().set_active(next_id);
         Ok(())
     }
@@ -325,7 +384,10 @@ fn failed_error(reason: &str) -> StoreError {
     }
 }
 
-fn create_file(dir: &std::path::Path, id: u64) -> Result<File> {
+/// Creates WAL file `id`: its header and, when any source has a position, a
+/// positions frame holding them all (so older files can go). Returns the file
+/// and its length.
+fn create_file(dir: &std::path::Path, id: u64, positions: &SourcePositions) -> Result<(File, u64)> {
     let path = file_path(dir, id);
     let wal_error = |source| StoreError::Wal {
         path: path.display().to_string(),
@@ -336,10 +398,14 @@ fn create_file(dir: &std::path::Path, id: u64) -> Result<File> {
         .append(true)
         .open(&path)
         .map_err(wal_error)?;
-    file.write_all(&file_header()).map_err(wal_error)?;
+    let mut start = file_header().to_vec();
+    if !positions.is_empty() {
+        start.extend_from_slice(&encode_positions(positions)?);
+    }
+    file.write_all(&start).map_err(wal_error)?;
     file.sync_all().map_err(wal_error)?;
     sync_dir(dir)?;
-    Ok(file)
+    Ok((file, start.len() as u64))
 }
 /// One fsync of the active file, counted and timed for `/metrics`.
 fn sync_counted(file: &File, metrics: &StoreMetrics) -> std::io::Result<()> {

@@ -59,6 +59,19 @@ impl Params {
             .collect()
     }
 
+    /// A required parameter, parsed.
+    fn parsed(&self, name: &str, parse: fn(&str) -> Result<i64, String>) -> Result<i64, PromError> {
+        parse(self.required(name)?).map_err(|error| invalid(name, &error))
+    }
+
+    /// The `start` and `end` of a metadata query, the widest window when absent.
+    fn window(&self) -> Result<(i64, i64), PromError> {
+        Ok((
+            self.time("start", MIN_TIME_MS)?,
+            self.time("end", MAX_TIME_MS)?,
+        ))
+    }
+
     /// A time parameter in milliseconds, or `default` when it is absent.
     fn time(&self, name: &str, default: i64) -> Result<i64, PromError> {
         self.get(name).map_or(Ok(default), |text| {
@@ -95,6 +108,11 @@ fn parse_step(text: &str) -> Result<i64, String> {
         .map_err(|_| format!("cannot parse {text:?} to a valid duration"))
 }
 
+/// The PromQL evaluator over the server's engine.
+fn promql(state: &AppState) -> PromQl {
+    PromQl::new(state.engine.clone())
+}
+
 fn now_ms(state: &AppState) -> i64 {
     state.clock.now_ns().div_euclid(1_000_000)
 }
@@ -107,16 +125,15 @@ pub async fn query(
     body: Bytes,
 ) -> Response {
     let params = Params::new(raw, &body);
-    let outcome = async {
-        let query = params.required("query")?;
-        let time = params.time("time", now_ms(&state))?;
-        let answer = PromQl::new(state.engine.clone())
-            .instant(&environment, query, time)
-            .await?;
-        Ok(instant_data(answer, time))
-    }
-    .await;
-    respond(outcome)
+    respond(
+        async {
+            let query = params.required("query")?;
+            let time = params.time("time", now_ms(&state))?;
+            let answer = promql(&state).instant(&environment, query, time).await?;
+            Ok(instant_data(answer, time))
+        }
+        .await,
+    )
 }
 
 /// `GET|POST /api/v1/query_range`.
@@ -127,19 +144,19 @@ pub async fn query_range(
     body: Bytes,
 ) -> Response {
     let params = Params::new(raw, &body);
-    let outcome = async {
-        let query = params.required("query")?;
-        let start =
-            parse_time(params.required("start")?).map_err(|error| invalid("start", &error))?;
-        let end = parse_time(params.required("end")?).map_err(|error| invalid("end", &error))?;
-        let step = parse_step(params.required("step")?).map_err(|error| invalid("step", &error))?;
-        let series = PromQl::new(state.engine.clone())
-            .range(&environment, query, RangeSpec { start, end, step })
-            .await?;
-        Ok(json!({ "resultType": "matrix", "result": matrix(&series) }))
-    }
-    .await;
-    respond(outcome)
+    respond(
+        async {
+            let query = params.required("query")?;
+            let start = params.parsed("start", parse_time)?;
+            let end = params.parsed("end", parse_time)?;
+            let step = params.parsed("step", parse_step)?;
+            let series = promql(&state)
+                .range(&environment, query, RangeSpec { start, end, step })
+                .await?;
+            Ok(json!({ "resultType": "matrix", "result": matrix(&series) }))
+        }
+        .await,
+    )
 }
 
 /// `GET|POST /api/v1/series`.
@@ -150,22 +167,20 @@ pub async fn series(
     body: Bytes,
 ) -> Response {
     let params = Params::new(raw, &body);
-    let outcome = async {
-        let matchers = params.all("match[]");
-        if matchers.is_empty() {
-            return Err(PromError::BadData("no match[] parameter provided".into()));
+    respond(
+        async {
+            let matchers = params.all("match[]");
+            if matchers.is_empty() {
+                return Err(PromError::BadData("no match[] parameter provided".into()));
+            }
+            let (start, end) = params.window()?;
+            let found = promql(&state)
+                .series(&environment, &matchers, start, end)
+                .await?;
+            Ok(json!(found))
         }
-        let (start, end) = (
-            params.time("start", MIN_TIME_MS)?,
-            params.time("end", MAX_TIME_MS)?,
-        );
-        let found = PromQl::new(state.engine.clone())
-            .series(&environment, &matchers, start, end)
-            .await?;
-        Ok(json!(found))
-    }
-    .await;
-    respond(outcome)
+        .await,
+    )
 }
 
 /// `GET|POST /api/v1/labels`.
@@ -176,18 +191,16 @@ pub async fn labels(
     body: Bytes,
 ) -> Response {
     let params = Params::new(raw, &body);
-    let outcome = async {
-        let (start, end) = (
-            params.time("start", MIN_TIME_MS)?,
-            params.time("end", MAX_TIME_MS)?,
-        );
-        let names = PromQl::new(state.engine.clone())
-            .label_names(&environment, &params.all("match[]"), start, end)
-            .await?;
-        Ok(json!(names))
-    }
-    .await;
-    respond(outcome)
+    respond(
+        async {
+            let (start, end) = params.window()?;
+            let names = promql(&state)
+                .label_names(&environment, &params.all("match[]"), start, end)
+                .await?;
+            Ok(json!(names))
+        }
+        .await,
+    )
 }
 
 /// `GET /api/v1/label/{name}/values`.
@@ -198,18 +211,16 @@ pub async fn label_values(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let params = Params::new(raw, &[]);
-    let outcome = async {
-        let (start, end) = (
-            params.time("start", MIN_TIME_MS)?,
-            params.time("end", MAX_TIME_MS)?,
-        );
-        let values = PromQl::new(state.engine.clone())
-            .label_values(&environment, &name, &params.all("match[]"), start, end)
-            .await?;
-        Ok(json!(values))
-    }
-    .await;
-    respond(outcome)
+    respond(
+        async {
+            let (start, end) = params.window()?;
+            let values = promql(&state)
+                .label_values(&environment, &name, &params.all("match[]"), start, end)
+                .await?;
+            Ok(json!(values))
+        }
+        .await,
+    )
 }
 
 /// `GET /api/v1/status/buildinfo`.

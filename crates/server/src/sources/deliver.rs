@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::error::ApiError;
-use crate::ingest_service::{IngestOutcome, IngestRequest, IngestService};
+use quarry_segment_store::SourcePositions;
+
+use crate::ingest_service::{IngestOutcome, IngestRequest, IngestService, Prepared};
 use crate::sources::status::SourceReporter;
 
 /// First wait after the store refused a write as overloaded.
@@ -71,9 +73,53 @@ impl Deliverer {
         }
     }
 
+    /// A receiver of the stop signal, for waits of the source's own.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.clone()
+    }
+
     /// Writes `request`, waiting while the store sheds load; returns once its
     /// rows are durable or it is refused as bad input.
     pub async fn deliver(&mut self, request: IngestRequest) -> Result<Delivered, Stopped> {
+        let ingest = self.ingest.clone();
+        self.retrying(|| {
+            let (ingest, request) = (ingest.clone(), request.clone());
+            async move {
+                let admission = ingest.admit()?;
+                ingest.ingest(&admission, request).await
+            }
+        })
+        .await
+    }
+
+    /// Writes prepared requests with stream positions as one transaction,
+    /// waiting while the store sheds load, like [`Deliverer::deliver`].
+    pub async fn deliver_transaction(
+        &mut self,
+        environment: &str,
+        prepared: &[&Prepared],
+        positions: &SourcePositions,
+    ) -> Result<Delivered, Stopped> {
+        let ingest = self.ingest.clone();
+        self.retrying(|| {
+            let ingest = ingest.clone();
+            async move {
+                let admission = ingest.admit()?;
+                ingest
+                    .ingest_transaction(&admission, environment, prepared, positions.clone())
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it succeeds, is refused as bad input, or the
+    /// source stops; waits with backoff while the store sheds load.
+    async fn retrying<F, Fut>(&mut self, mut attempt: F) -> Result<Delivered, Stopped>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<IngestOutcome, ApiError>>,
+    {
         let mut wait = RETRY_FIRST;
         let mut internal_failures = 0;
         let mut paused = false;
@@ -81,11 +127,7 @@ impl Deliverer {
             if self.stopping() {
                 return Err(Stopped);
             }
-            let attempt = match self.ingest.admit() {
-                Ok(admission) => self.ingest.ingest(&admission, request.clone()).await,
-                Err(error) => Err(error),
-            };
-            let error = match attempt {
+            let error = match attempt().await {
                 Ok(outcome) => {
                     if paused {
                         self.reporter.paused(false);

@@ -1,9 +1,10 @@
-//! Stream sources: MQTT subscriptions (and, next, Kafka topics) consumed into
-//! the store through the one ingest service, like every other transport. A
+//! Stream sources: MQTT subscriptions and Kafka topics consumed into the
+//! store through the one ingest service, like every other transport. A
 //! source only translates: a message and its topic into an ingest request; the
 //! store's durable write into an acknowledgement to its broker.
 //!
-//! Files: `mqtt` (the MQTT client loop), `message` (one message into rows or a
+//! Files: `mqtt` (the MQTT client loop), `kafka` (Kafka partitions, exactly
+//! once through store transactions), `message` (one message into rows or a
 //! dead letter), `format` (a message's bytes as an ingest request),
 //! `dead_letter` (rows of undecodable messages), `deliver` (retries while the
 //! store sheds load), `dedupe` (redelivered MQTT messages), `status` (metrics
@@ -13,6 +14,7 @@ pub mod dead_letter;
 pub mod dedupe;
 pub mod deliver;
 pub mod format;
+pub mod kafka;
 pub mod message;
 pub mod mqtt;
 pub mod status;
@@ -64,10 +66,15 @@ impl StreamSources {
                 }
             }
         }
-        if !config.kafka.is_empty() {
-            sources.abort();
-            return Err(ApiError::Config(
-                "sources.kafka: Kafka sources are not available in this build yet".into(),
+        for source in &config.kafka {
+            let reporter = state.sources.reporter(&source.name, "kafka");
+            tracing::info!(source = source.name, brokers = ?source.brokers, topics = ?source.topics, group = source.group, format = source.format.name(), "starting a Kafka source");
+            sources.tasks.push(kafka::spawn(
+                source.clone(),
+                state.ingest.clone(),
+                std::sync::Arc::clone(&state.store),
+                reporter,
+                stopping.clone(),
             ));
         }
         Ok(sources)

@@ -27,6 +27,10 @@ pub enum Protocol {
     /// `--mqtt-topic-prefix/<dataset>`, for an MQTT source of Quarry's
     /// (docs/streams.md); the run ends once Quarry stored every row.
     Mqtt,
+    /// Events API batch bodies produced as Kafka records to --kafka-topic,
+    /// each with a `dataset` header, for a Kafka source of Quarry's
+    /// (docs/streams.md); the run ends once Quarry stored every row.
+    Kafka,
 }
 
 impl Protocol {
@@ -37,6 +41,7 @@ impl Protocol {
             Protocol::OtlpGrpc => "otlp-grpc",
             Protocol::OtlpHttp => "otlp-http",
             Protocol::Mqtt => "mqtt",
+            Protocol::Kafka => "kafka",
         }
     }
 }
@@ -59,7 +64,7 @@ pub struct Args {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Protocol: the Events API, OTLP trace exports over gRPC or HTTP, or
-    /// Events API bodies through an MQTT broker (`--to mqtt`).
+    /// Events API bodies through an MQTT broker or Kafka (`--to mqtt|kafka`).
     #[arg(long, alias = "to", value_enum, default_value = "events")]
     pub protocol: Protocol,
     /// The MQTT broker (with --to mqtt).
@@ -68,8 +73,17 @@ pub struct Args {
     /// Topic prefix: each body goes to `<prefix>/<dataset>` (with --to mqtt).
     #[arg(long, default_value = "quarry-load")]
     pub mqtt_topic_prefix: String,
+    /// Kafka bootstrap brokers, `host:port` (with --to kafka).
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: Vec<String>,
+    /// The topic records go to (with --to kafka).
+    #[arg(long, default_value = "quarry-load")]
+    pub kafka_topic: String,
+    /// Partitions of the topic when quarry-load creates it (with --to kafka).
+    #[arg(long, default_value_t = 4)]
+    pub kafka_partitions: i32,
     /// Seconds to wait for the broker's acknowledgements and Quarry's rows
-    /// (with --to mqtt).
+    /// (with --to mqtt or kafka).
     #[arg(long, default_value_t = 600)]
     pub wait_secs: u64,
     /// Endpoint of the OTLP/gRPC receiver (with --protocol otlp-grpc).
@@ -115,7 +129,7 @@ impl Args {
     pub fn batch_size(&self) -> usize {
         self.batch_size
             .unwrap_or(match self.protocol {
-                Protocol::Events | Protocol::Mqtt => EVENTS_BATCH_SIZE,
+                Protocol::Events | Protocol::Mqtt | Protocol::Kafka => EVENTS_BATCH_SIZE,
                 Protocol::OtlpGrpc | Protocol::OtlpHttp => OTLP_BATCH_SIZE,
             })
             .max(1)

@@ -13,9 +13,11 @@
 
 mod args;
 mod cpu;
+mod kafka_send;
 mod mqtt_send;
 mod otlp_send;
 mod send;
+mod stream_rows;
 mod summary;
 
 use std::io::{BufWriter, Write};
@@ -56,6 +58,7 @@ fn run(args: &Args) -> Result<(), DatagenError> {
             runtime.block_on(otlp_send::send_all(args, generator))?
         }
         args::Protocol::Mqtt => runtime.block_on(mqtt_send::send_all(args, generator))?,
+        args::Protocol::Kafka => runtime.block_on(kafka_send::send_all(args, generator))?,
     };
     println!("{}", summary.line());
     if let Some(path) = &args.summary_json {

@@ -8,15 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use quarry_datagen::{DatagenError, Generator};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use crate::args::Args;
-use crate::summary::{Settings, Summary, Totals};
+use crate::stream_rows::{POLL, StreamRun};
+use crate::summary::Summary;
 
 /// Requests queued for the MQTT connection task.
 const REQUEST_CAPACITY: usize = 1024;
@@ -24,15 +21,9 @@ const REQUEST_CAPACITY: usize = 1024;
 const INFLIGHT: u16 = 100;
 /// Largest MQTT packet (the protocol's maximum).
 const MAX_PACKET_BYTES: usize = 268_435_455;
-/// How often Quarry's `/metrics` is read while waiting for the rows.
-const POLL: Duration = Duration::from_millis(100);
-/// The counter of rows stored by Quarry's stream sources.
-const ROWS_METRIC: &str = "quarry_stream_rows_total";
 
 /// Publishes every event of `generator` and waits until Quarry stored them.
 pub async fn send_all(args: &Args, generator: Generator) -> Result<Summary, DatagenError> {
-    let config = generator.config().clone();
-    let anomaly = generator.anomaly().clone();
     let batch_size = args.batch_size();
     let url = url_parts(&args.mqtt_broker)?;
     let mut options = MqttOptions::new(format!("quarry-load-{}", std::process::id()), url.0, url.1);
@@ -56,10 +47,7 @@ pub async fn send_all(args: &Args, generator: Generator) -> Result<Summary, Data
             }
         })
     };
-    let rows_before = stored_rows(&args.url).await?;
-    let cpu_before = args.server_pid.map(crate::cpu::cpu_seconds).transpose()?;
-    let totals = Totals::default();
-    let started = Instant::now();
+    let run = StreamRun::begin(args, &generator).await?;
     let mut bodies = Vec::new();
     let produced = crate::send::produce(generator, batch_size, false, |prepared| {
         bodies.push(prepared);
@@ -68,17 +56,14 @@ pub async fn send_all(args: &Args, generator: Generator) -> Result<Summary, Data
     let prefix = args.mqtt_topic_prefix.trim_end_matches('/');
     for prepared in bodies {
         let topic = format!("{prefix}/{}", prepared.dataset);
-        totals.requests.fetch_add(1, Ordering::Relaxed);
-        totals
-            .wire_bytes
-            .fetch_add(prepared.body.len() as u64, Ordering::Relaxed);
+        run.sent(prepared.body.len());
         client
             .publish(topic, QoS::AtLeastOnce, false, prepared.body)
             .await
             .map_err(|error| DatagenError::Http(format!("mqtt: {error}")))?;
     }
-    let published = totals.requests.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
+    let published = run.totals.requests.load(Ordering::Relaxed);
+    let deadline = run.deadline();
     while acked.load(Ordering::Relaxed) < published {
         if connection.is_finished() || Instant::now() > deadline {
             return Err(DatagenError::Http(format!(
@@ -88,45 +73,10 @@ pub async fn send_all(args: &Args, generator: Generator) -> Result<Summary, Data
         }
         tokio::time::sleep(POLL).await;
     }
-    let expected = rows_before + produced.events;
-    loop {
-        let stored = stored_rows(&args.url).await?;
-        if stored >= expected {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(DatagenError::Response(format!(
-                "Quarry stored {} of {} rows within {} s",
-                stored - rows_before,
-                produced.events,
-                args.wait_secs
-            )));
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu_seconds = match (args.server_pid, cpu_before) {
-        (Some(pid), Some(before)) => Some(crate::cpu::cpu_seconds(pid)? - before),
-        _ => None,
-    };
+    let summary = run.finish(produced, 1, deadline).await;
     let _ = client.disconnect().await;
     connection.abort();
-    totals.accepted.store(produced.events, Ordering::Relaxed);
-    let settings = Settings {
-        args,
-        config: &config,
-        anomaly,
-        gzip: false,
-        concurrency: 1,
-        batch_size,
-    };
-    Ok(Summary::of_run(
-        settings,
-        produced,
-        &totals,
-        seconds,
-        cpu_seconds,
-    ))
+    summary
 }
 
 /// `mqtt://host:port` as host and port.
@@ -146,31 +96,6 @@ fn url_parts(broker: &str) -> Result<(String, u16), DatagenError> {
         .rsplit_once(':')
         .ok_or_else(invalid)?;
     Ok((host.to_owned(), port.parse().map_err(|_| invalid())?))
-}
-
-/// Rows Quarry's stream sources stored so far (0 before the first).
-async fn stored_rows(base: &str) -> Result<u64, DatagenError> {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let uri = format!("{}/metrics", base.trim_end_matches('/'));
-    let response = client
-        .get(
-            uri.parse()
-                .map_err(|_| DatagenError::InvalidConfig(format!("--url {base:?}")))?,
-        )
-        .await
-        .map_err(|error| DatagenError::Http(format!("{uri}: {error}")))?;
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|error| DatagenError::Http(format!("{uri}: {error}")))?
-        .to_bytes();
-    let text = String::from_utf8_lossy(&body);
-    Ok(text
-        .lines()
-        .filter(|line| line.starts_with(ROWS_METRIC))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64)
 }
 
 #[cfg(test)]
