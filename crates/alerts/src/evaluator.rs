@@ -11,7 +11,10 @@ use crate::error::Result;
 use crate::notify::{AlertEvent, MAX_OUTBOX, Status, render};
 use crate::service::{Alerts, new_id, rfc3339};
 use crate::slo::window_end;
-use crate::triggers::{HistoryEntry, MAX_GROUPS, MAX_HISTORY, Transition, Trigger, step};
+use crate::triggers::{
+    HistoryEntry, MAX_GROUPS, MAX_HISTORY, MAX_TRANSITIONS, Transition, TransitionEntry, Trigger,
+    step,
+};
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -252,10 +255,13 @@ fn apply_trigger(
         Ok(observed) => observed,
         Err(error) => {
             // A failed query changes no alert: neither opens nor closes one.
-            push_history(trigger, now_ns, Vec::new(), Some(error));
+            push_history(trigger, now_ns, Vec::new(), None, Some(error));
             return 0;
         }
     };
+    let value = trigger
+        .threshold
+        .most_exceeding(observed.iter().filter_map(|observation| observation.value));
     let mut events = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for observation in observed {
@@ -303,11 +309,21 @@ fn apply_trigger(
     let trigger = trigger.clone();
     let mut words = Vec::new();
     let mut alert_events = Vec::new();
+    let mut transitions = Vec::new();
     for (transition, key, value, trace_ids) in events {
-        let (status, episode) = match transition {
-            Transition::Triggered { episode, .. } => (Status::Triggered, episode),
-            Transition::Resolved { episode } => (Status::Resolved, episode),
+        let (status, episode, repeat) = match transition {
+            Transition::Triggered { episode, repeat } => (Status::Triggered, episode, repeat),
+            Transition::Resolved { episode } => (Status::Resolved, episode, false),
         };
+        // An on_true reminder is a notification but not a change of state.
+        if !repeat {
+            transitions.push(TransitionEntry {
+                time: rfc3339(now_ns),
+                status: status_word(status).to_owned(),
+                group: key.clone(),
+                value,
+            });
+        }
         let group_text = if key.is_empty() {
             String::new()
         } else {
@@ -347,7 +363,14 @@ fn apply_trigger(
         .get_mut(env)
         .and_then(|state| state.triggers.iter_mut().find(|t| t.id == id))
     {
-        push_history(stored, now_ns, words, None);
+        push_history(stored, now_ns, words, value, None);
+        stored.state.transitions.extend(transitions);
+        let excess = stored
+            .state
+            .transitions
+            .len()
+            .saturating_sub(MAX_TRANSITIONS);
+        stored.state.transitions.drain(..excess);
     }
     let count = alert_events.len();
     for event in alert_events {
@@ -356,7 +379,13 @@ fn apply_trigger(
     count
 }
 
-fn push_history(trigger: &mut Trigger, now_ns: i64, events: Vec<String>, error: Option<String>) {
+fn push_history(
+    trigger: &mut Trigger,
+    now_ns: i64,
+    events: Vec<String>,
+    value: Option<f64>,
+    error: Option<String>,
+) {
     let triggered_groups = trigger
         .state
         .groups
@@ -366,6 +395,7 @@ fn push_history(trigger: &mut Trigger, now_ns: i64, events: Vec<String>, error: 
     trigger.state.history.push(HistoryEntry {
         time: rfc3339(now_ns),
         triggered_groups,
+        value,
         events,
         error,
     });
