@@ -259,7 +259,7 @@ fn apply_trigger(
             return 0;
         }
     };
-    let value = trigger
+    let evaluation_value = trigger
         .threshold
         .most_exceeding(observed.iter().filter_map(|observation| observation.value));
     let mut events = Vec::new();
@@ -363,7 +363,7 @@ fn apply_trigger(
         .get_mut(env)
         .and_then(|state| state.triggers.iter_mut().find(|t| t.id == id))
     {
-        push_history(stored, now_ns, words, value, None);
+        push_history(stored, now_ns, words, evaluation_value, None);
         stored.state.transitions.extend(transitions);
         let excess = stored
             .state
@@ -461,5 +461,82 @@ fn enqueue(document: &mut Document, env: &str, recipients: &[String], event: &Al
             "alert outbox full: dropping the oldest notifications"
         );
         document.outbox.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::Environment;
+    use crate::triggers::{AlertType, MAX_TRANSITIONS, Threshold, TriggerState};
+
+    fn document_with_trigger() -> Document {
+        let trigger = Trigger {
+            id: "t".into(),
+            dataset: "api".into(),
+            name: "errors".into(),
+            description: String::new(),
+            disabled: false,
+            query_id: None,
+            query: quarry_query::spec::QuerySpec::default(),
+            value_name: "COUNT".into(),
+            frequency: 60,
+            alert_type: AlertType::OnChange,
+            threshold: Threshold {
+                op: ">".into(),
+                value: 10.0,
+                exceeded_limit: 1,
+            },
+            recipients: Vec::new(),
+            created_at: String::new(),
+            updated_at: String::new(),
+            state: TriggerState::default(),
+        };
+        let mut document = Document::default();
+        document.environments.insert(
+            "default".into(),
+            Environment {
+                triggers: vec![trigger],
+                ..Environment::default()
+            },
+        );
+        document
+    }
+
+    fn observation(route: &str, value: f64) -> Observation {
+        let mut key = Map::new();
+        key.insert("route".into(), Value::String(route.into()));
+        Observation {
+            key,
+            value: Some(value),
+            trace_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn transitions_keep_time_group_and_value_and_are_bounded() {
+        let mut document = document_with_trigger();
+        // Odd evaluations open /pay's alert (value 20 + i), even ones close it.
+        let evaluations = MAX_TRANSITIONS as i64 + 50;
+        for i in 0..evaluations {
+            let value = if i % 2 == 0 { 20.0 + i as f64 } else { 1.0 };
+            let observed = vec![observation("/pay", value), observation("/home", 2.0)];
+            apply_trigger(&mut document, "default", "t", Ok(observed), i * 60_000_000_000, "");
+        }
+        let state = &document.environments["default"].triggers[0].state;
+        assert_eq!(state.transitions.len(), MAX_TRANSITIONS);
+        assert_eq!(state.history.len(), MAX_HISTORY);
+        // The oldest kept is the 51st transition: evaluation 50, an opening.
+        let first = &state.transitions[0];
+        assert_eq!(first.status, "triggered");
+        assert_eq!(first.value, Some(70.0));
+        assert_eq!(first.time, rfc3339(50 * 60_000_000_000));
+        assert_eq!(first.group.get("route"), Some(&Value::from("/pay")));
+        let last = state.transitions.last().unwrap();
+        assert_eq!((last.status.as_str(), last.value), ("resolved", Some(1.0)));
+        // An evaluation's value is the group's most past the threshold.
+        let newest = state.history.last().unwrap();
+        assert_eq!(newest.value, Some(2.0));
+        assert_eq!(state.history[state.history.len() - 2].value, Some(20.0 + 148.0));
     }
 }
