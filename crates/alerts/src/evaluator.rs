@@ -521,7 +521,14 @@ mod tests {
         for i in 0..evaluations {
             let value = if i % 2 == 0 { 20.0 + i as f64 } else { 1.0 };
             let observed = vec![observation("/pay", value), observation("/home", 2.0)];
-            apply_trigger(&mut document, "default", "t", Ok(observed), i * 60_000_000_000, "");
+            apply_trigger(
+                &mut document,
+                "default",
+                "t",
+                Ok(observed),
+                i * 60_000_000_000,
+                "",
+            );
         }
         let state = &document.environments["default"].triggers[0].state;
         assert_eq!(state.transitions.len(), MAX_TRANSITIONS);
@@ -537,6 +544,9 @@ mod tests {
         // An evaluation's value is the group's most past the threshold.
         let newest = state.history.last().unwrap();
         assert_eq!(newest.value, Some(2.0));
-        assert_eq!(state.history[state.history.len() - 2].value, Some(20.0 + 148.0));
+        assert_eq!(
+            state.history[state.history.len() - 2].value,
+            Some(20.0 + 148.0)
+        );
     }
 }

@@ -442,7 +442,10 @@ mod tests {
             .predicate_with(calculated_fields_of(&columns))
             .unwrap()
             .to_string();
-        assert!(group.contains("quarry_lt(status, Int64(500)) = Boolean(false)"), "{group}");
+        assert!(
+            group.contains("quarry_lt(status, Int64(500)) = Boolean(false)"),
+            "{group}"
+        );
         assert!(group.contains("region = Utf8(\"eu\")"), "{group}");
         assert!(!group.contains("ok ="), "{group}");
     }

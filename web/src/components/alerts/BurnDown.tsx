@@ -3,7 +3,7 @@
 
 import { useState } from "preact/hooks";
 import type { SloHistoryPoint } from "../../api";
-import { formatCompact, formatDateTime, formatNumber } from "../../format";
+import { formatClock, formatCompact, formatDateTime, formatNumber } from "../../format";
 import { niceTicks, timeTicks, useWidth } from "../useWidth";
 
 const HEIGHT = 200;
@@ -13,6 +13,13 @@ interface Props {
   history: SloHistoryPoint[];
   start: number;
   end: number;
+}
+
+/** Clock times over up to two days, dates over longer periods. */
+function tickLabel(t: number, span: number): string {
+  return span <= 2 * 86400
+    ? formatClock(t)
+    : new Date(t * 1000).toLocaleDateString("en-CA", { month: "2-digit", day: "2-digit" });
 }
 
 /** Each point at its bucket's end: the budget is counted up to there. */
@@ -58,9 +65,7 @@ export function BurnDown({ history, start, end }: Props) {
           </g>
         ))}
         {timeTicks(start, end).map((t) => (
-          <text key={t} x={x(t)} y={HEIGHT - 6} class="axis" text-anchor="middle">
-            {new Date(t * 1000).toLocaleDateString("en-CA", { month: "2-digit", day: "2-digit" })}
-          </text>
+          <text key={t} x={x(t)} y={HEIGHT - 6} class="axis" text-anchor="middle">{tickLabel(t, end - start)}</text>
         ))}
         <line x1={PAD.left} x2={width - PAD.right} y1={y(0)} y2={y(0)} class="budget-zero" />
         <path d={d} fill="none" stroke="#3366cc" stroke-width={1.8} data-testid="burn-down-line"

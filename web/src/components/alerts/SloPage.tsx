@@ -137,7 +137,7 @@ function SloDetail({ dataset, id }: { dataset: string; id: string }) {
           {slo.description && <p>{slo.description}</p>}
           <p class="muted">
             SLI <code>{slo.sli.alias}</code> = <code data-testid="sli">{slo.sli.expression}</code> · target{" "}
-            <span data-testid="target">{targetPercent(slo.target_per_million)}</span> over {slo.time_period_days} days ·
+            <span data-testid="target">{targetPercent(slo.target_per_million)}</span> over {slo.time_period_days} day{slo.time_period_days === 1 ? "" : "s"} ·
             window <Time value={slo.window_start} testid="window-start" /> – <Time value={slo.window_end} testid="window-end" />
           </p>
           <div class="stats">
@@ -192,7 +192,7 @@ function SloDetail({ dataset, id }: { dataset: string; id: string }) {
                   <tr key={alert.id} data-testid="burn-alert" data-id={alert.id}>
                     <td><StateBadge triggered={alert.triggered} /></td>
                     <td>{alert.alert_type}</td>
-                    <td>{condition(alert)}</td>
+                    <td title={condition(alert)}>{condition(alert)}</td>
                     <td data-testid="severity">{alert.triggered ? alert.severity : ""}</td>
                     <td class="num"><Value value={alert.value} testid="burn-value" /></td>
                     <td>{alert.description}</td>
