@@ -18,25 +18,14 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from test_alerts import ALERTS, base_time, error_spike, evaluate, post_json, send_events
-from test_ui import CHROMIUM, STEP_TIMEOUT_MS, VIEWPORT, Console, browser, shot  # noqa: F401 (fixture)
+# The browser and a page per test, with its console watched, as in the other UI tests.
+from test_ui import browser, page, shot  # noqa: F401 (fixtures)
 
 SLI_ALIAS = "ok"
 SLI_EXPRESSION = "IF(EXISTS($status), LT($status, 500))"
 # The SLO page draws a 1-day period in 5-minute history buckets (at most 500 points).
 HISTORY_STEP_1_DAY = 300
 BURN_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "24h", "72h"]
-
-
-@pytest.fixture
-def page(browser):  # noqa: F811 (the module-scoped browser of test_ui)
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium", pytrace=False)
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(STEP_TIMEOUT_MS)
-    page.console = Console(page)
-    yield page
-    context.close()
 
 
 def shop_events(t0: int) -> tuple[list[tuple[float, dict, int]], float, float]:

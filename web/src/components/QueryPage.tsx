@@ -11,6 +11,7 @@ import {
   type Exemplar, type Filter, type QueryResult, type QueryState, type ResultGroup, type Scalar,
 } from "../spec";
 import { ErrorBox, Progress, useTask } from "../task";
+import { useDatasets } from "../useDatasets";
 import { BubbleUpPanel } from "./BubbleUp";
 import { Builder } from "./Builder";
 import { EventsView, ExemplarList, type EventsTarget } from "./Drill";
@@ -44,8 +45,7 @@ function useColumns(dataset: string, datasets: string[]): Column[] {
 }
 
 export function QueryPage({ search }: { search: string }) {
-  const [datasets, setDatasets] = useState<string[]>([]);
-  const [datasetsError, setDatasetsError] = useState<string | null>(null);
+  const { datasets, error: datasetsError } = useDatasets();
   const [draft, setDraft] = useState<QueryState>(() => stateFromSearch(search, ALL_DATASETS)
     ?? { dataset: ALL_DATASETS, spec: defaultSpec() });
   const [history, setHistory] = useState<HistoryEntry[]>(loadHistory);
@@ -56,14 +56,6 @@ export function QueryPage({ search }: { search: string }) {
   const bubble = useTask<BubbleUpResult>();
   const columns = useColumns(draft.dataset, datasets);
   const panelRef = useRef<HTMLElement>(null);
-
-  useEffect(() => {
-    const controller = new AbortController();
-    api.datasets(controller.signal)
-      .then((list) => setDatasets(list.map((d) => d.name).sort()))
-      .catch((error) => setDatasetsError(String(error.message ?? error)));
-    return () => controller.abort();
-  }, []);
 
   // The URL is the query: loading it, or going back and forward, runs it.
   useEffect(() => {

@@ -9,9 +9,7 @@ import { api, type BurnAlert, type Slo, type SloReport } from "../../api";
 import { stateToSearch, defaultSpec, type QuerySpec } from "../../spec";
 import { ErrorBox, Progress, useTask } from "../../task";
 import { BurnDown } from "./BurnDown";
-import {
-  DatasetPicker, Link, Percent, StateBadge, Time, Value, targetPercent, useDatasets, usePageDataset,
-} from "./common";
+import { DatasetListPage, Link, Percent, StateBadge, Time, Value, detailOf, targetPercent } from "./common";
 
 const LIST_PATH = "/slos";
 /** The standard burn-rate windows, in the API's order (docs/alerts.md). */
@@ -50,42 +48,22 @@ export function bubbleUpLink(slo: SloReport): string {
 }
 
 export function SloPage({ path, search }: { path: string; search: string }) {
-  const rest = path.slice(LIST_PATH.length + 1).split("/").map(decodeURIComponent);
-  if (rest.length === 2 && rest[0] && rest[1]) return <SloDetail dataset={rest[0]} id={rest[1]} />;
-  return <SloList search={search} />;
-}
-
-function SloList({ search }: { search: string }) {
-  const { datasets, error } = useDatasets();
-  const dataset = usePageDataset(LIST_PATH, search, datasets);
-  const list = useTask<Slo[]>();
-  useEffect(() => {
-    if (dataset) void list.run((signal) => api.slos(dataset, signal));
-  }, [dataset]);
+  const detail = detailOf(path, LIST_PATH);
+  if (detail) return <SloDetail dataset={detail[0]} id={detail[1]} />;
   return (
-    <main class="page alerts-page">
-      <div class="page-head">
-        <h1>SLOs</h1>
-        <DatasetPicker path={LIST_PATH} dataset={dataset} datasets={datasets} />
-      </div>
-      <ErrorBox error={error} />
-      <ErrorBox error={list.error} />
-      <Progress running={list.running} onCancel={list.cancel} label="Loading SLOs" />
-      {list.data && dataset && (list.data.length === 0 ? (
-        <p class="muted" data-testid="empty">No SLOs in {dataset}. Create one with <code>POST /1/slos/{dataset}</code> (docs/alerts.md).</p>
-      ) : (
-        <div class="table-wrap">
-          <table class="data" data-testid="slo-list">
-            <thead>
-              <tr><th>SLO</th><th>SLI</th><th>target</th><th>period</th><th>compliance</th><th>budget remaining</th></tr>
-            </thead>
-            <tbody>
-              {list.data.map((slo) => <SloRow key={slo.id} slo={slo} />)}
-            </tbody>
-          </table>
-        </div>
-      ))}
-    </main>
+    <DatasetListPage<Slo> path={LIST_PATH} search={search} title="SLOs" noun="SLOs" createPath="/1/slos/"
+      load={(dataset, signal) => api.slos(dataset, signal)}>
+      {(slos) => (
+        <table class="data" data-testid="slo-list">
+          <thead>
+            <tr><th>SLO</th><th>SLI</th><th>target</th><th>period</th><th>compliance</th><th>budget remaining</th></tr>
+          </thead>
+          <tbody>
+            {slos.map((slo) => <SloRow key={slo.id} slo={slo} />)}
+          </tbody>
+        </table>
+      )}
+    </DatasetListPage>
   );
 }
 

@@ -8,7 +8,7 @@ import { api, type Trigger } from "../../api";
 import { formatSpan } from "../../format";
 import { calculationName, parseSpec, stateToSearch, type Scalar } from "../../spec";
 import { ErrorBox, Progress, useTask } from "../../task";
-import { DatasetPicker, Link, StateBadge, Time, Value, useDatasets, usePageDataset } from "./common";
+import { DatasetListPage, Link, StateBadge, Time, Value, detailOf } from "./common";
 
 const LIST_PATH = "/triggers";
 
@@ -30,52 +30,32 @@ function groupText(group: Record<string, Scalar> | null): string {
 }
 
 export function TriggersPage({ path, search }: { path: string; search: string }) {
-  const rest = path.slice(LIST_PATH.length + 1).split("/").map(decodeURIComponent);
-  if (rest.length === 2 && rest[0] && rest[1]) return <TriggerDetail dataset={rest[0]} id={rest[1]} />;
-  return <TriggerList search={search} />;
-}
-
-function TriggerList({ search }: { search: string }) {
-  const { datasets, error } = useDatasets();
-  const dataset = usePageDataset(LIST_PATH, search, datasets);
-  const list = useTask<Trigger[]>();
-  useEffect(() => {
-    if (dataset) void list.run((signal) => api.triggers(dataset, signal));
-  }, [dataset]);
+  const detail = detailOf(path, LIST_PATH);
+  if (detail) return <TriggerDetail dataset={detail[0]} id={detail[1]} />;
   return (
-    <main class="page alerts-page">
-      <div class="page-head">
-        <h1>Triggers</h1>
-        <DatasetPicker path={LIST_PATH} dataset={dataset} datasets={datasets} />
-      </div>
-      <ErrorBox error={error} />
-      <ErrorBox error={list.error} />
-      <Progress running={list.running} onCancel={list.cancel} label="Loading triggers" />
-      {list.data && dataset && (list.data.length === 0 ? (
-        <p class="muted" data-testid="empty">No triggers in {dataset}. Create one with <code>POST /1/triggers/{dataset}</code> (docs/alerts.md).</p>
-      ) : (
-        <div class="table-wrap">
-          <table class="data" data-testid="trigger-list">
-            <thead>
-              <tr><th>trigger</th><th>state</th><th>threshold</th><th>every</th><th>last evaluated</th><th>last value</th><th>alert type</th></tr>
-            </thead>
-            <tbody>
-              {list.data.map((trigger) => (
-                <tr key={trigger.id} data-testid="trigger-row" data-id={trigger.id}>
-                  <td><Link href={triggerPath(trigger.dataset, trigger.id)} testid="trigger-link">{trigger.name}</Link></td>
-                  <td><StateBadge triggered={trigger.triggered} disabled={trigger.disabled} /></td>
-                  <td data-testid="threshold">{thresholdText(trigger)}</td>
-                  <td data-testid="frequency">{formatSpan(trigger.frequency)}</td>
-                  <td><Time value={trigger.state.last_evaluated} testid="last-evaluated" /></td>
-                  <td class="num"><Value value={trigger.state.last_value} testid="last-value" /></td>
-                  <td>{trigger.alert_type}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ))}
-    </main>
+    <DatasetListPage<Trigger> path={LIST_PATH} search={search} title="Triggers" noun="triggers" createPath="/1/triggers/"
+      load={(dataset, signal) => api.triggers(dataset, signal)}>
+      {(triggers) => (
+        <table class="data" data-testid="trigger-list">
+          <thead>
+            <tr><th>trigger</th><th>state</th><th>threshold</th><th>every</th><th>last evaluated</th><th>last value</th><th>alert type</th></tr>
+          </thead>
+          <tbody>
+            {triggers.map((trigger) => (
+              <tr key={trigger.id} data-testid="trigger-row" data-id={trigger.id}>
+                <td><Link href={triggerPath(trigger.dataset, trigger.id)} testid="trigger-link">{trigger.name}</Link></td>
+                <td><StateBadge triggered={trigger.triggered} disabled={trigger.disabled} /></td>
+                <td data-testid="threshold">{thresholdText(trigger)}</td>
+                <td data-testid="frequency">{formatSpan(trigger.frequency)}</td>
+                <td><Time value={trigger.state.last_evaluated} testid="last-evaluated" /></td>
+                <td class="num"><Value value={trigger.state.last_value} testid="last-value" /></td>
+                <td>{trigger.alert_type}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </DatasetListPage>
   );
 }
 

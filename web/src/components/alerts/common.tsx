@@ -1,25 +1,12 @@
-// Pieces shared by the SLO and trigger pages: the dataset picker, a state badge,
-// numbers and times as the alerting API gives them.
+// Pieces shared by the SLO and trigger pages: the list page of a dataset, the
+// dataset picker, a state badge, numbers and times as the alerting API gives them.
 
 import type { ComponentChildren } from "preact";
-import { useEffect, useState } from "preact/hooks";
-import { api } from "../../api";
+import { useEffect } from "preact/hooks";
 import { formatDateTime } from "../../format";
 import { linkClick, navigate } from "../../router";
-
-/** Every dataset's name, sorted; an error sentence if the list failed. */
-export function useDatasets(): { datasets: string[]; error: string | null } {
-  const [datasets, setDatasets] = useState<string[]>([]);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    const controller = new AbortController();
-    api.datasets(controller.signal)
-      .then((list) => setDatasets(list.map((d) => d.name).sort()))
-      .catch((caught) => setError(String(caught.message ?? caught)));
-    return () => controller.abort();
-  }, []);
-  return { datasets, error };
-}
+import { ErrorBox, Progress, useTask } from "../../task";
+import { useDatasets } from "../../useDatasets";
 
 /**
  * The dataset of a list page: the URL's `?dataset=`, else the first dataset (put
@@ -81,4 +68,50 @@ export function Time({ value, testid }: { value: string | number | null | undefi
 /** A target per million as a percentage: 999000 -> 99.9%. */
 export function targetPercent(perMillion: number): string {
   return `${Number((perMillion / 10_000).toFixed(4))}%`;
+}
+
+/** `[dataset, id]` of a detail page's path (`<list path>/<dataset>/<id>`), else null. */
+export function detailOf(path: string, listPath: string): [string, string] | null {
+  const rest = path.slice(listPath.length + 1).split("/").map(decodeURIComponent);
+  return rest.length === 2 && rest[0] && rest[1] ? [rest[0], rest[1]] : null;
+}
+
+interface ListProps<T> {
+  /** The page's path, `/slos` or `/triggers`. */
+  path: string;
+  search: string;
+  title: string;
+  /** What is listed, plural, for sentences ("SLOs"). */
+  noun: string;
+  /** The API path that creates one, without the dataset ("/1/slos/"). */
+  createPath: string;
+  load: (dataset: string, signal: AbortSignal) => Promise<T[]>;
+  /** The table of a non-empty list. */
+  children: (items: T[]) => ComponentChildren;
+}
+
+/** A list page of one dataset's SLOs or triggers, the dataset chosen in the URL. */
+export function DatasetListPage<T>({ path, search, title, noun, createPath, load, children }: ListProps<T>) {
+  const { datasets, error } = useDatasets();
+  const dataset = usePageDataset(path, search, datasets);
+  const list = useTask<T[]>();
+  useEffect(() => {
+    if (dataset) void list.run((signal) => load(dataset, signal));
+  }, [dataset]);
+  return (
+    <main class="page alerts-page">
+      <div class="page-head">
+        <h1>{title}</h1>
+        <DatasetPicker path={path} dataset={dataset} datasets={datasets} />
+      </div>
+      <ErrorBox error={error} />
+      <ErrorBox error={list.error} />
+      <Progress running={list.running} onCancel={list.cancel} label={`Loading ${noun}`} />
+      {list.data && dataset && (list.data.length === 0 ? (
+        <p class="muted" data-testid="empty">No {noun} in {dataset}. Create one with <code>POST {createPath}{dataset}</code> (docs/alerts.md).</p>
+      ) : (
+        <div class="table-wrap">{children(list.data)}</div>
+      ))}
+    </main>
+  );
 }
