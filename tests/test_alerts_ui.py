@@ -166,6 +166,10 @@ def test_the_slo_page_shows_the_apis_numbers_and_links_to_bubbleup(quarry, page)
     assert f"baseline: {int(good):,} events" in summary, summary
     first = panel.get_by_test_id("bubbleup-column").first
     assert first.get_attribute("data-column") == "build"
+    # The URL holds the selection: a reload opens the same BubbleUp.
+    page.reload()
+    page.get_by_test_id("panel").get_by_test_id("bubbleup").wait_for()
+    assert page.get_by_test_id("bubbleup-column").first.get_attribute("data-column") == "build"
     page.console.assert_clean()
 
 
