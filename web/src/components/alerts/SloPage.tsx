@@ -73,14 +73,15 @@ function SloRow({ slo }: { slo: Slo }) {
   useEffect(() => {
     void report.run((signal) => api.slo(slo.dataset, slo.id, slo.time_period_days * 86400, signal));
   }, [slo.id]);
+  const pending = report.error ? <span class="error-text" title={report.error}>error</span> : "…";
   return (
     <tr data-testid="slo-row" data-id={slo.id}>
       <td><Link href={sloPath(slo.dataset, slo.id)} testid="slo-link">{slo.name}</Link></td>
       <td><code>{slo.sli.alias}</code></td>
       <td class="num">{targetPercent(slo.target_per_million)}</td>
       <td class="num">{slo.time_period_days} d</td>
-      <td class="num">{report.data ? <Percent value={report.data.compliance} testid="compliance" /> : report.error ? "error" : "…"}</td>
-      <td class="num">{report.data ? <Percent value={report.data.budget_remaining} testid="budget" /> : report.error ? "error" : "…"}</td>
+      <td class="num">{report.data ? <Percent value={report.data.compliance} testid="compliance" /> : pending}</td>
+      <td class="num">{report.data ? <Percent value={report.data.budget_remaining} testid="budget" /> : pending}</td>
     </tr>
   );
 }
