@@ -103,6 +103,11 @@ def iso(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def rfc3339_ns(seconds: int) -> str:
+    """Whole seconds as the alerting API writes times (RFC 3339, nanoseconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".000000000Z"
+
+
 def base_time() -> int:
     """A whole hour, a day ago: every event is in the past of any real clock."""
     return (int(time.time()) // 3600 - 24) * 3600
@@ -221,8 +226,17 @@ def test_an_error_spike_pages_once_and_resolves_once(quarry, receiver):
     assert closed["group"] == {"http.route": "/pay"} and closed["value"] is None
     assert opened["dedup_key"] == closed["dedup_key"]
     assert got[0]["headers"]["x-quarry-dedup-key"] == opened["dedup_key"]
-    history = server.get(f"/1/triggers/api/{trigger['id']}").json()["state"]["history"]
+    state = server.get(f"/1/triggers/api/{trigger['id']}").json()["state"]
+    history = state["history"]
     assert [h["triggered_groups"] for h in history] == [0, 1, 0, 0]
+    # Each evaluation's value (no errors: no group, no value) and each transition.
+    assert [h["value"] for h in history] == [None, 100, None, None]
+    assert state["transitions"] == [
+        {"time": rfc3339_ns(t0 + 900), "status": "triggered", "group": {"http.route": "/pay"}, "value": 100},
+        {"time": rfc3339_ns(t0 + 1200), "status": "resolved", "group": {"http.route": "/pay"}, "value": None},
+    ]
+    assert state["last_evaluated"] == rfc3339_ns(t0 + 1500)
+    assert state["last_value"] is None
 
 
 def test_every_wire_format_gets_triggered_and_resolved(quarry, receiver):

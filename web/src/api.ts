@@ -1,7 +1,7 @@
 // Calls to the Quarry HTTP API, with errors turned into sentences for people.
 
 import type { DrillDownRequest, Event, EventsPage } from "./generated";
-import { cleanSpec, type QueryResult, type QuerySpec, type Scalar } from "./spec";
+import { cleanSpec, type QueryResult, type QuerySpec, type Scalar, type SpecJson } from "./spec";
 
 /** An API failure with a message fit to show as it is. */
 export class ApiError extends Error {
@@ -106,6 +106,16 @@ export const api = {
     json<TraceResult>(`/api/v1/traces/${enc(traceId)}`, { signal }, "the trace lookup"),
   sql: (sql: string, signal?: AbortSignal) =>
     json<Array<Record<string, unknown>>>("/api/v1/sql", post({ sql, format: "json" }, signal), "this SQL"),
+  slos: (dataset: string, signal?: AbortSignal) =>
+    json<Slo[]>(`/1/slos/${enc(dataset)}`, { signal }, "the SLO list"),
+  slo: (dataset: string, id: string, historyStep: number, signal?: AbortSignal) =>
+    json<SloReport>(`/1/slos/${enc(dataset)}/${enc(id)}?history_step=${historyStep}`, { signal }, "the SLO report"),
+  burnAlerts: (dataset: string, sloId: string, signal?: AbortSignal) =>
+    json<BurnAlert[]>(`/1/burn_alerts/${enc(dataset)}?slo_id=${enc(sloId)}`, { signal }, "the burn alerts"),
+  triggers: (dataset: string, signal?: AbortSignal) =>
+    json<Trigger[]>(`/1/triggers/${enc(dataset)}`, { signal }, "the trigger list"),
+  trigger: (dataset: string, id: string, signal?: AbortSignal) =>
+    json<Trigger>(`/1/triggers/${enc(dataset)}/${enc(id)}`, { signal }, "the trigger"),
   sqlCsv: async (sql: string, signal?: AbortSignal): Promise<Blob> =>
     (await request("/api/v1/sql", post({ sql, format: "csv" }, signal), "this SQL")).blob(),
 };
@@ -181,4 +191,83 @@ export interface TraceResult {
   roots: string[];
   spans: TraceSpan[];
   unattached: TraceRow[];
+}
+
+// ---------------------------------------------------------------- alerts (docs/alerts.md)
+
+export interface Slo {
+  id: string;
+  dataset: string;
+  name: string;
+  description: string;
+  sli: { alias: string; expression: string };
+  target_per_million: number;
+  time_period_days: number;
+}
+
+export interface SloHistoryPoint { time: number; good: number; bad: number; compliance: number; budget_remaining: number }
+
+export interface SloReport extends Slo {
+  window_start: number;
+  window_end: number;
+  good: number;
+  bad: number;
+  compliance: number;
+  budget_remaining: number;
+  burn_rates: Record<string, number>;
+  source: string;
+  history: SloHistoryPoint[];
+}
+
+export interface BurnWindow { long_minutes: number; short_minutes: number; burn_rate: number; severity: string }
+
+export interface BurnAlert {
+  id: string;
+  slo: { id: string };
+  alert_type: "multiwindow" | "exhaustion_time" | "budget_rate";
+  windows?: BurnWindow[];
+  exhaustion_minutes?: number;
+  budget_rate_window_minutes?: number;
+  budget_rate_decrease_threshold_per_million?: number;
+  description: string;
+  recipients: Array<{ id: string }>;
+  triggered: boolean;
+  severity: string;
+  value: number | null;
+}
+
+export interface TriggerHistoryEntry {
+  time: string;
+  triggered_groups: number;
+  value: number | null;
+  events: string[];
+  error?: string;
+}
+
+export interface TriggerTransition {
+  time: string;
+  status: "triggered" | "resolved";
+  group: Record<string, Scalar>;
+  value: number | null;
+}
+
+export interface Trigger {
+  id: string;
+  dataset: string;
+  name: string;
+  description: string;
+  disabled: boolean;
+  query: SpecJson;
+  frequency: number;
+  alert_type: "on_change" | "on_true";
+  threshold: { op: string; value: number; exceeded_limit: number };
+  recipients: Array<{ id: string }>;
+  triggered: boolean;
+  state: {
+    groups: Array<{ group: Record<string, Scalar> | null; triggered: boolean; value: number | null; exceeded: number }>;
+    last_evaluated: string | null;
+    last_value: number | null;
+    history: TriggerHistoryEntry[];
+    transitions: TriggerTransition[];
+  };
 }

@@ -4,6 +4,8 @@ import { linkClick, useLocation } from "./router";
 import { QueryPage } from "./components/QueryPage";
 import { TracePage } from "./components/TracePage";
 import { SqlPage } from "./components/SqlPage";
+import { SloPage } from "./components/alerts/SloPage";
+import { TriggersPage } from "./components/alerts/TriggersPage";
 
 function Nav({ path }: { path: string }) {
   const item = (href: string, label: string, active: boolean, key: string) => (
@@ -17,6 +19,8 @@ function Nav({ path }: { path: string }) {
         {item("/", "Query", path === "/", "q")}
         {item("/trace", "Traces", path.startsWith("/trace"), "t")}
         {item("/sql", "SQL", path === "/sql", "s")}
+        {item("/slos", "SLOs", path === "/slos" || path.startsWith("/slos/"), "l")}
+        {item("/triggers", "Triggers", path === "/triggers" || path.startsWith("/triggers/"), "r")}
       </nav>
     </header>
   );
@@ -29,6 +33,8 @@ function App() {
   else if (path === "/trace" || path.startsWith("/trace/")) {
     page = <TracePage traceId={decodeURIComponent(path.slice("/trace/".length))} />;
   } else if (path === "/sql") page = <SqlPage search={search} />;
+  else if (path === "/slos" || path.startsWith("/slos/")) page = <SloPage path={path} search={search} />;
+  else if (path === "/triggers" || path.startsWith("/triggers/")) page = <TriggersPage path={path} search={search} />;
   else {
     page = (
       <main class="page">

@@ -2,14 +2,14 @@
 // POST /api/v1/query/{dataset}, plus the spec's place in the URL.
 
 import type {
-  Calculation, Exemplar, Filter, Group, Having, Heatmap, HeatmapBucket, HeatmapCell, Order,
+  CalculatedField, Calculation, Exemplar, Filter, Group, Having, Heatmap, HeatmapBucket, HeatmapCell, Order,
   QueryResult, QuerySpec as SpecJson, SeriesPoint,
 } from "./generated";
 
 // The JSON shapes are generated from the Rust types (web/src/generated, see the
 // README's Tests section); only the UI's own state is declared here.
 export type {
-  Calculation, Exemplar, Filter, Having, HeatmapBucket, HeatmapCell, Order, QueryResult,
+  CalculatedField, Calculation, Exemplar, Filter, Having, HeatmapBucket, HeatmapCell, Order, QueryResult,
   SeriesPoint, SpecJson,
 };
 export type ResultGroup = Group;
@@ -30,10 +30,16 @@ export interface QuerySpec {
   start_time?: number;
   end_time?: number;
   granularity?: number;
+  /** Named expressions usable as columns (links from the SLO page carry the SLI). */
+  calculated_fields?: CalculatedField[];
 }
 
-/** What the page is asked to show: a dataset and a spec. */
-export interface QueryState { dataset: string; spec: QuerySpec }
+/**
+ * What the page is asked to show: a dataset and a spec, and optionally a BubbleUp
+ * selection (the API's `selection`: a box or `{"group": {...}}`) to open once the
+ * query has run.
+ */
+export interface QueryState { dataset: string; spec: QuerySpec; bubbleup?: unknown }
 
 export const ALL_DATASETS = "__all__";
 
@@ -119,6 +125,7 @@ export function cleanSpec(spec: QuerySpec): SpecJson {
     out.time_range = spec.time_range ?? DEFAULT_TIME_RANGE;
   }
   if (spec.granularity) out.granularity = spec.granularity;
+  if (spec.calculated_fields?.length) out.calculated_fields = spec.calculated_fields;
   return out;
 }
 
@@ -151,6 +158,10 @@ export function parseSpec(raw: unknown): QuerySpec {
       calculate_op: String(h.calculate_op), column: str(h.column), op: String(h.op),
       value: num(h.value) ?? 0,
     }));
+  const fields = arr(r.calculated_fields)
+    .filter((f) => typeof f.name === "string" && typeof f.expression === "string")
+    .map((f) => ({ name: String(f.name), expression: String(f.expression) }));
+  if (fields.length) spec.calculated_fields = fields;
   spec.limit = num(r.limit);
   spec.granularity = num(r.granularity);
   const start = num(r.start_time);
@@ -165,12 +176,28 @@ export function parseSpec(raw: unknown): QuerySpec {
   return spec;
 }
 
-/** `?dataset=...&query=<json>`: readable, editable permalinks. */
+/**
+ * `?dataset=...&query=<json>`: readable, editable permalinks; `&bubbleup=<json>`
+ * also opens BubbleUp of that selection against the rest of the query's events.
+ */
 export function stateToSearch(state: QueryState): string {
   const params = new URLSearchParams();
   params.set("dataset", state.dataset);
   params.set("query", JSON.stringify(cleanSpec(state.spec)));
+  if (state.bubbleup !== undefined) params.set("bubbleup", JSON.stringify(state.bubbleup));
   return "?" + params.toString();
+}
+
+/** The BubbleUp selection of a URL's `bubbleup` parameter, if it is a JSON object. */
+function bubbleupFromSearch(params: URLSearchParams): unknown {
+  const text = params.get("bubbleup");
+  if (!text) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return value && typeof value === "object" && !Array.isArray(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function stateFromSearch(search: string, fallbackDataset: string): QueryState | null {
@@ -184,7 +211,10 @@ export function stateFromSearch(search: string, fallbackDataset: string): QueryS
   } catch {
     raw = {};
   }
-  return { dataset: dataset || fallbackDataset, spec: parseSpec(raw) };
+  const state: QueryState = { dataset: dataset || fallbackDataset, spec: parseSpec(raw) };
+  const bubbleup = bubbleupFromSearch(params);
+  if (bubbleup !== undefined) state.bubbleup = bubbleup;
+  return state;
 }
 
 // ---------------------------------------------------------------- response

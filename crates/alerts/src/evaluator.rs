@@ -11,7 +11,10 @@ use crate::error::Result;
 use crate::notify::{AlertEvent, MAX_OUTBOX, Status, render};
 use crate::service::{Alerts, new_id, rfc3339};
 use crate::slo::window_end;
-use crate::triggers::{HistoryEntry, MAX_GROUPS, MAX_HISTORY, Transition, Trigger, step};
+use crate::triggers::{
+    HistoryEntry, MAX_GROUPS, MAX_HISTORY, MAX_TRANSITIONS, Transition, TransitionEntry, Trigger,
+    step,
+};
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -252,10 +255,13 @@ fn apply_trigger(
         Ok(observed) => observed,
         Err(error) => {
             // A failed query changes no alert: neither opens nor closes one.
-            push_history(trigger, now_ns, Vec::new(), Some(error));
+            push_history(trigger, now_ns, Vec::new(), None, Some(error));
             return 0;
         }
     };
+    let evaluation_value = trigger
+        .threshold
+        .most_exceeding(observed.iter().filter_map(|observation| observation.value));
     let mut events = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for observation in observed {
@@ -303,11 +309,21 @@ fn apply_trigger(
     let trigger = trigger.clone();
     let mut words = Vec::new();
     let mut alert_events = Vec::new();
+    let mut transitions = Vec::new();
     for (transition, key, value, trace_ids) in events {
-        let (status, episode) = match transition {
-            Transition::Triggered { episode, .. } => (Status::Triggered, episode),
-            Transition::Resolved { episode } => (Status::Resolved, episode),
+        let (status, episode, repeat) = match transition {
+            Transition::Triggered { episode, repeat } => (Status::Triggered, episode, repeat),
+            Transition::Resolved { episode } => (Status::Resolved, episode, false),
         };
+        // An on_true reminder is a notification but not a change of state.
+        if !repeat {
+            transitions.push(TransitionEntry {
+                time: rfc3339(now_ns),
+                status: status_word(status).to_owned(),
+                group: key.clone(),
+                value,
+            });
+        }
         let group_text = if key.is_empty() {
             String::new()
         } else {
@@ -347,7 +363,14 @@ fn apply_trigger(
         .get_mut(env)
         .and_then(|state| state.triggers.iter_mut().find(|t| t.id == id))
     {
-        push_history(stored, now_ns, words, None);
+        push_history(stored, now_ns, words, evaluation_value, None);
+        stored.state.transitions.extend(transitions);
+        let excess = stored
+            .state
+            .transitions
+            .len()
+            .saturating_sub(MAX_TRANSITIONS);
+        stored.state.transitions.drain(..excess);
     }
     let count = alert_events.len();
     for event in alert_events {
@@ -356,7 +379,13 @@ fn apply_trigger(
     count
 }
 
-fn push_history(trigger: &mut Trigger, now_ns: i64, events: Vec<String>, error: Option<String>) {
+fn push_history(
+    trigger: &mut Trigger,
+    now_ns: i64,
+    events: Vec<String>,
+    value: Option<f64>,
+    error: Option<String>,
+) {
     let triggered_groups = trigger
         .state
         .groups
@@ -366,6 +395,7 @@ fn push_history(trigger: &mut Trigger, now_ns: i64, events: Vec<String>, error: 
     trigger.state.history.push(HistoryEntry {
         time: rfc3339(now_ns),
         triggered_groups,
+        value,
         events,
         error,
     });
@@ -431,5 +461,92 @@ fn enqueue(document: &mut Document, env: &str, recipients: &[String], event: &Al
             "alert outbox full: dropping the oldest notifications"
         );
         document.outbox.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::Environment;
+    use crate::triggers::{AlertType, MAX_TRANSITIONS, Threshold, TriggerState};
+
+    fn document_with_trigger() -> Document {
+        let trigger = Trigger {
+            id: "t".into(),
+            dataset: "api".into(),
+            name: "errors".into(),
+            description: String::new(),
+            disabled: false,
+            query_id: None,
+            query: quarry_query::spec::QuerySpec::default(),
+            value_name: "COUNT".into(),
+            frequency: 60,
+            alert_type: AlertType::OnChange,
+            threshold: Threshold {
+                op: ">".into(),
+                value: 10.0,
+                exceeded_limit: 1,
+            },
+            recipients: Vec::new(),
+            created_at: String::new(),
+            updated_at: String::new(),
+            state: TriggerState::default(),
+        };
+        let mut document = Document::default();
+        document.environments.insert(
+            "default".into(),
+            Environment {
+                triggers: vec![trigger],
+                ..Environment::default()
+            },
+        );
+        document
+    }
+
+    fn observation(route: &str, value: f64) -> Observation {
+        let mut key = Map::new();
+        key.insert("route".into(), Value::String(route.into()));
+        Observation {
+            key,
+            value: Some(value),
+            trace_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn transitions_keep_time_group_and_value_and_are_bounded() {
+        let mut document = document_with_trigger();
+        // Odd evaluations open /pay's alert (value 20 + i), even ones close it.
+        let evaluations = MAX_TRANSITIONS as i64 + 50;
+        for i in 0..evaluations {
+            let value = if i % 2 == 0 { 20.0 + i as f64 } else { 1.0 };
+            let observed = vec![observation("/pay", value), observation("/home", 2.0)];
+            apply_trigger(
+                &mut document,
+                "default",
+                "t",
+                Ok(observed),
+                i * 60_000_000_000,
+                "",
+            );
+        }
+        let state = &document.environments["default"].triggers[0].state;
+        assert_eq!(state.transitions.len(), MAX_TRANSITIONS);
+        assert_eq!(state.history.len(), MAX_HISTORY);
+        // The oldest kept is the 51st transition: evaluation 50, an opening.
+        let first = &state.transitions[0];
+        assert_eq!(first.status, "triggered");
+        assert_eq!(first.value, Some(70.0));
+        assert_eq!(first.time, rfc3339(50 * 60_000_000_000));
+        assert_eq!(first.group.get("route"), Some(&Value::from("/pay")));
+        let last = state.transitions.last().unwrap();
+        assert_eq!((last.status.as_str(), last.value), ("resolved", Some(1.0)));
+        // An evaluation's value is the group's most past the threshold.
+        let newest = state.history.last().unwrap();
+        assert_eq!(newest.value, Some(2.0));
+        assert_eq!(
+            state.history[state.history.len() - 2].value,
+            Some(20.0 + 148.0)
+        );
     }
 }

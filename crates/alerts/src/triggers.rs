@@ -30,6 +30,9 @@ pub const MAX_EXCEEDED_LIMIT: i64 = 5;
 pub const MAX_GROUPS: usize = 500;
 /// Evaluations kept in a trigger's history.
 pub const MAX_HISTORY: usize = 100;
+/// Transitions (triggered / resolved) kept per trigger: kept apart from the
+/// evaluations, so a quiet trigger's last alerts outlive 100 calm evaluations.
+pub const MAX_TRANSITIONS: usize = 100;
 /// The longest name or description, in bytes.
 const MAX_NAME_BYTES: usize = 1_024;
 
@@ -64,6 +67,18 @@ impl Threshold {
             "<" => value < self.value,
             "<=" => value <= self.value,
             _ => false,
+        }
+    }
+
+    /// The value of `values` nearest to exceeding (or furthest past) the
+    /// threshold: the largest for `>`/`>=`, the smallest for `<`/`<=`. What one
+    /// number says of an evaluation with many groups.
+    pub fn most_exceeding(&self, values: impl IntoIterator<Item = f64>) -> Option<f64> {
+        let values = values.into_iter();
+        if self.op.starts_with('>') {
+            values.reduce(f64::max)
+        } else {
+            values.reduce(f64::min)
         }
     }
 }
@@ -106,6 +121,22 @@ pub struct TriggerState {
     /// Recent evaluations, oldest first.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// Recent alert transitions, oldest first.
+    #[serde(default)]
+    pub transitions: Vec<TransitionEntry>,
+}
+
+/// One group's alert opening or closing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransitionEntry {
+    /// RFC 3339 (alert clock).
+    pub time: String,
+    /// `triggered` or `resolved`.
+    pub status: String,
+    /// The group's breakdown values (empty without breakdowns).
+    pub group: Map<String, Value>,
+    /// The group's value at that evaluation (none when it had no events).
+    pub value: Option<f64>,
 }
 
 /// One group's alert state.
@@ -128,6 +159,10 @@ pub struct HistoryEntry {
     pub time: String,
     /// Groups triggered after it.
     pub triggered_groups: usize,
+    /// The value it found: with breakdowns, the group's value most past the
+    /// threshold ([`Threshold::most_exceeding`]); none when there were no events.
+    #[serde(default)]
+    pub value: Option<f64>,
     /// Notifications it caused (`triggered` / `resolved` per group).
     pub events: Vec<String>,
     /// Set when the query failed.
@@ -410,7 +445,10 @@ pub fn trigger_json(trigger: &Trigger) -> Value {
                 "value": group.value,
                 "exceeded": group.exceeded,
             })).collect::<Vec<_>>(),
+            "last_evaluated": trigger.state.last_evaluated_ns.map(crate::service::rfc3339),
+            "last_value": trigger.state.history.last().and_then(|entry| entry.value),
             "history": trigger.state.history,
+            "transitions": trigger.state.transitions,
         },
     });
     if let (Some(query_id), Value::Object(map)) = (&trigger.query_id, &mut value) {
@@ -450,6 +488,18 @@ mod tests {
             Some(Transition::Resolved { episode: 1 })
         );
         assert_eq!(step(&mut group, Some(1.0), &t, AlertType::OnChange), None);
+    }
+
+    #[test]
+    fn the_most_exceeding_value_follows_the_threshold_direction() {
+        let above = threshold(1);
+        assert_eq!(above.most_exceeding([3.0, 9.0, 4.0]), Some(9.0));
+        let below = Threshold {
+            op: "<=".into(),
+            ..threshold(1)
+        };
+        assert_eq!(below.most_exceeding([3.0, 9.0, 1.5]), Some(1.5));
+        assert_eq!(below.most_exceeding([]), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ import {
   type Exemplar, type Filter, type QueryResult, type QueryState, type ResultGroup, type Scalar,
 } from "../spec";
 import { ErrorBox, Progress, useTask } from "../task";
+import { useDatasets } from "../useDatasets";
 import { BubbleUpPanel } from "./BubbleUp";
 import { Builder } from "./Builder";
 import { EventsView, ExemplarList, type EventsTarget } from "./Drill";
@@ -44,8 +45,7 @@ function useColumns(dataset: string, datasets: string[]): Column[] {
 }
 
 export function QueryPage({ search }: { search: string }) {
-  const [datasets, setDatasets] = useState<string[]>([]);
-  const [datasetsError, setDatasetsError] = useState<string | null>(null);
+  const { datasets, error: datasetsError } = useDatasets();
   const [draft, setDraft] = useState<QueryState>(() => stateFromSearch(search, ALL_DATASETS)
     ?? { dataset: ALL_DATASETS, spec: defaultSpec() });
   const [history, setHistory] = useState<HistoryEntry[]>(loadHistory);
@@ -56,14 +56,6 @@ export function QueryPage({ search }: { search: string }) {
   const bubble = useTask<BubbleUpResult>();
   const columns = useColumns(draft.dataset, datasets);
   const panelRef = useRef<HTMLElement>(null);
-
-  useEffect(() => {
-    const controller = new AbortController();
-    api.datasets(controller.signal)
-      .then((list) => setDatasets(list.map((d) => d.name).sort()))
-      .catch((error) => setDatasetsError(String(error.message ?? error)));
-    return () => controller.abort();
-  }, []);
 
   // The URL is the query: loading it, or going back and forward, runs it.
   useEffect(() => {
@@ -86,11 +78,24 @@ export function QueryPage({ search }: { search: string }) {
     setHighlighted(null);
     bubble.reset();
     const done = await query.run(async (signal) => ({ state, result: await api.query(state.dataset, state.spec, signal) }));
-    if (done) setHistory(remember(state));
+    if (!done) return;
+    setHistory(remember(state));
+    // A URL with `bubbleup` (e.g. the SLO page's link) opens BubbleUp of that selection.
+    const selection = state.bubbleup;
+    if (selection !== undefined) {
+      const base = pinnedSpec(state.spec, done.result);
+      const group = selectionGroup(selection);
+      setPanel({
+        kind: "bubbleup", title: selectionTitle(selection), selection,
+        events: { dataset: state.dataset, query: base, group, cell: null },
+      });
+      void bubble.run((signal) => api.bubbleup(state.dataset, base, selection, signal));
+    }
   }
 
   function submit(state: QueryState) {
-    const url = "/" + stateToSearch(state);
+    // A changed query starts without the URL's BubbleUp selection.
+    const url = "/" + stateToSearch({ dataset: state.dataset, spec: state.spec });
     if (url === location.pathname + location.search) void execute(state);
     else navigate(url);
   }
@@ -175,6 +180,11 @@ export function QueryPage({ search }: { search: string }) {
           </ul>
         </details>
       </div>
+      {(draft.spec.calculated_fields ?? []).length > 0 && (
+        <p class="muted small" data-testid="calculated-fields">
+          Calculated fields: {(draft.spec.calculated_fields ?? []).map((f) => `${f.name} = ${f.expression}`).join("; ")}
+        </p>
+      )}
       <ErrorBox error={datasetsError} />
       <ErrorBox error={query.error} />
       {result && ran && (
@@ -250,4 +260,17 @@ export function QueryPage({ search }: { search: string }) {
       )}
     </main>
   );
+}
+
+/** The group of a `{"group": {...}}` selection, else null. */
+function selectionGroup(selection: unknown): Record<string, Scalar> | null {
+  const group = (selection as { group?: unknown } | null)?.group;
+  return group && typeof group === "object" ? group as Record<string, Scalar> : null;
+}
+
+/** A selection in words, for the BubbleUp panel's title. */
+function selectionTitle(selection: unknown): string {
+  const group = selectionGroup(selection);
+  if (group) return Object.entries(group).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(", ");
+  return JSON.stringify(selection);
 }

@@ -167,6 +167,18 @@ impl BaseQuery {
         })
     }
 
+    /// The dataset's columns and the query's calculated fields, by name.
+    pub fn columns<'a>(&self, schema: &'a DFSchema) -> Result<Columns<'a>, QueryError> {
+        let fields: Vec<(String, String)> = self
+            .calculated_fields
+            .iter()
+            .map(|field| (field.name.clone(), field.expression.clone()))
+            .collect();
+        Ok(Columns::new(schema, &fields).map_err(|error| {
+            crate::spec::SpecError::new(format!("query.{}", error.field), error.message)
+        })?)
+    }
+
     /// The filter of the base rows (time range and filters) over `schema`, if any.
     pub fn base_filter(&self, schema: &DFSchema, now_ns: i64) -> Result<Option<Expr>, QueryError> {
         let (start, end) = self.time_range_ns(now_ns)?;
@@ -176,14 +188,7 @@ impl BaseQuery {
             "query.filters",
             "query.filter_combination",
         )?;
-        let fields: Vec<(String, String)> = self
-            .calculated_fields
-            .iter()
-            .map(|field| (field.name.clone(), field.expression.clone()))
-            .collect();
-        let columns = Columns::new(schema, &fields).map_err(|error| {
-            crate::spec::SpecError::new(format!("query.{}", error.field), error.message)
-        })?;
+        let columns = self.columns(schema)?;
         let combined = filters_predicate(&filters, combine_or, &columns)?;
         Ok(match (time_bounds(start, end), combined) {
             (Some(time), Some(filters)) => Some(time.and(filters)),
@@ -193,8 +198,18 @@ impl BaseQuery {
 }
 
 impl Selection {
-    /// The selection predicate.
+    /// The selection predicate over dataset columns only.
     pub fn predicate(&self) -> Result<Expr, QueryError> {
+        self.predicate_with(|_| None)
+    }
+
+    /// The selection predicate; `calculated` gives the expression of a group
+    /// name that is a calculated field of the base query (so a group of a
+    /// breakdown by a calculated field, such as an SLI, can be selected).
+    pub fn predicate_with(
+        &self,
+        calculated: impl Fn(&str) -> Option<Expr>,
+    ) -> Result<Expr, QueryError> {
         let boxed = self.column.is_some()
             || self.min.is_some()
             || self.max.is_some()
@@ -214,7 +229,7 @@ impl Selection {
             }
             let mut parts = Vec::new();
             for (name, value) in group {
-                let target = column(name);
+                let target = calculated(name).unwrap_or_else(|| column(name));
                 parts.push(match value {
                     Value::Null => target.is_null(),
                     value => target.eq(literal(value, &format!("selection.group.{name}"))?),
@@ -255,6 +270,16 @@ impl Selection {
     }
 }
 
+/// The expression of a name that is a calculated field (not a dataset column).
+fn calculated_fields_of<'c>(columns: &'c Columns<'_>) -> impl Fn(&str) -> Option<Expr> + 'c {
+    move |name| {
+        if columns.is_plain_column(name) {
+            return None;
+        }
+        columns.resolve(name, "selection.group").ok()
+    }
+}
+
 /// The base rows of `request` over `dataset` (or `__all__`) and its selection.
 pub async fn plan_request(
     context: &SessionContext,
@@ -266,8 +291,9 @@ pub async fn plan_request(
         .selection
         .as_ref()
         .or(request.query.selection.as_ref())
-        .ok_or_else(|| invalid("selection is required"))?
-        .predicate()?;
+        .ok_or_else(|| invalid("selection is required"))?;
+    // A malformed selection is refused before the dataset is looked up.
+    selection.predicate()?;
     let reference = TableReference::bare(dataset);
     if !context.table_exist(reference.clone())? {
         return Err(QueryError::DatasetNotFound(dataset.to_owned()));
@@ -277,7 +303,9 @@ pub async fn plan_request(
     if let Some(filter) = request.query.base_filter(&schema, now_ns)? {
         base = base.filter(filter)?;
     }
-    Ok((base, selection))
+    let columns = request.query.columns(&schema)?;
+    let predicate = selection.predicate_with(calculated_fields_of(&columns))?;
+    Ok((base, predicate))
 }
 
 /// Runs BubbleUp for `request` over `dataset` of environment `env`.
@@ -395,5 +423,30 @@ mod tests {
                 .is_err()
         );
         assert!(serde_json::from_value::<Selection>(json!({"colum": "x"})).is_err());
+    }
+
+    #[test]
+    fn a_group_may_name_a_calculated_field_of_the_base_query() {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = DFSchema::try_from(Schema::new(vec![
+            Field::new("status", DataType::Int64, true),
+            Field::new("region", DataType::Utf8, true),
+        ]))
+        .unwrap();
+        let query: BaseQuery = serde_json::from_value(json!({
+            "calculated_fields": [{"name": "ok", "expression": "LT($status, 500)"}]
+        }))
+        .unwrap();
+        let columns = query.columns(&schema).unwrap();
+        let group = selection(json!({"group": {"ok": false, "region": "eu"}}))
+            .predicate_with(calculated_fields_of(&columns))
+            .unwrap()
+            .to_string();
+        assert!(
+            group.contains("quarry_lt(status, Int64(500)) = Boolean(false)"),
+            "{group}"
+        );
+        assert!(group.contains("region = Utf8(\"eu\")"), "{group}");
+        assert!(!group.contains("ok ="), "{group}");
     }
 }
