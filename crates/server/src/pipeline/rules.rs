@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::patterns::BuiltinPattern;
+use super::sampling::rules::SamplingRules;
 
 /// Longest custom regex accepted, in bytes (a guard against pathological rules).
 const MAX_REGEX_BYTES: usize = 1024;
@@ -23,7 +24,7 @@ pub struct PipelineRules {
     pub environments: BTreeMap<String, EnvironmentRules>,
 }
 
-/// One environment's rules: redaction, then quotas.
+/// One environment's rules: redaction, quotas and tail sampling.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnvironmentRules {
@@ -31,6 +32,9 @@ pub struct EnvironmentRules {
     pub redaction: Vec<RedactionRule>,
     /// Limits of the environment's ingest and storage.
     pub quota: Quota,
+    /// Tail sampling of the environment's traces (none: every span is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<SamplingRules>,
 }
 
 /// What a redaction rule does to a field it selects.
@@ -140,7 +144,11 @@ impl EnvironmentRules {
                 ));
             }
         }
-        self.quota.validate()
+        self.quota.validate()?;
+        if let Some(sampling) = &self.sampling {
+            sampling.validate("sampling")?;
+        }
+        Ok(())
     }
 }
 
@@ -351,6 +359,54 @@ mod tests {
             (r#"{"quota": {"bytes_burst": 10}}"#, "quota.bytes_burst"),
             (r#"{"quota": {"storage_bytes": -1}}"#, "quota.storage_bytes"),
             (r#"{"quotas": {}}"#, "quotas"),
+            (
+                r#"{"sampling": {"rules": [{"name": "a"}]}}"#,
+                "sampling.rules[0].sample_rate",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "sample_rate": 2}]}}"#,
+                "sampling.rules[0].sample_rate",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "sample_rate": 0}]}}"#,
+                "sampling.rules[0].sample_rate",
+            ),
+            (
+                r#"{"sampling": {"decision_wait_ms": 5000, "trace_timeout_ms": 1000, "rules": []}}"#,
+                "sampling.trace_timeout_ms",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "conditions": [{"field": "x", "op": ">", "value": "y"}]}]}}"#,
+                "sampling.rules[0].conditions[0].value",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "conditions": [{"field": "x", "op": "~"}]}]}}"#,
+                "sampling.rules[0].conditions[0].op",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "dynamic": {"key_fields": [], "target_per_second": 5}}]}}"#,
+                "sampling.rules[0].dynamic.key_fields",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "dynamic": {"key_fields": ["k"], "target_per_second": 0}}]}}"#,
+                "sampling.rules[0].dynamic.target_per_second",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "min_duration_ms": -1}]}}"#,
+                "sampling.rules[0].min_duration_ms",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true}, {"name": "a", "drop": true}]}}"#,
+                "sampling.rules[1].name",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "datasets": ["a/b"]}]}}"#,
+                "sampling.rules[0].datasets[0]",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "keep": 1}]}}"#,
+                "sampling.rules[0]",
+            ),
         ];
         for (json, field) in cases {
             let error = error_of(json);
