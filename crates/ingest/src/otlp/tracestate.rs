@@ -43,16 +43,14 @@ fn threshold(tracestate: &str) -> Option<u64> {
     Some(value << (4 * (MAX_THRESHOLD_DIGITS - hex.len())))
 }
 
-/// `2^56 / (2^56 - T)`, rounded, as a sample rate.
+/// `2^56 / (2^56 - T)`, rounded, as a sample rate (in integers: a float cannot
+/// hold every 56-bit threshold exactly).
 fn rate_of_threshold(threshold: u64) -> i64 {
-    let span = (1u64 << THRESHOLD_BITS) as f64;
-    let kept = span - threshold as f64;
-    let rate = (span / kept).round();
-    if rate >= i64::MAX as f64 {
-        i64::MAX
-    } else {
-        (rate as i64).max(1)
-    }
+    let span = 1u128 << THRESHOLD_BITS;
+    // A threshold has at most 56 bits, so at least 1 span in 2^56 is kept.
+    let kept = span.saturating_sub(u128::from(threshold)).max(1);
+    let rate = (span + kept / 2) / kept;
+    i64::try_from(rate).unwrap_or(i64::MAX).max(1)
 }
 
 #[cfg(test)]

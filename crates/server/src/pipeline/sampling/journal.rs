@@ -251,32 +251,34 @@ fn read_records(bytes: &[u8]) -> Vec<Record> {
     let mut records = Vec::new();
     let mut offset = FILE_HEADER_LEN;
     loop {
-        match read_frame(bytes, offset) {
+        let entry = match read_frame(bytes, offset) {
             FrameRead::Entry(entry, next) => {
                 offset = next;
-                let record = match entry.dataset.as_str() {
-                    DECIDED => Record::Decided {
-                        environment: entry.env,
-                        decisions: read_decided(&entry.batch),
-                    },
-                    APPLIED => Record::Applied {
-                        environment: entry.env,
-                        trace_ids: strings(&entry.batch, TRACE_ID),
-                    },
-                    _ => Record::Spans {
-                        environment: entry.env,
-                        dataset: entry.dataset,
-                        batch: entry.batch,
-                    },
-                };
-                records.push(record);
+                entry
             }
-            FrameRead::End => break,
             FrameRead::Invalid(reason) => {
                 tracing::warn!(%reason, offset, "the sampling journal ends in a damaged frame; the rest is ignored");
                 break;
             }
-        }
+            // The end (the journal writes row frames only).
+            _ => break,
+        };
+        let record = match entry.dataset.as_str() {
+            DECIDED => Record::Decided {
+                environment: entry.env,
+                decisions: read_decided(&entry.batch),
+            },
+            APPLIED => Record::Applied {
+                environment: entry.env,
+                trace_ids: strings(&entry.batch, TRACE_ID),
+            },
+            _ => Record::Spans {
+                environment: entry.env,
+                dataset: entry.dataset,
+                batch: entry.batch,
+            },
+        };
+        records.push(record);
     }
     records
 }
