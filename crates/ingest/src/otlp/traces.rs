@@ -15,10 +15,10 @@ use quarry_schema::fields::{
 };
 
 use super::sink::{Datasets, Sink, UNKNOWN_SERVICE};
+use super::tracestate::tracestate_sample_rate;
 use super::values::{
     put_attributes, put_bool, put_float, put_id, put_int, put_resource, put_scope, put_text,
 };
-use super::tracestate::tracestate_sample_rate;
 use super::{OtlpBatches, OtlpContext, time_ns};
 use crate::IngestError;
 use crate::flat_event::{Checkpoint, FlatEvent};

@@ -34,7 +34,9 @@ fn threshold(tracestate: &str) -> Option<u64> {
     })?;
     let valid = !hex.is_empty()
         && hex.len() <= MAX_THRESHOLD_DIGITS
-        && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !valid {
         return None;
     }
@@ -66,7 +68,10 @@ mod tests {
         // 1 - 1/10 of 2^56 ≈ e6666666666666 (the spec's 10% example, rounded).
         assert_eq!(tracestate_sample_rate("ot=th:e666666666666"), Some(10));
         assert_eq!(tracestate_sample_rate("ot=th:fd70a3d70a3d71"), Some(100));
-        assert_eq!(tracestate_sample_rate("ot=th:ffffffffffffff"), Some(1 << 56));
+        assert_eq!(
+            tracestate_sample_rate("ot=th:ffffffffffffff"),
+            Some(1 << 56)
+        );
     }
 
     #[test]

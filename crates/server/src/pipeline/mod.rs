@@ -457,7 +457,10 @@ impl Pipeline {
             let Some(kept) = recovered.take() else { break };
             recovered = self.write_kept(&store, kept).await;
             if recovered.is_some() {
-                tracing::warn!(attempt, "cannot write recovered sampled traces yet; retrying");
+                tracing::warn!(
+                    attempt,
+                    "cannot write recovered sampled traces yet; retrying"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -494,7 +497,10 @@ impl Pipeline {
             ticks.tick().await;
             let (pipeline, sampler) = (Arc::clone(&self), Arc::clone(&self.sampler));
             let decided = tokio::task::spawn_blocking(move || {
-                sampler.decide_due(&|env| pipeline.sampling_rules(env), std::time::Instant::now())
+                sampler.decide_due(
+                    &|env| pipeline.sampling_rules(env),
+                    std::time::Instant::now(),
+                )
             })
             .await;
             match decided {

@@ -303,7 +303,8 @@ impl Decisions {
     }
 
     /// Decisions remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.len()
     }
 
@@ -366,31 +367,54 @@ mod tests {
         let start = Instant::now();
         let mut buffer = TraceBuffer::default();
         let ids = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        buffer.hold("prod", "a", batch(3), &ids(&["t1", "t2", "t1"]), &[false, false, true], start);
+        buffer.hold(
+            "prod",
+            "a",
+            batch(3),
+            &ids(&["t1", "t2", "t1"]),
+            &[false, false, true],
+            start,
+        );
         let later = start + Duration::from_secs(1);
         buffer.hold("prod", "b", batch(1), &ids(&["t1"]), &[false], later);
         assert_eq!(buffer.spans(), 4);
         let waits = |_: &str| Some(WAITS);
-        assert!(buffer.due(start + Duration::from_millis(1999), waits, ROOMY).is_empty());
+        assert!(
+            buffer
+                .due(start + Duration::from_millis(1999), waits, ROOMY)
+                .is_empty()
+        );
         assert_eq!(
             buffer.due(start + Duration::from_secs(2), waits, ROOMY),
             [(key("t1"), Due::Root)]
         );
         let parts = buffer.take(&key("t1"));
-        let rows: Vec<(&str, Vec<u32>)> =
-            parts.iter().map(|p| (p.dataset.as_str(), p.rows.clone())).collect();
+        let rows: Vec<(&str, Vec<u32>)> = parts
+            .iter()
+            .map(|p| (p.dataset.as_str(), p.rows.clone()))
+            .collect();
         assert_eq!(rows, [("a", vec![0, 2]), ("b", vec![0])]);
         assert_eq!((buffer.spans(), buffer.traces()), (1, 1));
-        assert!(buffer.due(start + Duration::from_secs(29), waits, ROOMY).is_empty());
+        assert!(
+            buffer
+                .due(start + Duration::from_secs(29), waits, ROOMY)
+                .is_empty()
+        );
         assert_eq!(
             buffer.due(start + Duration::from_secs(30), waits, ROOMY),
             [(key("t2"), Due::Timeout)]
         );
         buffer.take(&key("t2"));
-        assert_eq!((buffer.spans(), buffer.bytes(), buffer.held.len()), (0, 0, 0));
+        assert_eq!(
+            (buffer.spans(), buffer.bytes(), buffer.held.len()),
+            (0, 0, 0)
+        );
         // Without rules, buffered traces are due at once.
         buffer.hold("prod", "a", batch(1), &ids(&["t3"]), &[true], start);
-        assert_eq!(buffer.due(start, |_| None, ROOMY), [(key("t3"), Due::Timeout)]);
+        assert_eq!(
+            buffer.due(start, |_| None, ROOMY),
+            [(key("t3"), Due::Timeout)]
+        );
     }
 
     #[test]
@@ -399,7 +423,14 @@ mod tests {
         let mut buffer = TraceBuffer::default();
         for i in 0..20u64 {
             let ids = vec![format!("t{i:02}"); 10];
-            buffer.hold("prod", "a", batch(10), &ids, &[false; 10], start + Duration::from_millis(i));
+            buffer.hold(
+                "prod",
+                "a",
+                batch(10),
+                &ids,
+                &[false; 10],
+                start + Duration::from_millis(i),
+            );
         }
         let bounds = Bounds {
             max_spans: 150,
@@ -407,8 +438,9 @@ mod tests {
         };
         let due = buffer.due(start + Duration::from_millis(20), |_| Some(WAITS), bounds);
         // 200 spans, brought back to 135 or fewer: the 7 oldest traces.
-        let expected: Vec<(TraceKey, Due)> =
-            (0..7).map(|i| (key(&format!("t{i:02}")), Due::Early)).collect();
+        let expected: Vec<(TraceKey, Due)> = (0..7)
+            .map(|i| (key(&format!("t{i:02}")), Due::Early))
+            .collect();
         assert_eq!(due, expected);
     }
 
@@ -416,13 +448,19 @@ mod tests {
     fn decisions_are_bounded_and_expire() {
         let start = Instant::now();
         let mut decisions = Decisions::new(2, Duration::from_secs(60));
-        let kept = Remembered { keep: true, rate: 5 };
+        let kept = Remembered {
+            keep: true,
+            rate: 5,
+        };
         decisions.remember(key("a"), kept, start);
         decisions.remember(key("b"), kept, start);
         decisions.remember(key("c"), kept, start);
         assert_eq!(decisions.get(&key("a"), start), None);
         assert_eq!(decisions.get(&key("c"), start), Some(kept));
-        assert_eq!(decisions.get(&key("c"), start + Duration::from_secs(60)), None);
+        assert_eq!(
+            decisions.get(&key("c"), start + Duration::from_secs(60)),
+            None
+        );
         decisions.remember(key("d"), kept, start + Duration::from_secs(61));
         assert_eq!(decisions.len(), 1);
     }

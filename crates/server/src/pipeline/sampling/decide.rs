@@ -175,7 +175,14 @@ mod tests {
     use super::*;
 
     /// Rows: (parent, error, status_code, duration_ms, service, route).
-    type Row<'a> = (Option<&'a str>, Option<bool>, i64, f64, &'a str, Option<&'a str>);
+    type Row<'a> = (
+        Option<&'a str>,
+        Option<bool>,
+        i64,
+        f64,
+        &'a str,
+        Option<&'a str>,
+    );
 
     fn batch(rows: &[Row<'_>]) -> RecordBatch {
         let schema = Schema::new(vec![
@@ -289,7 +296,12 @@ mod tests {
             (Some("aa"), None, 0, 1.0, "db", None),
             (None, None, 2, 1.0, "shop", Some("/cart")),
         ]);
-        let fields = [SERVICE_NAME.to_owned(), "http.route".into(), STATUS_CODE.into(), "absent".into()];
+        let fields = [
+            SERVICE_NAME.to_owned(),
+            "http.route".into(),
+            STATUS_CODE.into(),
+            "absent".into(),
+        ];
         assert_eq!(
             dynamic_key(&fields, &spans("shop", &batch)),
             "shop\u{1f}/cart\u{1f}2\u{1f}"
@@ -298,9 +310,18 @@ mod tests {
             r#"{"rules": [{"name": "dyn", "dynamic": {"key_fields": ["service.name"], "target_per_second": 5}}]}"#,
         );
         let mut states = DynamicStates::new();
-        let decision = decide(&rules, &mut states, "t", &spans("shop", &batch), Instant::now());
+        let decision = decide(
+            &rules,
+            &mut states,
+            "t",
+            &spans("shop", &batch),
+            Instant::now(),
+        );
         // The first interval keeps everything.
-        assert_eq!((decision.keep, decision.rate, decision.rule.as_str()), (true, 1, "dyn"));
+        assert_eq!(
+            (decision.keep, decision.rate, decision.rule.as_str()),
+            (true, 1, "dyn")
+        );
         assert!(states.contains_key("dyn"));
     }
 }

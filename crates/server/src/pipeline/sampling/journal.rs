@@ -357,19 +357,27 @@ mod tests {
 
     fn spans(n: i64) -> RecordBatch {
         let schema = Schema::new(vec![Field::new("n", DataType::Int64, false)]);
-        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(Int64Array::from_iter_values(0..n))])
-            .unwrap()
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(Int64Array::from_iter_values(0..n))],
+        )
+        .unwrap()
     }
 
     #[test]
     fn records_survive_a_reopen_and_a_torn_tail_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let kept = Remembered { keep: true, rate: 4 };
+        let kept = Remembered {
+            keep: true,
+            rate: 4,
+        };
         {
             let (mut journal, records) = Journal::open(dir.path()).unwrap();
             assert!(records.is_empty());
             journal.append_spans("prod", "shop", &spans(3)).unwrap();
-            journal.append_decided("prod", &[("t1".into(), kept)]).unwrap();
+            journal
+                .append_decided("prod", &[("t1".into(), kept)])
+                .unwrap();
             journal.append_applied("prod", &["t1".into()]).unwrap();
             journal.sync().unwrap();
         }
@@ -381,9 +389,15 @@ mod tests {
 
         let (mut journal, records) = Journal::open(dir.path()).unwrap();
         assert_eq!(records.len(), 3);
-        assert!(matches!(&records[0], Record::Spans { dataset, batch, .. } if dataset == "shop" && batch.num_rows() == 3));
-        assert!(matches!(&records[1], Record::Decided { decisions, .. } if decisions == &[("t1".to_owned(), kept)]));
-        assert!(matches!(&records[2], Record::Applied { trace_ids, .. } if trace_ids == &["t1".to_owned()]));
+        assert!(
+            matches!(&records[0], Record::Spans { dataset, batch, .. } if dataset == "shop" && batch.num_rows() == 3)
+        );
+        assert!(
+            matches!(&records[1], Record::Decided { decisions, .. } if decisions == &[("t1".to_owned(), kept)])
+        );
+        assert!(
+            matches!(&records[2], Record::Applied { trace_ids, .. } if trace_ids == &["t1".to_owned()])
+        );
 
         journal
             .rewrite(&[Record::Spans {

@@ -30,7 +30,14 @@ mod tests {
         assert!((1788..=2212).contains(&kept_10.len()), "{}", kept_10.len());
         let kept_100 = ids.iter().filter(|id| keeps(id, 100)).count();
         assert!((130..=270).contains(&kept_100), "{kept_100}");
-        assert!(ids.iter().filter(|id| keeps(id, 100)).all(|id| keeps(id, 10)));
-        assert_eq!(kept_10, ids.iter().filter(|id| keeps(id, 10)).collect::<Vec<_>>());
+        assert!(
+            ids.iter()
+                .filter(|id| keeps(id, 100))
+                .all(|id| keeps(id, 10))
+        );
+        assert_eq!(
+            kept_10,
+            ids.iter().filter(|id| keeps(id, 10)).collect::<Vec<_>>()
+        );
     }
 }

@@ -145,6 +145,16 @@ pub struct KeptRows {
     pub batch: RecordBatch,
 }
 
+/// The kept rows of one held batch, before they are selected.
+struct KeptPart {
+    environment: String,
+    dataset: String,
+    batch: RecordBatch,
+    rows: Vec<u32>,
+    /// The rate of each row's trace.
+    rates: Vec<u64>,
+}
+
 /// Kept traces whose rows are to be appended; once they all are, the traces are
 /// reported with [`Sampler::applied`].
 #[derive(Debug, Default)]
@@ -259,15 +269,16 @@ impl Sampler {
         let mut now_batches = Vec::with_capacity(batches.len());
         let mut to_hold = Vec::new();
         for dataset_batch in batches {
-            let in_scope = rules.datasets.is_empty()
-                || rules.datasets.iter().any(|d| *d == dataset_batch.dataset);
+            let in_scope =
+                rules.datasets.is_empty() || rules.datasets.contains(&dataset_batch.dataset);
             let Some(ids) = trace_ids(&dataset_batch.batch).filter(|_| in_scope) else {
                 now_batches.push(dataset_batch);
                 continue;
             };
             let batch = &dataset_batch.batch;
             let (mut pass_rows, mut pass_rates) = (Vec::new(), Vec::new());
-            let (mut hold_rows, mut hold_ids, mut hold_roots) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut hold_rows, mut hold_ids, mut hold_roots) =
+                (Vec::new(), Vec::new(), Vec::new());
             for row in 0..batch.num_rows() {
                 let Some(trace_id) = trace_id_of(ids, row) else {
                     pass_rows.push(row as u32);
@@ -349,9 +360,8 @@ impl Sampler {
             return Ok(KeptTraces::default());
         }
         let mut decided: BTreeMap<String, Vec<(String, Remembered)>> = BTreeMap::new();
-        // Kept rows by held batch: (environment, dataset, batch, rows, rates).
-        let mut kept: BTreeMap<u64, (String, String, RecordBatch, Vec<u32>, Vec<u64>)> =
-            BTreeMap::new();
+        // Kept rows by held batch.
+        let mut kept: BTreeMap<u64, KeptPart> = BTreeMap::new();
         let mut kept_traces = Vec::new();
         for (key, reason) in due {
             let parts = state.buffer.take(&key);
@@ -390,17 +400,17 @@ impl Sampler {
                 .push((key.trace_id.clone(), remembered));
             if decision.keep {
                 for part in parts {
-                    let entry = kept.entry(part.held).or_insert_with(|| {
-                        (
-                            key.environment.clone(),
-                            part.dataset.clone(),
-                            part.batch.clone(),
-                            Vec::new(),
-                            Vec::new(),
-                        )
+                    let entry = kept.entry(part.held).or_insert_with(|| KeptPart {
+                        environment: key.environment.clone(),
+                        dataset: part.dataset.clone(),
+                        batch: part.batch.clone(),
+                        rows: Vec::new(),
+                        rates: Vec::new(),
                     });
-                    entry.4.extend(std::iter::repeat_n(decision.rate, part.rows.len()));
-                    entry.3.extend(part.rows);
+                    entry
+                        .rates
+                        .extend(std::iter::repeat_n(decision.rate, part.rows.len()));
+                    entry.rows.extend(part.rows);
                 }
                 kept_traces.push(key);
             }
@@ -412,11 +422,11 @@ impl Sampler {
         journal.sync()?;
         let rows = kept
             .into_values()
-            .map(|(environment, dataset, batch, rows, rates)| {
+            .map(|part| {
                 Ok(KeptRows {
-                    environment,
-                    dataset,
-                    batch: select_with_rates(&batch, &rows, &rates)?,
+                    batch: select_with_rates(&part.batch, &part.rows, &part.rates)?,
+                    environment: part.environment,
+                    dataset: part.dataset,
                 })
             })
             .collect::<Result<Vec<_>, ArrowError>>()?;
@@ -500,7 +510,8 @@ impl Sampler {
             let Some(ids) = trace_ids(batch) else {
                 continue;
             };
-            let (mut hold_rows, mut hold_ids, mut hold_roots) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut hold_rows, mut hold_ids, mut hold_roots) =
+                (Vec::new(), Vec::new(), Vec::new());
             let (mut kept_rows, mut kept_rates) = (Vec::new(), Vec::new());
             for row in 0..batch.num_rows() {
                 let Some(trace_id) = trace_id_of(ids, row) else {
@@ -659,7 +670,9 @@ fn replay(records: Vec<Record>) -> Replayed {
                                 environment: environment.clone(),
                                 trace_id: trace_id.to_owned(),
                             };
-                            replayed.rows.insert((index, row as u32), RowFate::Undecided);
+                            replayed
+                                .rows
+                                .insert((index, row as u32), RowFate::Undecided);
                             open.entry(key).or_default().push((index, row as u32));
                         }
                     }

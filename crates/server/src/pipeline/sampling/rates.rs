@@ -80,10 +80,16 @@ mod tests {
         )
         .unwrap();
         let out = select_with_rates(&batch, &[2, 0, 1], &[3, 5, 10]).unwrap();
-        let rates = out.column_by_name(SAMPLE_RATE).unwrap().as_primitive::<Int64Type>();
+        let rates = out
+            .column_by_name(SAMPLE_RATE)
+            .unwrap()
+            .as_primitive::<Int64Type>();
         assert_eq!(rates.values().to_vec(), [i64::MAX, 20, 10]);
         let names = out.column(0).as_string::<i32>();
-        assert_eq!(names.iter().collect::<Vec<_>>(), [Some("c"), Some("a"), Some("b")]);
+        assert_eq!(
+            names.iter().collect::<Vec<_>>(),
+            [Some("c"), Some("a"), Some("b")]
+        );
         assert_eq!(select(&batch, &[0, 1, 2]).unwrap(), batch);
     }
 }

@@ -71,7 +71,11 @@ fn sampler(dir: &std::path::Path) -> Sampler {
 fn kept_rows(kept: &KeptTraces) -> Vec<(String, i64)> {
     let mut rows = Vec::new();
     for part in &kept.rows {
-        let ids = part.batch.column_by_name(TRACE_ID).unwrap().as_string::<i32>();
+        let ids = part
+            .batch
+            .column_by_name(TRACE_ID)
+            .unwrap()
+            .as_string::<i32>();
         let rates = part
             .batch
             .column_by_name(SAMPLE_RATE)
@@ -112,7 +116,12 @@ fn traces_wait_for_their_root_then_are_kept_whole_with_their_rates() {
     assert_eq!(now_rows.iter().map(|b| b.rows).sum::<usize>(), 1);
     let later = start + Duration::from_millis(500);
     sampler
-        .sample("prod", &rules(), request("db", &[("t-err", None, false, 3.0, 1)]), later)
+        .sample(
+            "prod",
+            &rules(),
+            request("db", &[("t-err", None, false, 3.0, 1)]),
+            later,
+        )
         .unwrap();
     assert!(decide(&sampler, start + Duration::from_millis(1999)).is_empty());
     let kept = decide(&sampler, start + Duration::from_millis(2000));
@@ -131,7 +140,10 @@ fn traces_wait_for_their_root_then_are_kept_whole_with_their_rates() {
             &rules(),
             request(
                 "db",
-                &[("t-slow", Some("r"), false, 1.0, 3), ("t-fast", Some("r"), false, 1.0, 1)],
+                &[
+                    ("t-slow", Some("r"), false, 1.0, 3),
+                    ("t-fast", Some("r"), false, 1.0, 1),
+                ],
             ),
             later + Duration::from_secs(3),
         )
@@ -164,13 +176,21 @@ fn the_rest_is_kept_at_its_rate_deterministically() {
     let sampler = sampler(dir.path());
     let start = Instant::now();
     let ids: Vec<String> = (0..7_000).map(|i| format!("{i:032x}")).collect();
-    let spans: Vec<Span<'_>> = ids.iter().map(|id| (id.as_str(), None, false, 5.0, 1)).collect();
-    sampler.sample("prod", &rules(), request("shop", &spans), start).unwrap();
+    let spans: Vec<Span<'_>> = ids
+        .iter()
+        .map(|id| (id.as_str(), None, false, 5.0, 1))
+        .collect();
+    sampler
+        .sample("prod", &rules(), request("shop", &spans), start)
+        .unwrap();
     let kept = decide(&sampler, start + Duration::from_secs(2));
     let rows = kept_rows(&kept);
     // Binomial(7000, 1/7): mean 1000, sigma 29.3; 5 sigma is 146.
     assert!((854..=1146).contains(&rows.len()), "{}", rows.len());
-    assert!(rows.iter().all(|(id, rate)| *rate == 7 && keep::keeps(id, 7)));
+    assert!(
+        rows.iter()
+            .all(|(id, rate)| *rate == 7 && keep::keeps(id, 7))
+    );
 }
 
 #[test]
@@ -185,14 +205,22 @@ fn a_full_buffer_decides_its_oldest_traces_early() {
     for (i, id) in ids.iter().enumerate() {
         let at = start + Duration::from_millis(i as u64);
         sampler
-            .sample("prod", &rules(), request("shop", &[(id.as_str(), Some("p"), true, 1.0, 1)]), at)
+            .sample(
+                "prod",
+                &rules(),
+                request("shop", &[(id.as_str(), Some("p"), true, 1.0, 1)]),
+                at,
+            )
             .unwrap();
     }
     let kept = decide(&sampler, start + Duration::from_millis(100));
     // 20 spans brought back to 9: the 11 oldest, all errors, kept.
     let expected: Vec<(String, i64)> = ids[..11].iter().map(|id| (id.clone(), 1)).collect();
     assert_eq!(kept_rows(&kept), expected);
-    assert!(metrics_text(&sampler).contains(r#"quarry_sampling_early_decisions_total{environment="prod"} 11"#));
+    assert!(
+        metrics_text(&sampler)
+            .contains(r#"quarry_sampling_early_decisions_total{environment="prod"} 11"#)
+    );
 }
 
 #[test]
@@ -207,9 +235,16 @@ fn after_a_crash_undecided_traces_wait_again_and_kept_ones_are_written_whole() {
             ("t-dropped", None, false, 0.1, 1),
             ("t-open", Some("a"), false, 1.0, 1),
         ];
-        sampler.sample("prod", &rules(), request("shop", &spans), start).unwrap();
         sampler
-            .sample("prod", &rules(), request("db", &[("t-kept", Some("a"), false, 2.0, 5)]), start)
+            .sample("prod", &rules(), request("shop", &spans), start)
+            .unwrap();
+        sampler
+            .sample(
+                "prod",
+                &rules(),
+                request("db", &[("t-kept", Some("a"), false, 2.0, 5)]),
+                start,
+            )
             .unwrap();
         let kept = decide(&sampler, start + Duration::from_secs(2));
         assert_eq!(kept_rows(&kept).len(), 3);
@@ -240,10 +275,18 @@ fn after_a_crash_undecided_traces_wait_again_and_kept_ones_are_written_whole() {
     assert!(recovered.is_empty(), "{recovered:?}");
     let later = Instant::now() + Duration::from_secs(10);
     let kept = decide(&again, later);
-    assert_eq!(kept_rows(&kept).len(), usize::from(keep::keeps("t-open", 7)));
+    assert_eq!(
+        kept_rows(&kept).len(),
+        usize::from(keep::keeps("t-open", 7))
+    );
     // A late span of the dropped trace is still dropped after the restarts.
     let late = again
-        .sample("prod", &rules(), request("db", &[("t-dropped", Some("x"), false, 1.0, 1)]), later)
+        .sample(
+            "prod",
+            &rules(),
+            request("db", &[("t-dropped", Some("x"), false, 1.0, 1)]),
+            later,
+        )
         .unwrap();
     assert!(late.is_empty());
 }
