@@ -12,6 +12,7 @@
 //!
 //! See docs/pipeline.md.
 
+pub mod invalid;
 pub mod patterns;
 pub mod persist;
 pub mod quota;

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::invalid::InvalidRule;
+use super::invalid::invalid;
 use super::patterns::BuiltinPattern;
 use super::sampling::rules::SamplingRules;
 
@@ -93,23 +95,6 @@ pub struct Quota {
     /// Most bytes the environment may keep stored (segments and buffers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_bytes: Option<u64>,
-}
-
-/// A rule that cannot be used: the field at fault and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct InvalidRule {
-    /// Path of the bad field (`redaction[1].fields[0]`).
-    pub field: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidRule {
-    InvalidRule {
-        field: field.into(),
-        problem: problem.into(),
-    }
 }
 
 impl EnvironmentRules {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::rules::InvalidRule;
+use crate::pipeline::invalid::{InvalidRule, invalid};
 
 /// Default wait after a trace's root span before it is decided.
 pub const DEFAULT_DECISION_WAIT_MS: u64 = 2_000;
@@ -149,13 +149,6 @@ fn default_adjust_interval() -> u64 {
 
 fn default_ema_weight() -> f64 {
     DEFAULT_EMA_WEIGHT
-}
-
-fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidRule {
-    InvalidRule {
-        field: field.into(),
-        problem: problem.into(),
-    }
 }
 
 fn check_datasets(datasets: &[String], at: &str) -> Result<(), InvalidRule> {
