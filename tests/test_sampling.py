@@ -283,3 +283,52 @@ def test_after_kill_9_no_trace_is_left_half_kept(quarry):
         time.sleep(POLL_S)
     kept = assert_whole_or_absent(both, stored)
     assert kept == expected
+
+
+def test_sampling_rules_are_validated_and_survive_a_restart(quarry):
+    server = quarry()
+    bad = [
+        ({"rules": [{"name": "a"}]}, "sampling.rules[0].sample_rate"),
+        ({"rules": [{"name": "a", "sample_rate": 0}]}, "sampling.rules[0].sample_rate"),
+        ({"decision_wait_ms": 5000, "trace_timeout_ms": 10, "rules": []}, "sampling.trace_timeout_ms"),
+        (
+            {"rules": [{"name": "a", "drop": True, "conditions": [{"field": "x", "op": "<", "value": "y"}]}]},
+            "sampling.rules[0].conditions[0].value",
+        ),
+        (
+            {"rules": [{"name": "d", "dynamic": {"key_fields": ["service.name"], "target_per_second": -1}}]},
+            "sampling.rules[0].dynamic.target_per_second",
+        ),
+        ({"rules": [{"name": "a", "sample_rate": 2, "colour": "red"}]}, "sampling.rules[0]"),
+    ]
+    for sampling, field in bad:
+        resp = put_rules(server, {"sampling": sampling})
+        assert resp.status_code == 400, (sampling, resp.text)
+        assert resp.json()["error"].startswith(field), (field, resp.text)
+    good = {
+        "sampling": {
+            "decision_wait_ms": 1500,
+            "trace_timeout_ms": 20_000,
+            "datasets": ["checkout"],
+            "rules": [
+                {"name": "errors", "error": True, "sample_rate": 1},
+                {
+                    "name": "by-route",
+                    "dynamic": {
+                        "key_fields": ["service.name", "http.route", "status_code"],
+                        "target_per_second": 25,
+                        "adjust_interval_ms": 15000,
+                        "ema_weight": 0.5,
+                    },
+                },
+                {"name": "health", "conditions": [{"field": "http.route", "op": "=", "value": "/health"}], "drop": True},
+            ],
+        }
+    }
+    resp = put_rules(server, good)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["sampling"] == good["sampling"]
+    server.restart()
+    resp = server.get("/api/v1/admin/pipeline/default")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["sampling"] == good["sampling"]

@@ -516,10 +516,14 @@ impl Pipeline {
                     break;
                 }
             }
-            if unwritten.is_empty()
-                && let Err(error) = self.sampler.compact_if_grown()
-            {
-                tracing::warn!(%error, "cannot rewrite the sampling journal");
+            if unwritten.is_empty() {
+                // Only when every kept trace is written: the rewrite keeps none of them.
+                let sampler = Arc::clone(&self.sampler);
+                match tokio::task::spawn_blocking(move || sampler.compact_if_grown()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "cannot rewrite the sampling journal"),
+                    Err(error) => tracing::warn!(%error, "sampling journal rewrite task failed"),
+                }
             }
         }
     }
