@@ -57,9 +57,9 @@ pub const DEFAULT_DECISIONS_REMEMBERED: usize = 1_000_000;
 pub const DEFAULT_DECISION_TTL: Duration = Duration::from_secs(600);
 /// How often due traces are decided.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
-/// The journal is rewritten when it is larger than this and than twice its
-/// size after the last rewrite.
-const REWRITE_MIN_BYTES: u64 = 64 << 20;
+/// Default size past which the journal is rewritten (when it is also twice its
+/// size after the last rewrite).
+pub const DEFAULT_JOURNAL_REWRITE_BYTES: u64 = 64 << 20;
 
 /// Where and within which bounds the sampler works.
 #[derive(Debug, Clone)]
@@ -76,6 +76,8 @@ pub struct SamplingSettings {
     pub decision_ttl: Duration,
     /// How often due traces are decided.
     pub tick: Duration,
+    /// The journal is rewritten past this size (and twice its last rewritten size).
+    pub journal_rewrite_bytes: u64,
 }
 
 impl SamplingSettings {
@@ -88,6 +90,7 @@ impl SamplingSettings {
             decisions_remembered: DEFAULT_DECISIONS_REMEMBERED,
             decision_ttl: DEFAULT_DECISION_TTL,
             tick: DEFAULT_TICK,
+            journal_rewrite_bytes: DEFAULT_JOURNAL_REWRITE_BYTES,
         }
     }
 }
@@ -482,7 +485,9 @@ impl Sampler {
         let journal = journal_guard.as_mut().ok_or(SamplingError::NotStarted)?;
         let mut state = self.state.lock();
         let bytes = journal.bytes();
-        if bytes < REWRITE_MIN_BYTES || bytes < state.rewritten_bytes.saturating_mul(2) {
+        if bytes < self.settings.journal_rewrite_bytes
+            || bytes < state.rewritten_bytes.saturating_mul(2)
+        {
             return Ok(());
         }
         let records = live_records(&state, &[])?;

@@ -290,3 +290,59 @@ fn after_a_crash_undecided_traces_wait_again_and_kept_ones_are_written_whole() {
         .unwrap();
     assert!(late.is_empty());
 }
+
+#[test]
+fn a_rewritten_journal_keeps_only_what_is_undecided_and_the_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = SamplingSettings::in_dir(dir.path().to_owned());
+    settings.journal_rewrite_bytes = 1;
+    let start = Instant::now();
+    {
+        let sampler = Sampler::new(settings.clone());
+        sampler.recover(start).unwrap();
+        let spans = [
+            ("t-kept", None, true, 1.0, 1),
+            ("t-dropped", None, false, 0.1, 1),
+        ];
+        sampler
+            .sample("prod", &rules(), request("shop", &spans), start)
+            .unwrap();
+        let kept = decide(&sampler, start + Duration::from_secs(2));
+        sampler.applied(&kept.traces).unwrap();
+        let later = start + Duration::from_secs(3);
+        let open = [("t-open", Some("a"), false, 1.0, 1)];
+        sampler
+            .sample("prod", &rules(), request("db", &open), later)
+            .unwrap();
+        let before = sampler.journal.lock().as_ref().unwrap().bytes();
+        sampler.compact_if_grown().unwrap();
+        let after = sampler.journal.lock().as_ref().unwrap().bytes();
+        assert!(after < before, "{after} >= {before}");
+        // Grown by less than twice its rewritten size: not rewritten again.
+        sampler.compact_if_grown().unwrap();
+        assert_eq!(sampler.journal.lock().as_ref().unwrap().bytes(), after);
+    }
+    let restarted = Sampler::new(settings);
+    let recovered = restarted.recover(Instant::now()).unwrap();
+    assert!(recovered.is_empty(), "{recovered:?}");
+    {
+        let state = restarted.state.lock();
+        assert_eq!((state.buffer.traces(), state.buffer.spans()), (1, 1));
+    }
+    let now = Instant::now();
+    let late = [
+        ("t-kept", Some("x"), false, 1.0, 1),
+        ("t-dropped", Some("x"), false, 1.0, 1),
+    ];
+    let passed = restarted
+        .sample("prod", &rules(), request("shop", &late), now)
+        .unwrap();
+    let ids: Vec<&str> = passed
+        .iter()
+        .flat_map(|b| {
+            let ids = b.batch.column_by_name(TRACE_ID).unwrap().as_string::<i32>();
+            (0..b.rows).map(move |row| ids.value(row))
+        })
+        .collect();
+    assert_eq!(ids, ["t-kept"]);
+}
