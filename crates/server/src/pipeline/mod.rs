@@ -496,6 +496,18 @@ impl Pipeline {
         let mut unwritten: std::collections::VecDeque<KeptTraces> = Default::default();
         loop {
             ticks.tick().await;
+            while let Some(kept) = unwritten.pop_front() {
+                if let Some(left) = self.write_kept(&store, kept).await {
+                    unwritten.push_front(left);
+                    break;
+                }
+            }
+            if !unwritten.is_empty() {
+                // The store refuses writes: decide nothing more until it takes
+                // them (the buffer fills, and past twice its bounds requests are
+                // refused), so memory stays bounded.
+                continue;
+            }
             let (pipeline, sampler) = (Arc::clone(&self), Arc::clone(&self.sampler));
             let decided = tokio::task::spawn_blocking(move || {
                 sampler.decide_due(

@@ -104,7 +104,15 @@ pub enum SamplingError {
     Arrow(#[from] ArrowError),
     #[error("sampling is not started on this node")]
     NotStarted,
+    /// The buffer holds twice its bounds (the store does not take kept traces
+    /// fast enough): the request is refused as overloaded, to be retried.
+    #[error("the tail sampling buffer is full ({spans} spans, {bytes} bytes); retry later")]
+    Full { spans: usize, bytes: u64 },
 }
+
+/// How many times its bounds the buffer may hold before requests are refused
+/// (between 1 and this, the oldest traces are decided early instead).
+const REFUSE_AT_BOUNDS: usize = 2;
 
 /// Labels of the traces counter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -269,6 +277,20 @@ impl Sampler {
         let mut journal_guard = self.journal.lock();
         let journal = journal_guard.as_mut().ok_or(SamplingError::NotStarted)?;
         let mut state = self.state.lock();
+        let (spans, bytes) = (state.buffer.spans(), state.buffer.bytes());
+        if spans
+            >= self
+                .settings
+                .max_buffered_spans
+                .saturating_mul(REFUSE_AT_BOUNDS)
+            || bytes
+                >= self
+                    .settings
+                    .max_buffered_bytes
+                    .saturating_mul(REFUSE_AT_BOUNDS as u64)
+        {
+            return Err(SamplingError::Full { spans, bytes });
+        }
         let mut now_batches = Vec::with_capacity(batches.len());
         let mut to_hold = Vec::new();
         for dataset_batch in batches {

@@ -346,3 +346,34 @@ fn a_rewritten_journal_keeps_only_what_is_undecided_and_the_decisions() {
         .collect();
     assert_eq!(ids, ["t-kept"]);
 }
+
+#[test]
+fn past_twice_its_bounds_the_buffer_refuses_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = SamplingSettings::in_dir(dir.path().to_owned());
+    settings.max_buffered_spans = 2;
+    let sampler = Sampler::new(settings);
+    sampler.recover(Instant::now()).unwrap();
+    let now = Instant::now();
+    let spans = [
+        ("a", Some("p"), false, 1.0, 1),
+        ("b", Some("p"), false, 1.0, 1),
+        ("c", Some("p"), false, 1.0, 1),
+        ("d", Some("p"), false, 1.0, 1),
+    ];
+    sampler
+        .sample("prod", &rules(), request("shop", &spans), now)
+        .unwrap();
+    let refused = sampler.sample("prod", &rules(), request("shop", &spans[..1]), now);
+    assert!(
+        matches!(refused, Err(SamplingError::Full { spans: 4, .. })),
+        "{refused:?}"
+    );
+    // Once the oldest are decided early, requests are taken again.
+    decide(&sampler, now);
+    // 4 spans brought back under 90% of 2: the 3 oldest decided.
+    assert_eq!(sampler.state.lock().buffer.spans(), 1);
+    sampler
+        .sample("prod", &rules(), request("shop", &spans[..1]), now)
+        .unwrap();
+}
