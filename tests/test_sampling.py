@@ -332,3 +332,40 @@ def test_sampling_rules_are_validated_and_survive_a_restart(quarry):
     resp = server.get("/api/v1/admin/pipeline/default")
     assert resp.status_code == 200, resp.text
     assert resp.json()["sampling"] == good["sampling"]
+
+
+def test_head_sampled_input_multiplies_the_rule_rate(quarry):
+    """A span head-sampled upstream (a `sampleRate` attribute, or a tracestate
+    threshold `ot=th:c`, i.e. kept with probability 1/4) is stored with its rate
+    times the rule's."""
+    server = quarry()
+    resp = put_rules(
+        server,
+        {"sampling": {"decision_wait_ms": 100, "trace_timeout_ms": 200,
+                      "rules": [{"name": "rest", "sample_rate": 3}]}},
+    )
+    assert resp.status_code == 200, resp.text
+    # Trace ids the rate-3 rule keeps.
+    ids = [t for t in (f"{n:032x}" for n in range(1, 200)) if kept_by_hash(t, 3)][:3]
+    now = time.time_ns()
+
+    def span(trace_id: str, span_id: str, **extra) -> dict:
+        return {"traceId": trace_id, "spanId": span_id, "name": "op", "kind": 2,
+                "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 1_000_000), **extra}
+
+    body = {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": SERVICE}}]},
+        "scopeSpans": [{"spans": [
+            span(ids[0], "00000000000000a1", traceState="ot=th:c"),
+            span(ids[1], "00000000000000a2",
+                 attributes=[{"key": "sampleRate", "value": {"intValue": "5"}}]),
+            span(ids[2], "00000000000000a3"),
+        ]}],
+    }]}
+    resp = server.post("/v1/traces", json.dumps(body))
+    assert resp.status_code == 200, resp.text
+    deadline = time.monotonic() + DECISIONS_TIMEOUT_S
+    while len(stored := stored_spans(server)) < 3:
+        assert time.monotonic() < deadline, stored
+        time.sleep(POLL_S)
+    assert {t: spans[0][1] for t, spans in stored.items()} == {ids[0]: 12, ids[1]: 15, ids[2]: 3}
