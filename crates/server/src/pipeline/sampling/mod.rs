@@ -9,7 +9,8 @@
 //! - [`buffer`]: buffered traces and remembered decisions; [`spans`]: reading
 //!   rows; [`rates`]: selecting rows and multiplying their sample rates.
 //! - [`journal`]: the durable log of buffered spans and decisions, so an
-//!   acknowledged span survives `kill -9` and no trace is left half kept.
+//!   acknowledged span survives `kill -9` and no trace is left half kept;
+//!   [`recovery`]: reading it back at start-up, and what a rewrite keeps.
 //!
 //! The [`Sampler`] is driven by the ingest service ([`Sampler::sample`], before
 //! the store append) and by the pipeline's decision loop ([`Sampler::decide_due`],
@@ -21,6 +22,7 @@ pub mod dynamic;
 pub mod journal;
 pub mod keep;
 pub mod rates;
+pub mod recovery;
 pub mod rules;
 pub mod spans;
 
@@ -29,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -38,14 +40,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use quarry_ingest::otlp::DatasetBatch;
-use quarry_schema::TRACE_ID;
 
 use self::buffer::{Bounds, Decisions, Due, Remembered, TraceBuffer, TraceKey, Waits};
 use self::decide::{Decision, DynamicStates, decide};
 use self::journal::{Journal, JournalError, Record};
 use self::rates::{select, select_with_rates};
+use self::recovery::{RowFate, live_records, replay};
 use self::rules::SamplingRules;
-use self::spans::{SpanRow, is_root, representative};
+use self::spans::{SpanRow, is_root, representative, trace_id_of, trace_ids};
 
 /// Default most spans buffered on a node.
 pub const DEFAULT_MAX_BUFFERED_SPANS: usize = 500_000;
@@ -202,18 +204,6 @@ fn waits(rules: &SamplingRules) -> Waits {
         decision_wait: Duration::from_millis(rules.decision_wait_ms),
         trace_timeout: Duration::from_millis(rules.trace_timeout_ms),
     }
-}
-
-/// The trace id column of a batch, when it has one.
-fn trace_ids(batch: &RecordBatch) -> Option<&StringArray> {
-    batch
-        .column_by_name(TRACE_ID)
-        .and_then(|column| column.as_any().downcast_ref::<StringArray>())
-}
-
-/// The trace id of a row, when it has a non-empty one.
-fn trace_id_of(ids: &StringArray, row: usize) -> Option<&str> {
-    (!ids.is_null(row) && !ids.value(row).is_empty()).then(|| ids.value(row))
 }
 
 impl Sampler {
@@ -512,7 +502,7 @@ impl Sampler {
         {
             return Ok(());
         }
-        let records = live_records(&state, &[])?;
+        let records = live_records(&state.decisions, &state.buffer, &[])?;
         journal.rewrite(&records)?;
         state.rewritten_bytes = journal.bytes();
         Ok(())
@@ -578,7 +568,7 @@ impl Sampler {
             }
         }
         kept.traces = replayed.pending.into_iter().collect();
-        let records = live_records(&state, &pending_records)?;
+        let records = live_records(&state.decisions, &state.buffer, &pending_records)?;
         journal.rewrite(&records)?;
         state.rewritten_bytes = journal.bytes();
         self.update_gauges(&state);
@@ -590,164 +580,6 @@ impl Sampler {
         );
         Ok(kept)
     }
-}
-
-/// What the journal says must be kept: `pending` (rows of kept traces not yet
-/// applied), every remembered decision (applied, except the pending traces'),
-/// then the undecided rows.
-fn live_records(state: &State, pending: &[Record]) -> Result<Vec<Record>, SamplingError> {
-    let mut records: Vec<Record> = Vec::new();
-    let pending_traces: std::collections::HashSet<(String, String)> = pending
-        .iter()
-        .filter_map(|record| match record {
-            Record::Spans {
-                environment, batch, ..
-            } => Some((environment, batch)),
-            _ => None,
-        })
-        .flat_map(|(environment, batch)| {
-            trace_ids(batch)
-                .map(|ids| {
-                    (0..ids.len())
-                        .filter_map(|row| trace_id_of(ids, row))
-                        .map(|id| (environment.clone(), id.to_owned()))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        })
-        .collect();
-    records.extend(pending.iter().cloned());
-    let mut decided: BTreeMap<String, Vec<(String, Remembered)>> = BTreeMap::new();
-    let mut applied: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (key, decision) in state.decisions.all() {
-        decided
-            .entry(key.environment.clone())
-            .or_default()
-            .push((key.trace_id.clone(), decision));
-        if !pending_traces.contains(&(key.environment.clone(), key.trace_id.clone())) {
-            applied
-                .entry(key.environment.clone())
-                .or_default()
-                .push(key.trace_id.clone());
-        }
-    }
-    for (environment, decisions) in decided {
-        records.push(Record::Decided {
-            environment,
-            decisions,
-        });
-    }
-    for (environment, trace_ids) in applied {
-        records.push(Record::Applied {
-            environment,
-            trace_ids,
-        });
-    }
-    for (environment, dataset, batch, rows) in state.buffer.undecided() {
-        records.push(Record::Spans {
-            environment,
-            dataset,
-            batch: select(&batch, &rows)?,
-        });
-    }
-    Ok(records)
-}
-
-/// What became of a journalled row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RowFate {
-    /// Its trace is not decided.
-    Undecided,
-    /// Its trace was decided kept at this rate; its rows may not be in the store.
-    Pending(u64),
-}
-
-/// The journal's records folded: the spans records, each journalled row's fate
-/// (rows of dropped and applied traces have none), the decisions, and the kept
-/// traces not yet applied.
-struct Replayed {
-    spans: Vec<(String, String, RecordBatch)>,
-    rows: HashMap<(usize, u32), RowFate>,
-    decisions: Vec<(TraceKey, Remembered)>,
-    pending: std::collections::BTreeSet<TraceKey>,
-}
-
-fn replay(records: Vec<Record>) -> Replayed {
-    let mut replayed = Replayed {
-        spans: Vec::new(),
-        rows: HashMap::new(),
-        decisions: Vec::new(),
-        pending: Default::default(),
-    };
-    // Journalled rows of each trace not yet decided, and of each pending trace.
-    let mut open: HashMap<TraceKey, Vec<(usize, u32)>> = HashMap::new();
-    let mut pending_rows: HashMap<TraceKey, Vec<(usize, u32)>> = HashMap::new();
-    for record in records {
-        match record {
-            Record::Spans {
-                environment,
-                dataset,
-                batch,
-            } => {
-                let index = replayed.spans.len();
-                if let Some(ids) = trace_ids(&batch) {
-                    for row in 0..batch.num_rows() {
-                        if let Some(trace_id) = trace_id_of(ids, row) {
-                            let key = TraceKey {
-                                environment: environment.clone(),
-                                trace_id: trace_id.to_owned(),
-                            };
-                            replayed
-                                .rows
-                                .insert((index, row as u32), RowFate::Undecided);
-                            open.entry(key).or_default().push((index, row as u32));
-                        }
-                    }
-                }
-                replayed.spans.push((environment, dataset, batch));
-            }
-            Record::Decided {
-                environment,
-                decisions,
-            } => {
-                for (trace_id, decision) in decisions {
-                    let key = TraceKey {
-                        environment: environment.clone(),
-                        trace_id,
-                    };
-                    let rows = open.remove(&key).unwrap_or_default();
-                    for row in &rows {
-                        if decision.keep {
-                            replayed.rows.insert(*row, RowFate::Pending(decision.rate));
-                        } else {
-                            replayed.rows.remove(row);
-                        }
-                    }
-                    if decision.keep && !rows.is_empty() {
-                        pending_rows.entry(key.clone()).or_default().extend(rows);
-                        replayed.pending.insert(key.clone());
-                    }
-                    replayed.decisions.push((key, decision));
-                }
-            }
-            Record::Applied {
-                environment,
-                trace_ids,
-            } => {
-                for trace_id in trace_ids {
-                    let key = TraceKey {
-                        environment: environment.clone(),
-                        trace_id,
-                    };
-                    for row in pending_rows.remove(&key).unwrap_or_default() {
-                        replayed.rows.remove(&row);
-                    }
-                    replayed.pending.remove(&key);
-                }
-            }
-        }
-    }
-    replayed
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, TimestampNanosecondType};
 use quarry_schema::fields::{
-    ANNOTATION_TYPE, DURATION_MS, ERROR, PARENT_ID, SIGNAL_LOG, SIGNAL_TYPE, STATUS_CODE,
+    ANNOTATION_TYPE, DURATION_MS, ERROR, PARENT_ID, SIGNAL_LOG, SIGNAL_TYPE, STATUS_CODE, TRACE_ID,
 };
 
 /// OTLP's `STATUS_CODE_ERROR`.
@@ -118,4 +118,16 @@ pub fn representative<'a>(spans: &[SpanRow<'a>]) -> Option<SpanRow<'a>> {
         .find(|span| is_root(span.batch, span.row))
         .or_else(|| spans.first())
         .copied()
+}
+
+/// The trace id column of a batch, when it has one.
+pub fn trace_ids(batch: &RecordBatch) -> Option<&StringArray> {
+    batch
+        .column_by_name(TRACE_ID)
+        .and_then(|column| column.as_any().downcast_ref::<StringArray>())
+}
+
+/// The trace id of a row, when it has a non-empty one.
+pub fn trace_id_of(ids: &StringArray, row: usize) -> Option<&str> {
+    (!ids.is_null(row) && !ids.value(row).is_empty()).then(|| ids.value(row))
 }
