@@ -279,6 +279,11 @@ pub struct PipelineSection {
     /// How often usage rows are written (`30s`, `1m`); default one minute.
     #[serde(default, with = "humantime_serde_opt")]
     pub usage_interval: Option<std::time::Duration>,
+    /// Most spans buffered for tail sampling on this node (default 500,000);
+    /// past it the oldest traces are decided early.
+    pub sampling_max_buffered_spans: Option<usize>,
+    /// Most bytes of spans buffered for tail sampling (default 256 MiB).
+    pub sampling_max_buffered_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for PipelineSection {
@@ -287,6 +292,14 @@ impl std::fmt::Debug for PipelineSection {
         f.debug_struct("PipelineSection")
             .field("hash_key", &self.hash_key.as_ref().map(|_| "<set>"))
             .field("usage_interval", &self.usage_interval)
+            .field(
+                "sampling_max_buffered_spans",
+                &self.sampling_max_buffered_spans,
+            )
+            .field(
+                "sampling_max_buffered_bytes",
+                &self.sampling_max_buffered_bytes,
+            )
             .finish()
     }
 }
@@ -587,6 +600,16 @@ fn resolve(file: FileConfig, args: &Overrides) -> Result<Config, ApiError> {
     {
         return Err(ApiError::Config(
             "pipeline.usage_interval must be greater than 0".into(),
+        ));
+    }
+    if pipeline.sampling_max_buffered_spans == Some(0) {
+        return Err(ApiError::Config(
+            "pipeline.sampling_max_buffered_spans must be greater than 0".into(),
+        ));
+    }
+    if pipeline.sampling_max_buffered_bytes == Some(0) {
+        return Err(ApiError::Config(
+            "pipeline.sampling_max_buffered_bytes must be greater than 0".into(),
         ));
     }
 

@@ -190,6 +190,9 @@ impl From<crate::pipeline::PipelineError> for ApiError {
             None => match error {
                 PipelineError::Invalid(_) => ApiError::BadRequest(message),
                 PipelineError::Conflict => ApiError::Conflict(message),
+                PipelineError::Sampling(crate::pipeline::sampling::SamplingError::Full {
+                    ..
+                }) => ApiError::Overloaded(message),
                 _ => ApiError::Internal(message),
             },
         }

@@ -319,7 +319,12 @@ impl IngestService {
             pipeline.admit_events(&environment, rows as u64)?;
         }
         let written = usage_of(&decoded.batches);
-        let appends = decoded.batches.into_iter().map(|batch| {
+        // Tail sampling: buffered spans are durable in its journal when it answers.
+        let batches = match &self.pipeline {
+            Some(pipeline) => pipeline.sample(&environment, decoded.batches).await?,
+            None => decoded.batches,
+        };
+        let appends = batches.into_iter().map(|batch| {
             let (store, environment) = (&self.store, &environment);
             async move { store.append(environment, &batch.dataset, batch.batch).await }
         });

@@ -96,6 +96,13 @@ impl Server {
                 "cannot read the pipeline rules: {error}"
             )));
         }
+        // Spans a crash left waiting for a sampling decision, before any request.
+        if let Err(error) = state.pipeline.start_sampling(Arc::clone(&store)).await {
+            close_store(&store).await;
+            return Err(ApiError::Startup(format!(
+                "cannot start tail sampling: {error}"
+            )));
+        }
         let usage = spawn_usage_flush(&state);
         let maintenance = BackgroundTasks::start(&config, &store, &state, storage.is_remote());
         let demo_writer = match demo {
@@ -103,6 +110,7 @@ impl Server {
                 Ok(writer) => Some(writer),
                 Err(error) => {
                     usage.abort();
+                    state.pipeline.stop_sampling().await;
                     maintenance.stop();
                     close_store(&store).await;
                     return Err(error);
@@ -117,6 +125,7 @@ impl Server {
                     writer.abort();
                 }
                 usage.abort();
+                state.pipeline.stop_sampling().await;
                 maintenance.stop();
                 close_store(&store).await;
                 return Err(error);
@@ -140,6 +149,7 @@ impl Server {
                 Err(error) => {
                     sources.stop().await;
                     usage.abort();
+                    state.pipeline.stop_sampling().await;
                     maintenance.stop();
                     close_store(&store).await;
                     return Err(error);
@@ -189,6 +199,8 @@ impl Server {
             sources.stop().await;
             usage.abort();
             let _ = usage.await;
+            // Buffered traces stay in the sampling journal for the next start.
+            pipeline.stop_sampling().await;
             // The last usage rows, while the store still takes writes.
             pipeline.flush_usage(&store, pipeline_clock.now_ns()).await;
             maintenance.stop();

@@ -73,12 +73,18 @@ impl AppState {
                 .map_err(|error| ApiError::Startup(format!("cluster.ingest_peers: {error}")))?;
             engine = engine.with_remote_buffers(Arc::new(buffers));
         }
-        let settings = PipelineSettings::new(
+        let mut settings = PipelineSettings::new(
             config.pipeline.hash_key.as_deref(),
             config.pipeline.usage_interval,
             &config.data_dir,
         )
         .map_err(|error| ApiError::Startup(format!("cannot start the ingest pipeline: {error}")))?;
+        if let Some(spans) = config.pipeline.sampling_max_buffered_spans {
+            settings.sampling.max_buffered_spans = spans;
+        }
+        if let Some(bytes) = config.pipeline.sampling_max_buffered_bytes {
+            settings.sampling.max_buffered_bytes = bytes;
+        }
         let pipeline = Arc::new(Pipeline::new(Arc::clone(&storage.store), &settings));
         let ingest = IngestService::new(
             Arc::clone(&store),

@@ -70,6 +70,11 @@ impl TestApp {
             .await
             .unwrap();
         let state = AppState::new(store, &config, &storage).await.unwrap();
+        state
+            .pipeline
+            .start_sampling(Arc::clone(&state.store))
+            .await
+            .unwrap();
         TestApp {
             router: router::router(state.clone()),
             state,

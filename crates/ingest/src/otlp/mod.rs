@@ -14,7 +14,9 @@
 //! - a metric data point is a row (`metric.name`, `metric.kind`, `value`, ...);
 //! - resource attributes, then the scope, then the item's attributes are fields,
 //!   later ones overwriting earlier ones; a `sampleRate` attribute is the row's
-//!   sample rate; the dataset is the service name unless the request overrides it.
+//!   sample rate (else a span's `tracestate` threshold `ot=th:`, see
+//!   [`tracestate_sample_rate`]); the dataset is the service name unless the
+//!   request overrides it.
 //!
 //! A bad item (too many fields, an invalid id, ...) is refused alone and counted
 //! for the OTLP partial-success response; a body that cannot be decoded at all
@@ -28,6 +30,7 @@ mod sink;
 #[cfg(test)]
 mod test_support;
 mod traces;
+mod tracestate;
 mod values;
 
 use arrow::array::RecordBatch;
@@ -40,6 +43,7 @@ pub use logs::map_logs;
 pub use metrics::map_metrics;
 pub use sink::{UNKNOWN_LOG_SOURCE, UNKNOWN_SERVICE};
 pub use traces::map_traces;
+pub use tracestate::tracestate_sample_rate;
 
 use crate::{IngestError, Limits};
 

@@ -15,6 +15,7 @@ use quarry_schema::fields::{
 };
 
 use super::sink::{Datasets, Sink, UNKNOWN_SERVICE};
+use super::tracestate::tracestate_sample_rate;
 use super::values::{
     put_attributes, put_bool, put_float, put_id, put_int, put_resource, put_scope, put_text,
 };
@@ -94,8 +95,10 @@ impl Rows<'_> {
         for span_event in span.events.iter().filter(|e| e.name == EXCEPTION_EVENT) {
             put_attributes(event, &span_event.attributes);
         }
+        // A stated rate wins over the head sampler's threshold, which says the same.
         let sample_rate = put_attributes(event, &span.attributes)
             .or(scope.sample_rate)
+            .or_else(|| tracestate_sample_rate(&span.trace_state))
             .unwrap_or(DEFAULT_SAMPLE_RATE);
         put_id(event, TRACE_ID, &span.trace_id);
         put_id(event, SPAN_ID, &span.span_id);
@@ -320,6 +323,19 @@ mod tests {
         assert_eq!(ints(batch, SAMPLE_RATE), [Some(1), Some(1)]);
         let mut schema = DatasetSchema::default();
         assert_eq!(&conform_batch(batch.clone(), &mut schema).unwrap(), batch);
+    }
+
+    #[test]
+    fn a_tracestate_threshold_is_the_rate_unless_an_attribute_states_one() {
+        let mut head_sampled = span(1, None);
+        head_sampled.trace_state = "ot=th:c".into();
+        let mut stated = span(2, Some(1));
+        stated.trace_state = "ot=th:c".into();
+        stated.attributes = vec![kv("sampleRate", Value::IntValue(3))];
+        let limits = Limits::default();
+        let decoded = map(&request(Some("shop"), vec![head_sampled, stated]), &limits);
+        let batch = batch(&decoded, "shop");
+        assert_eq!(ints(batch, SAMPLE_RATE), [Some(4), Some(3)]);
     }
 
     #[test]

@@ -8,14 +8,17 @@
 //! - [`usage`]: events, bytes in and bytes stored per dataset and hour.
 //! - [`persist`]: the rules, changed at runtime over the API, kept in the object
 //!   store so they survive restarts and are shared by the nodes.
+//! - [`sampling`]: tail-based sampling of traces (rules per environment).
 //!
 //! See docs/pipeline.md.
 
+pub mod invalid;
 pub mod patterns;
 pub mod persist;
 pub mod quota;
 pub mod redact;
 pub mod rules;
+pub mod sampling;
 pub mod usage;
 
 use std::collections::HashMap;
@@ -36,6 +39,8 @@ use self::persist::RulesStore;
 use self::quota::{OverLimit, RateLimits};
 use self::redact::{HashKey, RedactError, RedactionCounts, Redactor};
 use self::rules::{EnvironmentRules, InvalidRule, PipelineRules};
+use self::sampling::rules::SamplingRules;
+use self::sampling::{KeptTraces, Sampler, SamplingError, SamplingSettings};
 use self::usage::{USAGE_DATASET, Usage, UsageRow};
 
 /// How often usage rows are written and stored bytes measured, by default.
@@ -43,6 +48,8 @@ pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a client over its storage quota is told to wait (space is freed by
 /// retention, not by time alone).
 const STORAGE_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Attempts to write the kept traces recovered at start-up before giving up.
+const START_APPEND_ATTEMPTS: usize = 50;
 
 /// Why the pipeline refused a request or a change.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +80,9 @@ pub enum PipelineError {
     /// The rules could not be read or written.
     #[error("pipeline rules storage: {0}")]
     Storage(String),
+    /// Spans could not be buffered durably for sampling.
+    #[error(transparent)]
+    Sampling(#[from] SamplingError),
 }
 
 impl PipelineError {
@@ -93,8 +103,12 @@ pub struct PipelineSettings {
     pub hash_key: Vec<u8>,
     /// How often usage rows are written and stored bytes measured.
     pub usage_interval: Duration,
+    /// Where tail sampling journals buffered spans, and its bounds.
+    pub sampling: SamplingSettings,
 }
 
+/// Directory in the data directory of the sampling journal.
+const SAMPLING_DIR: &str = "sampling";
 /// File in the data directory holding the generated hash key.
 const HASH_KEY_FILE: &str = "pipeline-hash-key";
 /// Bytes of a generated hash key (SHA-256's block is 64; 32 random bytes is the
@@ -116,6 +130,7 @@ impl PipelineSettings {
         Ok(PipelineSettings {
             hash_key,
             usage_interval: usage_interval.unwrap_or(DEFAULT_USAGE_INTERVAL),
+            sampling: SamplingSettings::in_dir(data_dir.join(SAMPLING_DIR)),
         })
     }
 }
@@ -181,6 +196,7 @@ struct PipelineMetrics {
 struct Compiled {
     rules: EnvironmentRules,
     redactor: Option<Arc<Redactor>>,
+    sampling: Option<Arc<SamplingRules>>,
 }
 
 /// The ingest pipeline of every environment.
@@ -194,6 +210,9 @@ pub struct Pipeline {
     /// One change at a time (persist, then apply).
     changing: tokio::sync::Mutex<()>,
     usage_interval: Duration,
+    sampler: Arc<Sampler>,
+    /// The decision loop, once sampling is started.
+    deciding: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -214,6 +233,8 @@ impl Pipeline {
             persisted: RulesStore::new(objects),
             changing: tokio::sync::Mutex::new(()),
             usage_interval: settings.usage_interval,
+            sampler: Arc::new(Sampler::new(settings.sampling.clone())),
+            deciding: parking_lot::Mutex::new(None),
         }
     }
 
@@ -291,9 +312,14 @@ impl Pipeline {
             Some(Arc::new(redactor))
         };
         self.limits.set(environment, Some(&rules.quota));
+        let sampling = rules.sampling.clone().map(Arc::new);
         self.environments.write().insert(
             environment.to_owned(),
-            Arc::new(Compiled { rules, redactor }),
+            Arc::new(Compiled {
+                rules,
+                redactor,
+                sampling,
+            }),
         );
         Ok(())
     }
@@ -389,6 +415,161 @@ impl Pipeline {
         Ok(redacted)
     }
 
+    /// An environment's sampling rules, when it samples.
+    fn sampling_rules(&self, environment: &str) -> Option<Arc<SamplingRules>> {
+        self.compiled(environment)?.sampling.clone()
+    }
+
+    /// Tail sampling of a request's decoded (and redacted) batches: answers the
+    /// rows to append now; the spans it buffers are durable when it returns, and
+    /// are written by the decision loop once their trace is decided kept.
+    pub async fn sample(
+        &self,
+        environment: &str,
+        batches: Vec<DatasetBatch>,
+    ) -> Result<Vec<DatasetBatch>, PipelineError> {
+        let Some(rules) = self.sampling_rules(environment) else {
+            return Ok(batches);
+        };
+        let sampler = Arc::clone(&self.sampler);
+        let environment = environment.to_owned();
+        // Journal writes and fsync: off the async runtime.
+        tokio::task::spawn_blocking(move || {
+            sampler.sample(&environment, &rules, batches, std::time::Instant::now())
+        })
+        .await
+        .map_err(|error| PipelineError::Storage(format!("sampling task failed: {error}")))?
+        .map_err(PipelineError::from)
+    }
+
+    /// Replays the sampling journal (writing the kept traces a crash left
+    /// unwritten, buffering the undecided ones again), then starts the decision
+    /// loop. Call it after [`Pipeline::load`], before the first request.
+    pub async fn start_sampling(self: &Arc<Self>, store: Arc<Store>) -> Result<(), PipelineError> {
+        let sampler = Arc::clone(&self.sampler);
+        let recovered =
+            tokio::task::spawn_blocking(move || sampler.recover(std::time::Instant::now()))
+                .await
+                .map_err(|error| {
+                    PipelineError::Storage(format!("sampling recovery failed: {error}"))
+                })??;
+        let mut recovered = Some(recovered);
+        for attempt in 0..START_APPEND_ATTEMPTS {
+            let Some(kept) = recovered.take() else { break };
+            recovered = self.write_kept(&store, kept).await;
+            if recovered.is_some() {
+                tracing::warn!(
+                    attempt,
+                    "cannot write recovered sampled traces yet; retrying"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        if recovered.is_some() {
+            return Err(PipelineError::Storage(
+                "cannot write the kept traces recovered from the sampling journal".into(),
+            ));
+        }
+        let pipeline = Arc::clone(self);
+        let handle = tokio::spawn(async move { pipeline.decide_forever(store).await });
+        if let Some(old) = self.deciding.lock().replace(handle) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Stops the decision loop (buffered traces stay in the journal, decided after
+    /// the next start).
+    pub async fn stop_sampling(&self) {
+        let handle = self.deciding.lock().take();
+        if let Some(handle) = handle {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
+    /// The decision loop: every tick, decides the due traces and writes the kept
+    /// ones; a write the store refuses (overloaded) is retried at the next tick.
+    async fn decide_forever(self: Arc<Self>, store: Arc<Store>) {
+        let mut ticks = tokio::time::interval(self.sampler.tick());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut unwritten: std::collections::VecDeque<KeptTraces> = Default::default();
+        loop {
+            ticks.tick().await;
+            while let Some(kept) = unwritten.pop_front() {
+                if let Some(left) = self.write_kept(&store, kept).await {
+                    unwritten.push_front(left);
+                    break;
+                }
+            }
+            if !unwritten.is_empty() {
+                // The store refuses writes: decide nothing more until it takes
+                // them (the buffer fills, and past twice its bounds requests are
+                // refused), so memory stays bounded.
+                continue;
+            }
+            let (pipeline, sampler) = (Arc::clone(&self), Arc::clone(&self.sampler));
+            let decided = tokio::task::spawn_blocking(move || {
+                sampler.decide_due(
+                    &|env| pipeline.sampling_rules(env),
+                    std::time::Instant::now(),
+                )
+            })
+            .await;
+            match decided {
+                Ok(Ok(kept)) if !kept.is_empty() => unwritten.push_back(kept),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "sampling decisions failed"),
+                Err(error) => tracing::warn!(%error, "sampling decision task failed"),
+            }
+            while let Some(kept) = unwritten.pop_front() {
+                if let Some(left) = self.write_kept(&store, kept).await {
+                    unwritten.push_front(left);
+                    break;
+                }
+            }
+            if unwritten.is_empty() {
+                // Only when every kept trace is written: the rewrite keeps none of them.
+                let sampler = Arc::clone(&self.sampler);
+                match tokio::task::spawn_blocking(move || sampler.compact_if_grown()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "cannot rewrite the sampling journal"),
+                    Err(error) => tracing::warn!(%error, "sampling journal rewrite task failed"),
+                }
+            }
+        }
+    }
+
+    /// Appends kept rows to the store, then records their traces as applied;
+    /// answers what is left when the store refused some rows.
+    async fn write_kept(&self, store: &Store, kept: KeptTraces) -> Option<KeptTraces> {
+        let KeptTraces { rows, traces } = kept;
+        let appends = rows.into_iter().map(|rows| async move {
+            match store
+                .append(&rows.environment, &rows.dataset, rows.batch.clone())
+                .await
+            {
+                Ok(()) => None,
+                Err(error) => {
+                    tracing::warn!(environment = %rows.environment, dataset = %rows.dataset, %error, "cannot write kept sampled spans yet");
+                    Some(rows)
+                }
+            }
+        });
+        let left: Vec<_> = futures::future::join_all(appends)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if !left.is_empty() {
+            return Some(KeptTraces { rows: left, traces });
+        }
+        if let Err(error) = self.sampler.applied(&traces) {
+            tracing::warn!(%error, "cannot record applied sampling decisions");
+        }
+        None
+    }
+
     /// Counts what a request wrote: its rows per dataset, its body bytes shared
     /// among them by rows.
     pub fn record_usage(
@@ -467,6 +648,7 @@ impl Pipeline {
             "Ingest requests refused by a quota, by environment and limit",
             self.metrics.refusals.clone(),
         );
+        self.sampler.register(registry);
     }
 }
 
@@ -489,6 +671,7 @@ mod tests {
         PipelineSettings {
             hash_key: b"a key of sixteen bytes".to_vec(),
             usage_interval: DEFAULT_USAGE_INTERVAL,
+            sampling: SamplingSettings::in_dir("sampling-is-not-started".into()),
         }
     }
 

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::invalid::InvalidRule;
+use super::invalid::invalid;
 use super::patterns::BuiltinPattern;
+use super::sampling::rules::SamplingRules;
 
 /// Longest custom regex accepted, in bytes (a guard against pathological rules).
 const MAX_REGEX_BYTES: usize = 1024;
@@ -23,7 +26,7 @@ pub struct PipelineRules {
     pub environments: BTreeMap<String, EnvironmentRules>,
 }
 
-/// One environment's rules: redaction, then quotas.
+/// One environment's rules: redaction, quotas and tail sampling.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnvironmentRules {
@@ -31,6 +34,9 @@ pub struct EnvironmentRules {
     pub redaction: Vec<RedactionRule>,
     /// Limits of the environment's ingest and storage.
     pub quota: Quota,
+    /// Tail sampling of the environment's traces (none: every span is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<SamplingRules>,
 }
 
 /// What a redaction rule does to a field it selects.
@@ -91,23 +97,6 @@ pub struct Quota {
     pub storage_bytes: Option<u64>,
 }
 
-/// A rule that cannot be used: the field at fault and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct InvalidRule {
-    /// Path of the bad field (`redaction[1].fields[0]`).
-    pub field: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidRule {
-    InvalidRule {
-        field: field.into(),
-        problem: problem.into(),
-    }
-}
-
 impl EnvironmentRules {
     /// Parses rules from JSON; a shape error names its field.
     pub fn from_json(body: &[u8]) -> Result<EnvironmentRules, InvalidRule> {
@@ -140,7 +129,11 @@ impl EnvironmentRules {
                 ));
             }
         }
-        self.quota.validate()
+        self.quota.validate()?;
+        if let Some(sampling) = &self.sampling {
+            sampling.validate("sampling")?;
+        }
+        Ok(())
     }
 }
 
@@ -351,6 +344,54 @@ mod tests {
             (r#"{"quota": {"bytes_burst": 10}}"#, "quota.bytes_burst"),
             (r#"{"quota": {"storage_bytes": -1}}"#, "quota.storage_bytes"),
             (r#"{"quotas": {}}"#, "quotas"),
+            (
+                r#"{"sampling": {"rules": [{"name": "a"}]}}"#,
+                "sampling.rules[0].sample_rate",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "sample_rate": 2}]}}"#,
+                "sampling.rules[0].sample_rate",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "sample_rate": 0}]}}"#,
+                "sampling.rules[0].sample_rate",
+            ),
+            (
+                r#"{"sampling": {"decision_wait_ms": 5000, "trace_timeout_ms": 1000, "rules": []}}"#,
+                "sampling.trace_timeout_ms",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "conditions": [{"field": "x", "op": ">", "value": "y"}]}]}}"#,
+                "sampling.rules[0].conditions[0].value",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "conditions": [{"field": "x", "op": "~"}]}]}}"#,
+                "sampling.rules[0].conditions[0].op",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "dynamic": {"key_fields": [], "target_per_second": 5}}]}}"#,
+                "sampling.rules[0].dynamic.key_fields",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "dynamic": {"key_fields": ["k"], "target_per_second": 0}}]}}"#,
+                "sampling.rules[0].dynamic.target_per_second",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "min_duration_ms": -1}]}}"#,
+                "sampling.rules[0].min_duration_ms",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true}, {"name": "a", "drop": true}]}}"#,
+                "sampling.rules[1].name",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "datasets": ["a/b"]}]}}"#,
+                "sampling.rules[0].datasets[0]",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"name": "a", "drop": true, "keep": 1}]}}"#,
+                "sampling.rules[0]",
+            ),
         ];
         for (json, field) in cases {
             let error = error_of(json);

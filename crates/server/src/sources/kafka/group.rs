@@ -3,7 +3,7 @@
 //! panel) see Quarry like any other consumer.
 //!
 //! The group's offsets are only ever written, never read: the store's
-//! positions are the truth (see [`super::partition`]). Commits are a
+//! positions are the truth (see the partition consumer). Commits are a
 //! "simple consumer" commit (generation -1, no member), which brokers accept
 //! for a group with no active members. rskafka has no group API, so the two
 //! requests are encoded by kafka-protocol over one plain connection.
