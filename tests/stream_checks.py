@@ -1,5 +1,6 @@
 """Checks shared by the stream-source tests (test_kafka.py, test_mqtt.py): row
-counts of a dataset, bounded waits for a condition, and the stored message ids."""
+counts of a dataset, bounded waits for a condition, the stored message ids, and
+OTLP messages as the Collector writes them."""
 
 from __future__ import annotations
 
@@ -45,3 +46,31 @@ def wait_for_count(server, dataset: str, expected: int) -> None:
 def stored_ids(server, dataset: str) -> list[str]:
     """The `msg_id` of every row of `dataset`, sorted."""
     return [r["msg_id"] for r in server.rows(f'SELECT msg_id FROM "{dataset}" ORDER BY msg_id')]
+
+
+def otlp_spans(service: str, names: list[str], trace: int) -> bytes:
+    """An ExportTraceServiceRequest in protobuf, as the Collector's kafka exporter
+    writes one (encoding `otlp_proto`, one request per message)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    attribute = resource_spans.resource.attributes.add()
+    attribute.key = "service.name"
+    attribute.value.string_value = service
+    scope_spans = resource_spans.scope_spans.add()
+    scope_spans.scope.name = "io.opentelemetry.test"
+    start = time.time_ns()
+    for n, name in enumerate(names):
+        span = scope_spans.spans.add()
+        span.trace_id = trace.to_bytes(16, "big")
+        span.span_id = (trace * 100 + n + 1).to_bytes(8, "big")
+        span.name = name
+        span.start_time_unix_nano = start + n
+        span.end_time_unix_nano = start + n + 5_000_000
+        attr = span.attributes.add()
+        attr.key = "span.n"
+        attr.value.int_value = n
+    return request.SerializeToString()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -22,7 +21,7 @@ import requests
 
 from harness import HTTP_TIMEOUT_S, default_binary, to_toml
 from kafka_broker import Tansu, tansu_binary
-from stream_checks import DEAD, count, stored_ids, wait_for, wait_for_count
+from stream_checks import DEAD, count, otlp_spans, stored_ids, wait_for, wait_for_count
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
@@ -110,33 +109,6 @@ def events_on_partitions(total: int, dataset: str = "orders") -> list[tuple[int,
 
 
 
-
-def otlp_spans(service: str, names: list[str], trace: int) -> bytes:
-    """An ExportTraceServiceRequest in protobuf, as the Collector's kafka exporter
-    writes one (encoding `otlp_proto`, one request per message)."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
-    request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    attribute = resource_spans.resource.attributes.add()
-    attribute.key = "service.name"
-    attribute.value.string_value = service
-    scope_spans = resource_spans.scope_spans.add()
-    scope_spans.scope.name = "io.opentelemetry.test"
-    start = time.time_ns()
-    for n, name in enumerate(names):
-        span = scope_spans.spans.add()
-        span.trace_id = trace.to_bytes(16, "big")
-        span.span_id = (trace * 100 + n + 1).to_bytes(8, "big")
-        span.name = name
-        span.start_time_unix_nano = start + n
-        span.end_time_unix_nano = start + n + 5_000_000
-        attr = span.attributes.add()
-        attr.key = "span.n"
-        attr.value.int_value = n
-    return request.SerializeToString()
 
 
 def committed(broker: Tansu, group: str, topic: str) -> list[int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -21,7 +20,7 @@ import requests
 
 from harness import default_binary, to_toml
 from mqtt_broker import Mosquitto, mosquitto_binary
-from stream_checks import DEAD, WAIT_S, count, stored_ids, wait_for, wait_for_count
+from stream_checks import DEAD, WAIT_S, count, otlp_spans, stored_ids, wait_for, wait_for_count
 
 pytestmark = pytest.mark.skipif(
     mosquitto_binary() is None,
@@ -270,28 +269,6 @@ def test_quarry_load_drives_the_mqtt_path(quarry, broker):
     assert DEAD not in server.datasets()
 
 
-def otlp_spans(service: str, names: list[str]) -> bytes:
-    """An OTLP/protobuf ExportTraceServiceRequest, as the Collector writes it."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
-    request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    attribute = resource_spans.resource.attributes.add()
-    attribute.key = "service.name"
-    attribute.value.string_value = service
-    scope_spans = resource_spans.scope_spans.add()
-    start = time.time_ns()
-    for n, name in enumerate(names):
-        span = scope_spans.spans.add()
-        span.trace_id = bytes([1] * 15 + [n + 1])
-        span.span_id = bytes([2] * 7 + [n + 1])
-        span.name = name
-        span.start_time_unix_nano = start + n
-        span.end_time_unix_nano = start + n + 5_000_000
-    return request.SerializeToString()
-
 
 def test_otlp_messages_take_their_service_dataset_and_a_wrong_format_is_dead_lettered(
     quarry, broker
@@ -309,9 +286,9 @@ def test_otlp_messages_take_their_service_dataset_and_a_wrong_format_is_dead_let
     publish(
         broker,
         [
-            ("otel/spans", otlp_spans("checkout", ["GET /cart", "SELECT"])),
+            ("otel/spans", otlp_spans("checkout", ["GET /cart", "SELECT"], 1)),
             ("otel/spans", wrong_format),
-            ("otel/spans", otlp_spans("payments", ["charge"])),
+            ("otel/spans", otlp_spans("payments", ["charge"], 2)),
         ],
     )
     wait_for_count(server, "checkout", 2)

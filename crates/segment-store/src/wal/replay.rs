@@ -231,6 +231,22 @@ mod tests {
         encode_positions(&positions).unwrap()
     }
 
+    /// Replays `dir` with nothing sealed: the applied entries' sequence numbers.
+    fn replayed_seqs(dir: &Path) -> (Vec<u64>, ReplayOutcome) {
+        let mut seen = Vec::new();
+        let outcome = replay(
+            dir,
+            |_| 0,
+            &mut WalIndex::default(),
+            |entry| {
+                seen.push(entry.seq);
+                Ok(())
+            },
+        )
+        .unwrap();
+        (seen, outcome)
+    }
+
     #[test]
     fn a_transaction_counts_only_with_its_positions_frame() {
         let dir = tempfile::tempdir().unwrap();
@@ -250,17 +266,7 @@ mod tests {
         ];
         let tail = [held(4, "a"), held(5, "b")].concat();
         write_file(dir.path(), 2, &committed, &tail);
-        let mut seen = Vec::new();
-        let outcome = replay(
-            dir.path(),
-            |_| 0,
-            &mut WalIndex::default(),
-            |entry| {
-                seen.push(entry.seq);
-                Ok(())
-            },
-        )
-        .unwrap();
+        let (seen, outcome) = replayed_seqs(dir.path());
         assert_eq!(seen, vec![1, 2, 3]);
         assert_eq!(
             outcome.positions,
@@ -282,17 +288,7 @@ mod tests {
             &[frame(1, "a"), held(2, "a")],
             &closing[..closing.len() - 1],
         );
-        let mut seen = Vec::new();
-        let outcome = replay(
-            dir.path(),
-            |_| 0,
-            &mut WalIndex::default(),
-            |entry| {
-                seen.push(entry.seq);
-                Ok(())
-            },
-        )
-        .unwrap();
+        let (seen, outcome) = replayed_seqs(dir.path());
         assert_eq!(seen, vec![1]);
         assert!(outcome.positions.is_empty());
         let len = std::fs::metadata(file_path(dir.path(), 1)).unwrap().len();
