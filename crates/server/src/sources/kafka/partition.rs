@@ -80,10 +80,19 @@ impl PartitionConsumer {
             match step {
                 Ok(()) => wait = RETRY_FIRST,
                 Err(Step::Stopped) => return,
-                Err(Step::Broker(error)) => {
-                    self.reporter.connected(false);
-                    self.reporter.error("connection", &error);
-                    tracing::warn!(source = self.reporter.name(), topic = self.topic, partition = self.partition, %error, "a Kafka call failed; retrying");
+                Err(failed) => {
+                    match failed {
+                        Step::Broker(error) => {
+                            self.reporter.connected(false);
+                            self.reporter.error("connection", &error);
+                            tracing::warn!(source = self.reporter.name(), topic = self.topic, partition = self.partition, %error, "a Kafka call failed; retrying");
+                        }
+                        Step::Store(error) => {
+                            self.reporter.error("store", &error);
+                            tracing::warn!(source = self.reporter.name(), topic = self.topic, partition = self.partition, %error, "writing a Kafka fetch failed; fetching it again");
+                        }
+                        Step::Stopped => return,
+                    }
                     if self.deliverer.sleep(wait).await.is_err() {
                         return;
                     }
@@ -170,7 +179,7 @@ impl PartitionConsumer {
                 record,
             )
             .await
-            .map_err(|error| Step::Broker(format!("preparing a message: {error}")))?;
+            .map_err(|error| Step::Store(format!("preparing a message: {error}")))?;
             parts.push(prepared);
         }
         self.write(key, parts, last + 1).await?;
@@ -216,7 +225,7 @@ impl PartitionConsumer {
                         .deliver_transaction(&self.shape.environment, &[], &positions)
                         .await?;
                     if let Delivered::Refused(reason) = skipped {
-                        return Err(Step::Broker(format!("committing an offset: {reason}")));
+                        return Err(Step::Store(format!("committing an offset: {reason}")));
                     }
                 }
             }
@@ -285,6 +294,8 @@ enum Step {
     Stopped,
     /// A broker call failed (retried after a wait).
     Broker(String),
+    /// Preparing or writing the fetch failed (it is fetched again after a wait).
+    Store(String),
 }
 
 impl From<Stopped> for Step {
